@@ -1,0 +1,157 @@
+//! AWS SDK clients built from the standard AWS environment (`AWS_REGION`, credentials,
+//! `AWS_ENDPOINT_URL[_SERVICE]`). Nothing here knows about emulators except one fact: S3 needs
+//! path-style addressing when its endpoint is overridden.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_sqs::error::ProvideErrorMetadata;
+
+/// The clients every service uses, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AwsClients {
+    /// S3, path-style when the endpoint is overridden.
+    pub s3: aws_sdk_s3::Client,
+    /// SQS.
+    pub sqs: aws_sdk_sqs::Client,
+    /// DynamoDB.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// MediaConvert (the regional endpoint, or `AWS_ENDPOINT_URL_MEDIACONVERT`).
+    pub mediaconvert: aws_sdk_mediaconvert::Client,
+}
+
+impl AwsClients {
+    /// Loads the standard AWS configuration chain from the environment.
+    pub async fn from_env() -> Self {
+        let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        let s3_overridden = sdk.endpoint_url().is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some_and(|v| !v.is_empty());
+        Self::from_config(&sdk, s3_overridden, None)
+    }
+
+    /// Builds clients from an explicit configuration; `mediaconvert_endpoint` overrides the
+    /// MediaConvert endpoint alone (the local stand-in listens apart from the AWS emulator).
+    pub fn from_config(
+        sdk: &SdkConfig,
+        s3_path_style: bool,
+        mediaconvert_endpoint: Option<&str>,
+    ) -> Self {
+        let s3 = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(s3_path_style)
+            .build();
+        let mut mediaconvert = aws_sdk_mediaconvert::config::Builder::from(sdk);
+        if let Some(endpoint) = mediaconvert_endpoint {
+            mediaconvert = mediaconvert.endpoint_url(endpoint);
+        }
+        Self {
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            mediaconvert: aws_sdk_mediaconvert::Client::from_conf(mediaconvert.build()),
+        }
+    }
+}
+
+/// A queue could not be resolved to a URL.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot resolve queue `{queue}`: {message}")]
+pub struct QueueResolveError {
+    /// The queue name as configured.
+    pub queue: String,
+    /// The service's message.
+    pub message: String,
+    /// The SDK error.
+    #[source]
+    pub source: aws_sdk_sqs::error::SdkError<
+        aws_sdk_sqs::operation::get_queue_url::GetQueueUrlError,
+        aws_smithy_runtime_api::http::Response,
+    >,
+}
+
+/// Turns a configured queue (a name or a URL) into a URL.
+pub async fn queue_url(
+    sqs: &aws_sdk_sqs::Client,
+    name_or_url: &str,
+) -> Result<String, QueueResolveError> {
+    if name_or_url.starts_with("http://") || name_or_url.starts_with("https://") {
+        return Ok(name_or_url.to_string());
+    }
+    match sqs.get_queue_url().queue_name(name_or_url).send().await {
+        Ok(out) => Ok(out.queue_url().unwrap_or_default().to_string()),
+        Err(source) => Err(QueueResolveError {
+            queue: name_or_url.to_string(),
+            message: source
+                .as_service_error()
+                .and_then(|e| e.message())
+                .unwrap_or("request failed")
+                .to_string(),
+            source,
+        }),
+    }
+}
+
+/// True for SDK errors worth leaving for redelivery: throttling, 5xx, timeouts, I/O.
+pub fn is_transient<E, R>(error: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+    R: HasStatus,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    match error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status_code();
+            let code = service.err().code().unwrap_or_default();
+            status >= 500
+                || status == 429
+                || code.contains("Throttl")
+                || code == "RequestLimitExceeded"
+                || code == "ProvisionedThroughputExceededException"
+                || code == "SlowDown"
+                || code == "InternalError"
+                || code == "ServiceUnavailable"
+        }
+        _ => false,
+    }
+}
+
+/// The HTTP status of a raw response, so [`is_transient`] works for every client.
+pub trait HasStatus {
+    /// The status code.
+    fn status_code(&self) -> u16;
+}
+
+impl HasStatus for aws_smithy_runtime_api::http::Response {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+/// The error code and message of an SDK error, for logs and job records.
+pub fn describe<E, R>(error: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    match error {
+        SdkError::ServiceError(service) => {
+            let err = service.err();
+            match (err.code(), err.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => code.to_string(),
+                _ => err.to_string(),
+            }
+        }
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
+    }
+}

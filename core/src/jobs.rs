@@ -1,0 +1,734 @@
+//! The job table in DynamoDB: one item per video (`sk = "job"`) and one marker per counted batch
+//! (`sk = "batch#NNNNNN"`), both under `pk = <video id>`.
+//!
+//! Status only moves forward, through conditional writes. Counting is exactly once under
+//! at-least-once delivery: a batch result is one transaction that puts the batch marker
+//! (`attribute_not_exists`) and adds to the counters, so a redelivered batch is refused as
+//! "already counted". The job completes when `done_frames = total_frames`, a comparison
+//! DynamoDB can evaluate (it has no arithmetic in conditions, hence the extra `done_frames`).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::Client;
+use serde::{Deserialize, Serialize};
+
+use crate::aws::{describe, is_transient};
+use crate::video::VideoId;
+
+/// Sort key of the job item.
+const JOB_SK: &str = "job";
+/// Markers outlive any redelivery by far; DynamoDB's TTL removes them after this.
+const MARKER_TTL_SECS: i64 = 30 * 24 * 3600;
+
+/// Where a job is. The order is the only order transitions may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    /// Registered from an upload; no MediaConvert job yet.
+    Registered,
+    /// MediaConvert is capturing frames.
+    Capturing,
+    /// Frames are fanned out; workers are counting.
+    Processing,
+    /// Every frame is counted (processed or failed); the manifest is written.
+    Complete,
+    /// The job cannot finish; `last_error` says why.
+    Failed,
+}
+
+impl JobStatus {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registered => "REGISTERED",
+            Self::Capturing => "CAPTURING",
+            Self::Processing => "PROCESSING",
+            Self::Complete => "COMPLETE",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "REGISTERED" => Self::Registered,
+            "CAPTURING" => Self::Capturing,
+            "PROCESSING" => Self::Processing,
+            "COMPLETE" => Self::Complete,
+            "FAILED" => Self::Failed,
+            _ => return None,
+        })
+    }
+
+    /// True for COMPLETE and FAILED.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Complete | Self::Failed)
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The video id (partition key).
+    pub video_id: VideoId,
+    /// Current status.
+    pub status: JobStatus,
+    /// Bucket of the uploaded video.
+    pub source_bucket: String,
+    /// Key of the uploaded video (decoded).
+    pub source_key: String,
+    /// eTag of the uploaded video.
+    pub source_etag: String,
+    /// Size of the upload in bytes.
+    pub source_size: u64,
+    /// MediaConvert job id, once created.
+    pub mediaconvert_job_id: Option<String>,
+    /// Capture rate as `numerator/denominator`.
+    pub capture_rate: Option<String>,
+    /// Frames MediaConvert captured.
+    pub total_frames: Option<u64>,
+    /// Frames turned into edge maps.
+    pub processed_frames: u64,
+    /// Frames that could not be processed (reasons in the batch markers and the manifest).
+    pub failed_frames: u64,
+    /// Batches fanned out.
+    pub batches: Option<u64>,
+    /// True once every batch message is on the frames queue.
+    pub fanned_out: bool,
+    /// MediaConvert's last reported progress, percent.
+    pub capture_progress: Option<u64>,
+    /// Key of the manifest, once written.
+    pub manifest_key: Option<String>,
+    /// The last error, for FAILED jobs.
+    pub last_error: Option<String>,
+    /// RFC 3339 timestamps.
+    pub created_at: String,
+    /// When the record last changed.
+    pub updated_at: String,
+    /// When frame capture started.
+    pub capture_started_at: Option<String>,
+    /// When fan-out started.
+    pub processing_started_at: Option<String>,
+    /// When the job reached COMPLETE or FAILED.
+    pub finished_at: Option<String>,
+}
+
+impl JobRecord {
+    /// A new record for an upload.
+    pub fn new(video_id: VideoId, bucket: &str, key: &str, etag: &str, size: u64) -> Self {
+        let now = now_rfc3339();
+        Self {
+            video_id,
+            status: JobStatus::Registered,
+            source_bucket: bucket.to_string(),
+            source_key: key.to_string(),
+            source_etag: etag.trim_matches('"').to_string(),
+            source_size: size,
+            mediaconvert_job_id: None,
+            capture_rate: None,
+            total_frames: None,
+            processed_frames: 0,
+            failed_frames: 0,
+            batches: None,
+            fanned_out: false,
+            capture_progress: None,
+            manifest_key: None,
+            last_error: None,
+            created_at: now.clone(),
+            updated_at: now,
+            capture_started_at: None,
+            processing_started_at: None,
+            finished_at: None,
+        }
+    }
+}
+
+/// One frame that could not be processed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedFrame {
+    /// The frame key in the frames bucket.
+    pub key: String,
+    /// Why it failed.
+    pub reason: String,
+}
+
+/// What a worker reports for one batch.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BatchOutcome {
+    /// Frames turned into edge maps.
+    pub processed: u64,
+    /// Frames that failed, with reasons.
+    pub failed: Vec<FailedFrame>,
+}
+
+/// Result of registering an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// A new job was created.
+    Created,
+    /// The job already existed (duplicate notification).
+    Existing,
+}
+
+/// Result of counting a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counting {
+    /// The batch was counted now.
+    Counted,
+    /// The batch had been counted before (redelivery).
+    AlreadyCounted,
+}
+
+/// Result of a conditional status transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// This call moved the job.
+    Applied,
+    /// The job was not in a state that allows it (already moved, or elsewhere).
+    NotApplicable,
+}
+
+/// A job table operation failed.
+#[derive(Debug, thiserror::Error)]
+#[error("job table `{table}`: {operation} for `{video_id}`: {message}")]
+pub struct JobTableError {
+    /// The table.
+    pub table: String,
+    /// The operation, e.g. `register`.
+    pub operation: &'static str,
+    /// The job.
+    pub video_id: String,
+    /// Code and message.
+    pub message: String,
+    /// True when retrying later may succeed (throttling, 5xx, timeouts).
+    pub retryable: bool,
+    /// The SDK error.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl JobTableError {
+    /// True when the caller should leave its message for redelivery.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+}
+
+/// The job table.
+#[derive(Debug, Clone)]
+pub struct JobTable {
+    client: Client,
+    table: String,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl fmt::Display) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// Now as RFC 3339 (UTC).
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn status_names() -> HashMap<String, String> {
+    HashMap::from([("#status".to_string(), "status".to_string())])
+}
+
+impl JobTable {
+    /// The table `table` through `client`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The table name.
+    pub fn name(&self) -> &str {
+        &self.table
+    }
+
+    fn key(video_id: &VideoId, sk: &str) -> Item {
+        HashMap::from([
+            ("pk".to_string(), s(video_id.as_str())),
+            ("sk".to_string(), s(sk)),
+        ])
+    }
+
+    fn error<E, R>(
+        &self,
+        operation: &'static str,
+        video_id: &VideoId,
+        error: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+    ) -> JobTableError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+        R: crate::aws::HasStatus,
+    {
+        JobTableError {
+            table: self.table.clone(),
+            operation,
+            video_id: video_id.to_string(),
+            message: describe(&error),
+            retryable: is_transient(&error),
+            source: Some(Box::new(error)),
+        }
+    }
+
+    /// Creates the job unless it exists: a duplicate notification is a no-op.
+    pub async fn register(&self, record: &JobRecord) -> Result<Registration, JobTableError> {
+        let mut item = Self::key(&record.video_id, JOB_SK);
+        item.insert("video_id".into(), s(record.video_id.as_str()));
+        item.insert("status".into(), s(record.status.as_str()));
+        item.insert("source_bucket".into(), s(&record.source_bucket));
+        item.insert("source_key".into(), s(&record.source_key));
+        item.insert("source_etag".into(), s(&record.source_etag));
+        item.insert("source_size".into(), n(record.source_size));
+        item.insert("processed_frames".into(), n(0));
+        item.insert("failed_frames".into(), n(0));
+        item.insert("done_frames".into(), n(0));
+        item.insert("created_at".into(), s(&record.created_at));
+        item.insert("updated_at".into(), s(&record.updated_at));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Registration::Created),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Registration::Existing)
+            }
+            Err(error) => Err(self.error("register", &record.video_id, error)),
+        }
+    }
+
+    /// Reads a job (strongly consistent).
+    pub async fn get(&self, video_id: &VideoId) -> Result<Option<JobRecord>, JobTableError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(video_id, JOB_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error("get", video_id, e))?;
+        Ok(out.item().map(record_from_item))
+    }
+
+    async fn transition(
+        &self,
+        operation: &'static str,
+        video_id: &VideoId,
+        from: &[JobStatus],
+        set: Vec<(&str, AttributeValue)>,
+        extra_condition: Option<&str>,
+    ) -> Result<Transition, JobTableError> {
+        let mut names = status_names();
+        let mut values: Item = HashMap::new();
+        let mut sets = vec!["updated_at = :now".to_string()];
+        values.insert(":now".into(), s(now_rfc3339()));
+        for (i, (field, value)) in set.into_iter().enumerate() {
+            let name = format!("#f{i}");
+            let placeholder = format!(":v{i}");
+            sets.push(format!("{name} = {placeholder}"));
+            names.insert(name, field.to_string());
+            values.insert(placeholder, value);
+        }
+        let allowed: Vec<String> = from
+            .iter()
+            .enumerate()
+            .map(|(i, status)| {
+                let placeholder = format!(":from{i}");
+                values.insert(placeholder.clone(), s(status.as_str()));
+                placeholder
+            })
+            .collect();
+        let mut condition = format!("#status IN ({})", allowed.join(", "));
+        if let Some(extra) = extra_condition {
+            condition = format!("{condition} AND ({extra})");
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(video_id, JOB_SK)))
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Transition::Applied),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Transition::NotApplicable)
+            }
+            Err(error) => Err(self.error(operation, video_id, error)),
+        }
+    }
+
+    /// REGISTERED → CAPTURING with the MediaConvert job id and the capture rate.
+    pub async fn start_capture(
+        &self,
+        video_id: &VideoId,
+        mediaconvert_job_id: &str,
+        capture_rate: &str,
+    ) -> Result<Transition, JobTableError> {
+        self.transition(
+            "start_capture",
+            video_id,
+            &[JobStatus::Registered],
+            vec![
+                ("status", s(JobStatus::Capturing.as_str())),
+                ("mediaconvert_job_id", s(mediaconvert_job_id)),
+                ("capture_rate", s(capture_rate)),
+                ("capture_started_at", s(now_rfc3339())),
+            ],
+            None,
+        )
+        .await
+    }
+
+    /// Records MediaConvert's progress while capturing.
+    pub async fn record_capture_progress(
+        &self,
+        video_id: &VideoId,
+        percent: u64,
+    ) -> Result<Transition, JobTableError> {
+        self.transition(
+            "record_capture_progress",
+            video_id,
+            &[JobStatus::Capturing],
+            vec![("capture_progress", n(percent.min(100)))],
+            None,
+        )
+        .await
+    }
+
+    /// CAPTURING (or REGISTERED, when events overtake the create call) → PROCESSING with the
+    /// frame total and the number of batches.
+    pub async fn start_processing(
+        &self,
+        video_id: &VideoId,
+        total_frames: u64,
+        batches: u64,
+    ) -> Result<Transition, JobTableError> {
+        self.transition(
+            "start_processing",
+            video_id,
+            &[JobStatus::Registered, JobStatus::Capturing],
+            vec![
+                ("status", s(JobStatus::Processing.as_str())),
+                ("total_frames", n(total_frames)),
+                ("batches", n(batches)),
+                ("capture_progress", n(100)),
+                ("processing_started_at", s(now_rfc3339())),
+            ],
+            None,
+        )
+        .await
+    }
+
+    /// Notes that every batch is on the queue, so a duplicate COMPLETE event sends nothing.
+    pub async fn mark_fanned_out(&self, video_id: &VideoId) -> Result<Transition, JobTableError> {
+        self.transition(
+            "mark_fanned_out",
+            video_id,
+            &[JobStatus::Processing, JobStatus::Complete],
+            vec![("fanned_out", AttributeValue::Bool(true))],
+            None,
+        )
+        .await
+    }
+
+    /// Any non-final status → FAILED with `error`.
+    pub async fn fail(&self, video_id: &VideoId, error: &str) -> Result<Transition, JobTableError> {
+        self.transition(
+            "fail",
+            video_id,
+            &[
+                JobStatus::Registered,
+                JobStatus::Capturing,
+                JobStatus::Processing,
+            ],
+            vec![
+                ("status", s(JobStatus::Failed.as_str())),
+                ("last_error", s(error)),
+                ("finished_at", s(now_rfc3339())),
+            ],
+            None,
+        )
+        .await
+    }
+
+    /// Counts one batch exactly once: the marker and the counters in one transaction.
+    pub async fn count_batch(
+        &self,
+        video_id: &VideoId,
+        batch_index: u32,
+        outcome: &BatchOutcome,
+    ) -> Result<Counting, JobTableError> {
+        let failed = outcome.failed.len() as u64;
+        let mut marker = Self::key(video_id, &format!("batch#{batch_index:06}"));
+        marker.insert("processed_frames".into(), n(outcome.processed));
+        marker.insert("failed_frames".into(), n(failed));
+        marker.insert("counted_at".into(), s(now_rfc3339()));
+        marker.insert(
+            "expires_at".into(),
+            n(time::OffsetDateTime::now_utc().unix_timestamp() + MARKER_TTL_SECS),
+        );
+        if !outcome.failed.is_empty() {
+            let failures = outcome
+                .failed
+                .iter()
+                .map(|f| {
+                    AttributeValue::M(HashMap::from([
+                        ("key".to_string(), s(&f.key)),
+                        ("reason".to_string(), s(&f.reason)),
+                    ]))
+                })
+                .collect();
+            marker.insert("failures".into(), AttributeValue::L(failures));
+        }
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(marker))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| self.build_error("count_batch", video_id, e))?;
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(video_id, JOB_SK)))
+            .update_expression("ADD #processed :p, #failed :f, #done :d SET updated_at = :now")
+            .condition_expression("attribute_exists(pk)")
+            .set_expression_attribute_names(Some(HashMap::from([
+                ("#processed".to_string(), "processed_frames".to_string()),
+                ("#failed".to_string(), "failed_frames".to_string()),
+                ("#done".to_string(), "done_frames".to_string()),
+            ])))
+            .set_expression_attribute_values(Some(HashMap::from([
+                (":p".to_string(), n(outcome.processed)),
+                (":f".to_string(), n(failed)),
+                (":d".to_string(), n(outcome.processed + failed)),
+                (":now".to_string(), s(now_rfc3339())),
+            ])))
+            .build()
+            .map_err(|e| self.build_error("count_batch", video_id, e))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Counting::Counted),
+            Err(error) => {
+                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+                let marker_exists = matches!(
+                    error.as_service_error(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(t))
+                        if t.cancellation_reasons()
+                            .first()
+                            .and_then(|r| r.code())
+                            .is_some_and(|code| code == "ConditionalCheckFailed")
+                );
+                if marker_exists {
+                    Ok(Counting::AlreadyCounted)
+                } else {
+                    Err(self.error("count_batch", video_id, error))
+                }
+            }
+        }
+    }
+
+    fn build_error(
+        &self,
+        operation: &'static str,
+        video_id: &VideoId,
+        error: aws_sdk_dynamodb::error::BuildError,
+    ) -> JobTableError {
+        JobTableError {
+            table: self.table.clone(),
+            operation,
+            video_id: video_id.to_string(),
+            message: error.to_string(),
+            retryable: false,
+            source: Some(Box::new(error)),
+        }
+    }
+
+    /// PROCESSING → COMPLETE when every frame is counted. Exactly one caller gets `Applied`.
+    pub async fn try_complete(&self, video_id: &VideoId) -> Result<Transition, JobTableError> {
+        self.transition(
+            "try_complete",
+            video_id,
+            &[JobStatus::Processing],
+            vec![
+                ("status", s(JobStatus::Complete.as_str())),
+                ("finished_at", s(now_rfc3339())),
+            ],
+            Some("done_frames = total_frames"),
+        )
+        .await
+    }
+
+    /// Records where the manifest of a COMPLETE job is.
+    pub async fn set_manifest(
+        &self,
+        video_id: &VideoId,
+        manifest_key: &str,
+    ) -> Result<Transition, JobTableError> {
+        self.transition(
+            "set_manifest",
+            video_id,
+            &[JobStatus::Complete],
+            vec![("manifest_key", s(manifest_key))],
+            None,
+        )
+        .await
+    }
+
+    /// Every failed frame recorded in the batch markers, in batch order.
+    pub async fn failed_frames(
+        &self,
+        video_id: &VideoId,
+    ) -> Result<Vec<FailedFrame>, JobTableError> {
+        let mut failed = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :batch)")
+            .filter_expression("failed_frames > :zero")
+            .expression_attribute_values(":pk", s(video_id.as_str()))
+            .expression_attribute_values(":batch", s("batch#"))
+            .expression_attribute_values(":zero", n(0))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| self.error("failed_frames", video_id, e))?;
+            if let Some(AttributeValue::L(list)) = item.get("failures") {
+                for entry in list {
+                    if let AttributeValue::M(map) = entry {
+                        failed.push(FailedFrame {
+                            key: get_s(map, "key").unwrap_or_default(),
+                            reason: get_s(map, "reason").unwrap_or_default(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(failed)
+    }
+}
+
+fn get_s(item: &Item, field: &str) -> Option<String> {
+    item.get(field)
+        .and_then(|v| v.as_s().ok())
+        .map(ToString::to_string)
+}
+
+fn get_n(item: &Item, field: &str) -> Option<u64> {
+    item.get(field)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn record_from_item(item: &Item) -> JobRecord {
+    JobRecord {
+        video_id: VideoId::from_raw(get_s(item, "pk").unwrap_or_default()),
+        status: get_s(item, "status")
+            .and_then(|s| JobStatus::parse(&s))
+            .unwrap_or(JobStatus::Registered),
+        source_bucket: get_s(item, "source_bucket").unwrap_or_default(),
+        source_key: get_s(item, "source_key").unwrap_or_default(),
+        source_etag: get_s(item, "source_etag").unwrap_or_default(),
+        source_size: get_n(item, "source_size").unwrap_or_default(),
+        mediaconvert_job_id: get_s(item, "mediaconvert_job_id"),
+        capture_rate: get_s(item, "capture_rate"),
+        total_frames: get_n(item, "total_frames"),
+        processed_frames: get_n(item, "processed_frames").unwrap_or_default(),
+        failed_frames: get_n(item, "failed_frames").unwrap_or_default(),
+        batches: get_n(item, "batches"),
+        fanned_out: item
+            .get("fanned_out")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
+        capture_progress: get_n(item, "capture_progress"),
+        manifest_key: get_s(item, "manifest_key"),
+        last_error: get_s(item, "last_error"),
+        created_at: get_s(item, "created_at").unwrap_or_default(),
+        updated_at: get_s(item, "updated_at").unwrap_or_default(),
+        capture_started_at: get_s(item, "capture_started_at"),
+        processing_started_at: get_s(item, "processing_started_at"),
+        finished_at: get_s(item, "finished_at"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips() {
+        for status in [
+            JobStatus::Registered,
+            JobStatus::Capturing,
+            JobStatus::Processing,
+            JobStatus::Complete,
+            JobStatus::Failed,
+        ] {
+            assert_eq!(JobStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(JobStatus::parse("DONE"), None);
+    }
+
+    #[test]
+    fn record_reads_back_from_item() {
+        let mut item = JobTable::key(&VideoId::from_raw("v-1"), JOB_SK);
+        item.insert("status".into(), s("PROCESSING"));
+        item.insert("total_frames".into(), n(10));
+        item.insert("processed_frames".into(), n(4));
+        item.insert("fanned_out".into(), AttributeValue::Bool(true));
+        let record = record_from_item(&item);
+        assert_eq!(record.video_id.as_str(), "v-1");
+        assert_eq!(record.status, JobStatus::Processing);
+        assert_eq!(record.total_frames, Some(10));
+        assert_eq!(record.processed_frames, 4);
+        assert!(record.fanned_out);
+    }
+}

@@ -1,0 +1,24 @@
+//! The vocabulary every framefleet service shares.
+//!
+//! - [`config`]: layered settings (defaults → optional file → `FRAMEFLEET__…` environment) and the
+//!   resource names every service agrees on.
+//! - [`telemetry`]: one `init` for the env filter and JSON logs.
+//! - [`aws`]: SDK clients built from the standard AWS environment, with emulator quirks handled.
+//! - [`video`]: the deterministic, readable video id.
+//! - [`frames`]: MediaConvert's frame naming contract.
+//! - [`message`]: the frame batch message the dispatcher sends and the workers consume.
+//! - [`jobs`]: the DynamoDB job table: registration, forward-only status, exactly-once counting.
+//! - [`queue`]: small SQS helpers shared by the consumers (receive, delete, heartbeat).
+//! - [`health`]: heartbeat files behind the `healthcheck` subcommands.
+//! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token.
+
+pub mod aws;
+pub mod config;
+pub mod frames;
+pub mod health;
+pub mod jobs;
+pub mod message;
+pub mod queue;
+pub mod shutdown;
+pub mod telemetry;
+pub mod video;

@@ -1,0 +1,162 @@
+//! The frame batch: the unit of work the dispatcher fans out and a worker counts once.
+
+use framefleet_edge::EdgeParams;
+use serde::{Deserialize, Serialize};
+
+use crate::video::VideoId;
+
+/// SQS limit on emulators and older accounts; AWS allows 1 MiB now, we stay under the older one.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Version of the message schema, so a worker can refuse a message it does not understand.
+pub const FRAME_BATCH_VERSION: u32 = 1;
+
+/// A batch of captured frames of one video, to be turned into edge maps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameBatch {
+    /// Schema version, [`FRAME_BATCH_VERSION`].
+    pub version: u32,
+    /// The job the frames belong to.
+    pub video_id: VideoId,
+    /// Position of this batch in the fan-out; with the video id it names the batch marker.
+    pub batch_index: u32,
+    /// Bucket holding the captured frames.
+    pub frames_bucket: String,
+    /// Keys of the frames, in index order.
+    pub frame_keys: Vec<String>,
+    /// How to turn each frame into an edge map (the same for the whole video).
+    pub params: EdgeParams,
+}
+
+/// A message body that is not a frame batch this worker understands.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    /// Not JSON, or not shaped like a frame batch.
+    #[error("not a frame batch: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// A newer schema than this worker knows.
+    #[error("frame batch version {0} is not supported (this worker knows {FRAME_BATCH_VERSION})")]
+    Version(u32),
+    /// A batch with nothing in it.
+    #[error("frame batch {0} names no frames")]
+    Empty(u32),
+}
+
+impl FrameBatch {
+    /// Parses and checks a message body.
+    pub fn parse(body: &str) -> Result<Self, MessageError> {
+        let batch: Self = serde_json::from_str(body)?;
+        if batch.version != FRAME_BATCH_VERSION {
+            return Err(MessageError::Version(batch.version));
+        }
+        if batch.frame_keys.is_empty() {
+            return Err(MessageError::Empty(batch.batch_index));
+        }
+        Ok(batch)
+    }
+
+    /// The message body.
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).expect("a frame batch always serialises")
+    }
+}
+
+/// Splits `keys` into batches of at most `batch_size` frames whose bodies stay under
+/// [`MAX_MESSAGE_BYTES`] (long keys shrink a batch rather than break the limit).
+pub fn plan_batches(
+    video_id: &VideoId,
+    frames_bucket: &str,
+    keys: Vec<String>,
+    batch_size: usize,
+    params: &EdgeParams,
+) -> Vec<FrameBatch> {
+    let batch_size = batch_size.max(1);
+    let empty = FrameBatch {
+        version: FRAME_BATCH_VERSION,
+        video_id: video_id.clone(),
+        batch_index: 0,
+        frames_bucket: frames_bucket.to_string(),
+        frame_keys: Vec::new(),
+        params: params.clone(),
+    };
+    // Room for the envelope plus slack for the batch index digits.
+    let overhead = empty.to_body().len() + 16;
+    let mut batches = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let mut bytes = overhead;
+    for key in keys {
+        // Quotes, comma and JSON escapes: bounded by twice the key plus three.
+        let cost = serde_json::to_string(&key).map_or(key.len() * 6, |s| s.len()) + 1;
+        if !current.is_empty() && (current.len() >= batch_size || bytes + cost > MAX_MESSAGE_BYTES)
+        {
+            batches.push(std::mem::take(&mut current));
+            bytes = overhead;
+        }
+        bytes += cost;
+        current.push(key);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+        .into_iter()
+        .enumerate()
+        .map(|(index, frame_keys)| FrameBatch {
+            batch_index: index as u32,
+            frame_keys,
+            ..empty.clone()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(n: usize, len: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| format!("{}.{i:07}.jpg", "k".repeat(len)))
+            .collect()
+    }
+
+    #[test]
+    fn batches_respect_size_and_order() {
+        let id = VideoId::from_raw("v-1");
+        let batches = plan_batches(&id, "f", keys(105, 4), 50, &EdgeParams::default());
+        assert_eq!(
+            batches.iter().map(|b| b.frame_keys.len()).collect::<Vec<_>>(),
+            [50, 50, 5]
+        );
+        assert_eq!(batches[2].batch_index, 2);
+        assert_eq!(batches[2].frame_keys[0], keys(105, 4)[100]);
+    }
+
+    #[test]
+    fn long_keys_shrink_batches_under_the_limit() {
+        let id = VideoId::from_raw("v-1");
+        let batches = plan_batches(&id, "f", keys(300, 1000), 1000, &EdgeParams::default());
+        assert!(batches.len() > 1);
+        assert_eq!(batches.iter().map(|b| b.frame_keys.len()).sum::<usize>(), 300);
+        for batch in &batches {
+            assert!(batch.to_body().len() <= MAX_MESSAGE_BYTES);
+        }
+    }
+
+    #[test]
+    fn parse_round_trips_and_rejects_garbage() {
+        let id = VideoId::from_raw("v-1");
+        let batch = plan_batches(&id, "f", keys(3, 4), 10, &EdgeParams::default()).remove(0);
+        assert_eq!(FrameBatch::parse(&batch.to_body()).unwrap(), batch);
+        assert!(matches!(
+            FrameBatch::parse("{not json"),
+            Err(MessageError::Malformed(_))
+        ));
+        let mut newer = batch.clone();
+        newer.version = 99;
+        assert!(matches!(
+            FrameBatch::parse(&newer.to_body()),
+            Err(MessageError::Version(99))
+        ));
+    }
+}

@@ -1,0 +1,216 @@
+//! SQS helpers the consumers share: long-poll receive, delete, visibility heartbeat, and batched
+//! sends that retry the entries SQS refused inside a 200.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{Message, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::Client;
+
+use crate::aws::{describe, is_transient};
+
+/// A queue operation failed.
+#[derive(Debug, thiserror::Error)]
+#[error("queue `{queue_url}`: {operation}: {message}")]
+pub struct QueueError {
+    /// The queue.
+    pub queue_url: String,
+    /// The operation.
+    pub operation: &'static str,
+    /// Code and message.
+    pub message: String,
+    /// True when a retry may succeed.
+    pub retryable: bool,
+}
+
+impl QueueError {
+    /// True when a retry may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+}
+
+/// One SQS queue, by URL.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    client: Client,
+    url: String,
+}
+
+impl Queue {
+    /// The queue at `url`.
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        Self {
+            client,
+            url: url.into(),
+        }
+    }
+
+    /// The queue URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Long-polls for up to `max` messages (1..=10), waiting at most `wait`.
+    pub async fn receive(&self, max: i32, wait: Duration) -> Result<Vec<Message>, QueueError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, 10))
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+            )
+            .send()
+            .await
+            .map_err(|e| QueueError {
+                queue_url: self.url.clone(),
+                operation: "receive",
+                message: describe(&e),
+                retryable: is_transient(&e),
+            })?;
+        Ok(out.messages.unwrap_or_default())
+    }
+
+    /// Deletes a handled message.
+    pub async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| QueueError {
+                queue_url: self.url.clone(),
+                operation: "delete",
+                message: describe(&e),
+                retryable: is_transient(&e),
+            })
+    }
+
+    /// Restarts the message's visibility clock at `timeout` from now (0 releases it).
+    pub async fn set_visibility(
+        &self,
+        receipt_handle: &str,
+        timeout: Duration,
+    ) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(timeout.as_secs().min(43_200) as i32)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| QueueError {
+                queue_url: self.url.clone(),
+                operation: "change_visibility",
+                message: describe(&e),
+                retryable: is_transient(&e),
+            })
+    }
+
+    /// The queue's visibility timeout, for heartbeats.
+    pub async fn visibility_timeout(&self) -> Result<Duration, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)
+            .send()
+            .await
+            .map_err(|e| QueueError {
+                queue_url: self.url.clone(),
+                operation: "get_attributes",
+                message: describe(&e),
+                retryable: is_transient(&e),
+            })?;
+        let secs = out
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(30);
+        Ok(Duration::from_secs(secs))
+    }
+
+    /// Sends every body, ten per request, retrying entries SQS refused (with backoff) until
+    /// all are accepted or `attempts` run out.
+    pub async fn send_all(&self, bodies: &[String], attempts: u32) -> Result<(), QueueError> {
+        for (chunk_index, chunk) in bodies.chunks(10).enumerate() {
+            let mut pending: Vec<(String, &String)> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, body)| (format!("m{chunk_index}-{i}"), body))
+                .collect();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                attempt += 1;
+                let entries = pending
+                    .iter()
+                    .map(|(id, body)| {
+                        SendMessageBatchRequestEntry::builder()
+                            .id(id)
+                            .message_body(body.as_str())
+                            .build()
+                            .expect("id and body are set")
+                    })
+                    .collect();
+                let result = self
+                    .client
+                    .send_message_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await;
+                let last_error = match result {
+                    Ok(out) => {
+                        let refused: Vec<(String, String, bool)> = out
+                            .failed()
+                            .iter()
+                            .map(|f| {
+                                (
+                                    f.id().to_string(),
+                                    format!("{}: {}", f.code(), f.message().unwrap_or_default()),
+                                    f.sender_fault(),
+                                )
+                            })
+                            .collect();
+                        if let Some((_, message, true)) = refused.iter().find(|r| r.2) {
+                            return Err(QueueError {
+                                queue_url: self.url.clone(),
+                                operation: "send_batch",
+                                message: message.clone(),
+                                retryable: false,
+                            });
+                        }
+                        pending.retain(|(id, _)| refused.iter().any(|r| &r.0 == id));
+                        refused.into_iter().next().map(|r| (r.1, true))
+                    }
+                    Err(e) => Some((describe(&e), is_transient(&e))),
+                };
+                if let Some((message, retryable)) = last_error {
+                    if !retryable || attempt >= attempts {
+                        return Err(QueueError {
+                            queue_url: self.url.clone(),
+                            operation: "send_batch",
+                            message,
+                            retryable,
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How many times a message has been received, from its system attributes.
+pub fn receive_count(message: &Message) -> u32 {
+    message
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}

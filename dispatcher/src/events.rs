@@ -1,0 +1,212 @@
+//! MediaConvert "Job State Change" events as EventBridge delivers them to the job-events queue.
+//! They may arrive twice or out of order; the job table's forward-only status makes that
+//! harmless.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+/// What a job state change means for the dispatcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobState {
+    /// Capture is running; `percent` when MediaConvert reported progress.
+    Progress {
+        /// Percent done.
+        percent: Option<u64>,
+    },
+    /// Capture finished; `last_output` is the last frame's S3 URL when the event names it.
+    Complete {
+        /// `s3://bucket/prefix/name.NNNNNNN.jpg` of the last captured frame.
+        last_output: Option<String>,
+    },
+    /// MediaConvert gave up.
+    Error {
+        /// MediaConvert's numeric error code.
+        code: String,
+        /// MediaConvert's message.
+        message: String,
+    },
+    /// Someone cancelled the job.
+    Canceled,
+    /// Any other status (INPUT_INFORMATION, NEW_WARNING, QUEUE_HOP …): nothing to do.
+    Other(String),
+}
+
+/// One parsed event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobEvent {
+    /// MediaConvert job id.
+    pub job_id: String,
+    /// The video id from `userMetadata`, if the job is ours.
+    pub video_id: Option<String>,
+    /// The state.
+    pub state: JobState,
+}
+
+/// A job-events message that is not a MediaConvert event.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// Not JSON or not an EventBridge envelope.
+    #[error("not an EventBridge event: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// An event from another source or of another type.
+    #[error("not a MediaConvert job state change: source `{event_source}`, detail-type `{detail_type}`")]
+    Foreign {
+        /// The event's source.
+        event_source: String,
+        /// The event's detail-type.
+        detail_type: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    source: String,
+    #[serde(rename = "detail-type")]
+    detail_type: String,
+    detail: Detail,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Detail {
+    job_id: String,
+    status: String,
+    #[serde(default)]
+    user_metadata: HashMap<String, String>,
+    #[serde(default)]
+    job_progress: Option<Progress>,
+    #[serde(default)]
+    output_group_details: Vec<OutputGroupDetail>,
+    #[serde(default)]
+    error_code: Option<serde_json::Value>,
+    #[serde(default)]
+    error_message: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Progress {
+    #[serde(default)]
+    job_percent_complete: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OutputGroupDetail {
+    #[serde(default)]
+    output_details: Vec<OutputDetail>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OutputDetail {
+    #[serde(default)]
+    output_file_paths: Vec<String>,
+}
+
+/// Parses a job-events message body.
+pub fn parse(body: &str) -> Result<JobEvent, EventError> {
+    let envelope: Envelope = serde_json::from_str(body)?;
+    if envelope.source != "aws.mediaconvert"
+        || envelope.detail_type != "MediaConvert Job State Change"
+    {
+        return Err(EventError::Foreign {
+            event_source: envelope.source,
+            detail_type: envelope.detail_type,
+        });
+    }
+    let detail = envelope.detail;
+    let state = match detail.status.as_str() {
+        "PROGRESSING" | "STATUS_UPDATE" => JobState::Progress {
+            percent: detail.job_progress.and_then(|p| p.job_percent_complete),
+        },
+        "COMPLETE" => JobState::Complete {
+            last_output: detail
+                .output_group_details
+                .iter()
+                .flat_map(|g| &g.output_details)
+                .flat_map(|o| &o.output_file_paths)
+                .next_back()
+                .cloned(),
+        },
+        "ERROR" => JobState::Error {
+            code: match detail.error_code {
+                Some(serde_json::Value::String(code)) => code,
+                Some(other) => other.to_string(),
+                None => "unknown".into(),
+            },
+            message: detail.error_message.unwrap_or_default(),
+        },
+        "CANCELED" => JobState::Canceled,
+        other => JobState::Other(other.to_string()),
+    };
+    Ok(JobEvent {
+        job_id: detail.job_id,
+        video_id: detail.user_metadata.get("video_id").cloned(),
+        state,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(status: &str, extra: &str) -> String {
+        format!(
+            r#"{{"version":"0","id":"e","detail-type":"MediaConvert Job State Change","source":"aws.mediaconvert","account":"1","time":"t","region":"us-east-1","resources":[],
+            "detail":{{"timestamp":1,"accountId":"1","queue":"q","jobId":"j-1","status":"{status}","userMetadata":{{"application":"framefleet","video_id":"v-1"}}{extra}}}}}"#
+        )
+    }
+
+    #[test]
+    fn complete_names_the_last_frame() {
+        let body = event(
+            "COMPLETE",
+            r#","outputGroupDetails":[{"outputDetails":[{"outputFilePaths":["s3://f/v-1/clip.0000949.jpg"],"durationInMs":1}],"type":"FILE_GROUP"}]"#,
+        );
+        let parsed = parse(&body).unwrap();
+        assert_eq!(parsed.video_id.as_deref(), Some("v-1"));
+        assert_eq!(
+            parsed.state,
+            JobState::Complete {
+                last_output: Some("s3://f/v-1/clip.0000949.jpg".into())
+            }
+        );
+        assert_eq!(
+            parse(&event("COMPLETE", "")).unwrap().state,
+            JobState::Complete { last_output: None }
+        );
+    }
+
+    #[test]
+    fn error_progress_and_others() {
+        let body = event(
+            "ERROR",
+            r#","errorCode":1010,"errorMessage":"Unable to open input file""#,
+        );
+        assert_eq!(
+            parse(&body).unwrap().state,
+            JobState::Error {
+                code: "1010".into(),
+                message: "Unable to open input file".into()
+            }
+        );
+        let body = event("STATUS_UPDATE", r#","jobProgress":{"jobPercentComplete":42}"#);
+        assert_eq!(
+            parse(&body).unwrap().state,
+            JobState::Progress { percent: Some(42) }
+        );
+        assert_eq!(
+            parse(&event("INPUT_INFORMATION", "")).unwrap().state,
+            JobState::Other("INPUT_INFORMATION".into())
+        );
+    }
+
+    #[test]
+    fn foreign_and_garbage_are_errors() {
+        let body = event("COMPLETE", "").replace("aws.mediaconvert", "aws.s3");
+        assert!(matches!(parse(&body), Err(EventError::Foreign { .. })));
+        assert!(matches!(parse("[]"), Err(EventError::Malformed(_))));
+    }
+}

@@ -1,0 +1,200 @@
+//! MediaConvert job events: progress, failure, and on COMPLETE the fan-out of frame batches.
+//!
+//! The frame total is the index of the last output path + 1, so no listing is needed; only an
+//! event without output paths makes us list the prefix. Fan-out can repeat safely (a batch is
+//! counted once by its marker), and `fanned_out` keeps a duplicate COMPLETE from repeating it.
+
+use framefleet_core::frames::{frame_index, frame_key, parse_s3_url};
+use framefleet_core::jobs::{JobRecord, JobStatus, Transition};
+use framefleet_core::message::plan_batches;
+use framefleet_core::video::VideoId;
+use tracing::Instrument;
+
+use crate::error::DispatchError;
+use crate::events::{self, JobState};
+use crate::service::Inner;
+
+/// Handles one job-events message.
+pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchError> {
+    let event = events::parse(body)?;
+    let Some(video_id) = event.video_id.clone() else {
+        tracing::warn!(mediaconvert_job_id = %event.job_id, "event for a job without a video id; ignoring");
+        return Ok(());
+    };
+    let video_id = VideoId::from_raw(video_id);
+    let span = tracing::info_span!("job_event", video_id = %video_id, mediaconvert_job_id = %event.job_id);
+    async move {
+        let Some(record) = inner.jobs.get(&video_id).await? else {
+            tracing::warn!("event for an unknown job; ignoring");
+            return Ok(());
+        };
+        match event.state {
+            JobState::Progress { percent } => {
+                if let Some(percent) = percent {
+                    inner.jobs.record_capture_progress(&video_id, percent).await?;
+                    tracing::info!(percent, "capture progress");
+                }
+                Ok(())
+            }
+            JobState::Complete { last_output } => {
+                complete(inner, record, &event.job_id, last_output).await
+            }
+            JobState::Error { code, message } => {
+                let reason = format!("MediaConvert error {code}: {message}");
+                if inner.jobs.fail(&video_id, &reason).await? == Transition::Applied {
+                    tracing::warn!(reason, "capture failed; job FAILED");
+                }
+                Ok(())
+            }
+            JobState::Canceled => {
+                let reason = format!("MediaConvert job {} was canceled", event.job_id);
+                inner.jobs.fail(&video_id, &reason).await?;
+                tracing::warn!("capture canceled; job FAILED");
+                Ok(())
+            }
+            JobState::Other(status) => {
+                tracing::debug!(status, "event needs no action");
+                Ok(())
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn complete(
+    inner: &Inner,
+    record: JobRecord,
+    job_id: &str,
+    last_output: Option<String>,
+) -> Result<(), DispatchError> {
+    let video_id = record.video_id.clone();
+    let keys = match record.status {
+        JobStatus::Complete | JobStatus::Failed => {
+            tracing::info!(status = %record.status, "duplicate COMPLETE for a finished job");
+            return Ok(());
+        }
+        JobStatus::Processing if record.fanned_out => {
+            tracing::info!("duplicate COMPLETE; batches already sent");
+            return Ok(());
+        }
+        _ => frame_keys(inner, &video_id, last_output.as_deref()).await?,
+    };
+    if keys.is_empty() {
+        inner
+            .jobs
+            .fail(&video_id, "MediaConvert completed but captured no frames")
+            .await?;
+        tracing::warn!("no frames captured; job FAILED");
+        return Ok(());
+    }
+    let batches = plan_batches(
+        &video_id,
+        &inner.settings.resources.frames_bucket,
+        keys,
+        inner.settings.dispatcher.batch_size,
+        &inner.params,
+    );
+    let total: u64 = batches.iter().map(|b| b.frame_keys.len() as u64).sum();
+    if record.status != JobStatus::Processing {
+        let moved = inner
+            .jobs
+            .start_processing(&video_id, total, batches.len() as u64)
+            .await?;
+        if moved == Transition::NotApplicable {
+            // Another dispatcher moved it first, or it failed meanwhile: re-read and decide.
+            let now = inner.jobs.get(&video_id).await?;
+            if !now.is_some_and(|r| r.status == JobStatus::Processing && !r.fanned_out) {
+                return Ok(());
+            }
+        }
+    }
+    let bodies: Vec<String> = batches.iter().map(|b| b.to_body()).collect();
+    inner.frames.send_all(&bodies, 8).await?;
+    inner.jobs.mark_fanned_out(&video_id).await?;
+    tracing::info!(
+        mediaconvert_job_id = job_id,
+        total_frames = total,
+        batches = bodies.len(),
+        "frames fanned out"
+    );
+    Ok(())
+}
+
+/// The keys of every captured frame, from the last output path or, without one, a listing.
+async fn frame_keys(
+    inner: &Inner,
+    video_id: &VideoId,
+    last_output: Option<&str>,
+) -> Result<Vec<String>, DispatchError> {
+    let frames_bucket = &inner.settings.resources.frames_bucket;
+    if let Some((bucket, key)) = last_output.and_then(parse_s3_url) {
+        if let Some(last) = frame_index(key) {
+            if bucket != frames_bucket {
+                tracing::warn!(bucket, "last output is outside the frames bucket");
+            }
+            let stem = &key[..key.len() - ".0000000.jpg".len() - (digits(last) - 7)];
+            let (prefix, base) = match stem.rfind('/') {
+                Some(slash) => (&stem[..=slash], &stem[slash + 1..]),
+                None => ("", stem),
+            };
+            return Ok((0..=last).map(|i| frame_key(prefix, base, i)).collect());
+        }
+        tracing::warn!(
+            last_output,
+            "last output path is not a frame name; listing instead"
+        );
+    }
+    list_frames(inner, frames_bucket, &format!("{video_id}/")).await
+}
+
+fn digits(index: u64) -> usize {
+    index.to_string().len().max(7)
+}
+
+async fn list_frames(
+    inner: &Inner,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<String>, DispatchError> {
+    let mut keys: Vec<(u64, String)> = Vec::new();
+    let mut pages = inner
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| DispatchError::S3 {
+            bucket: bucket.to_string(),
+            key: prefix.to_string(),
+            message: framefleet_core::aws::describe(&e),
+            retryable: framefleet_core::aws::is_transient(&e),
+        })?;
+        for object in page.contents() {
+            if let Some(key) = object.key() {
+                if let Some(index) = frame_index(key) {
+                    keys.push((index, key.to_string()));
+                }
+            }
+        }
+    }
+    keys.sort();
+    Ok(keys.into_iter().map(|(_, key)| key).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stem_cut_handles_wide_indices() {
+        assert_eq!(digits(949), 7);
+        assert_eq!(digits(12_345_678), 8);
+        let key = "v/clip.12345678.jpg";
+        let stem = &key[..key.len() - ".0000000.jpg".len() - (digits(12_345_678) - 7)];
+        assert_eq!(stem, "v/clip");
+    }
+}

@@ -1,0 +1,198 @@
+//! Uploads: register the job, choose the capture rate, start MediaConvert.
+
+use framefleet_core::jobs::{JobRecord, JobStatus, Registration};
+use framefleet_core::video::VideoId;
+use tracing::Instrument;
+
+use crate::error::DispatchError;
+use crate::mediaconvert::{create_capture_job, CaptureRequest};
+use crate::notification::{self, Notification, ObjectCreated};
+use crate::rate::{probe_rate, CaptureRate, ProbeError};
+use crate::service::Inner;
+use crate::source::S3Object;
+
+/// Handles one ingress message: every record in it, in order.
+pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchError> {
+    match notification::parse(body)? {
+        Notification::Test => {
+            tracing::info!("S3 test event; deleting it");
+            Ok(())
+        }
+        Notification::Created(objects) => {
+            for object in objects {
+                let span = tracing::info_span!("upload", bucket = %object.bucket, key = %object.key, video_id = tracing::field::Empty);
+                register_upload(inner, &object).instrument(span).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn is_video(key: &str, suffixes: &[String]) -> bool {
+    let lower = key.to_lowercase();
+    suffixes.iter().any(|suffix| {
+        let suffix = suffix.trim().trim_start_matches('.').to_lowercase();
+        !suffix.is_empty() && lower.ends_with(&format!(".{suffix}"))
+    })
+}
+
+async fn register_upload(inner: &Inner, object: &ObjectCreated) -> Result<(), DispatchError> {
+    if object.key.ends_with('/') {
+        tracing::info!("folder marker; skipping");
+        return Ok(());
+    }
+    if !is_video(&object.key, &inner.settings.dispatcher.video_suffixes) {
+        tracing::info!("not a video by its suffix (dispatcher.video_suffixes); skipping");
+        return Ok(());
+    }
+    let (etag, size) = if object.etag.is_empty() {
+        head(inner, object).await?
+    } else {
+        (object.etag.clone(), object.size)
+    };
+    let content_tag = object.version_id.clone().unwrap_or_else(|| etag.clone());
+    let video_id = VideoId::derive(&object.bucket, &object.key, &content_tag);
+    tracing::Span::current().record("video_id", video_id.as_str());
+    let record = JobRecord::new(video_id.clone(), &object.bucket, &object.key, &etag, size);
+    match inner.jobs.register(&record).await? {
+        Registration::Created => tracing::info!(size, "job registered"),
+        Registration::Existing => {
+            let status = inner.jobs.get(&video_id).await?.map(|r| r.status);
+            if status != Some(JobStatus::Registered) {
+                tracing::info!(?status, "duplicate notification; job already under way");
+                return Ok(());
+            }
+            tracing::info!("job registered earlier but not started; starting it");
+        }
+    }
+    if size == 0 {
+        fail(inner, &video_id, "the upload is empty (0 bytes)").await?;
+        return Ok(());
+    }
+    let rate = match choose_rate(inner, object, size).await {
+        Ok(rate) => rate,
+        Err(RateChoice::Unusable(reason)) => {
+            fail(inner, &video_id, &reason).await?;
+            return Ok(());
+        }
+        Err(RateChoice::Retry(error)) => return Err(error),
+    };
+    let request = CaptureRequest {
+        video_id: &video_id,
+        input_url: format!("s3://{}/{}", object.bucket, object.key),
+        destination: format!(
+            "s3://{}/{}/",
+            inner.settings.resources.frames_bucket, video_id
+        ),
+        rate,
+    };
+    let job_id = match create_capture_job(
+        &inner.clients.mediaconvert,
+        &inner.settings.dispatcher,
+        &request,
+    )
+    .await
+    {
+        Ok(job_id) => job_id,
+        Err(error) if error.retryable => return Err(error.into()),
+        Err(error) => {
+            fail(
+                inner,
+                &video_id,
+                &format!("MediaConvert refused the job: {}", error.message),
+            )
+            .await?;
+            return Ok(());
+        }
+    };
+    inner
+        .jobs
+        .start_capture(&video_id, &job_id, &rate.to_string())
+        .await?;
+    tracing::info!(mediaconvert_job_id = %job_id, capture_rate = %rate, "frame capture started");
+    Ok(())
+}
+
+async fn fail(inner: &Inner, video_id: &VideoId, reason: &str) -> Result<(), DispatchError> {
+    tracing::warn!(reason, "job failed");
+    inner.jobs.fail(video_id, reason).await?;
+    Ok(())
+}
+
+async fn head(inner: &Inner, object: &ObjectCreated) -> Result<(String, u64), DispatchError> {
+    let out = inner
+        .clients
+        .s3
+        .head_object()
+        .bucket(&object.bucket)
+        .key(&object.key)
+        .send()
+        .await
+        .map_err(|e| DispatchError::S3 {
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            message: framefleet_core::aws::describe(&e),
+            retryable: framefleet_core::aws::is_transient(&e),
+        })?;
+    Ok((
+        out.e_tag().unwrap_or_default().trim_matches('"').to_string(),
+        out.content_length().unwrap_or_default().max(0) as u64,
+    ))
+}
+
+enum RateChoice {
+    Unusable(String),
+    Retry(DispatchError),
+}
+
+async fn choose_rate(
+    inner: &Inner,
+    object: &ObjectCreated,
+    size: u64,
+) -> Result<CaptureRate, RateChoice> {
+    let config = &inner.settings.dispatcher;
+    let fallback = || {
+        CaptureRate::parse(&config.fallback_rate).map_err(|e| RateChoice::Unusable(e.to_string()))
+    };
+    if config.capture_rate != "source" {
+        return CaptureRate::parse(&config.capture_rate)
+            .map_err(|e| RateChoice::Unusable(e.to_string()));
+    }
+    let reader = S3Object {
+        client: &inner.clients.s3,
+        bucket: &object.bucket,
+        key: &object.key,
+    };
+    match probe_rate(&reader, size).await {
+        Ok(rate) => {
+            tracing::info!(capture_rate = %rate, "frame rate read from the container header");
+            Ok(rate)
+        }
+        Err(ProbeError::OtherContainer(kind)) => {
+            let rate = fallback()?;
+            tracing::info!(container = kind, capture_rate = %rate, "using dispatcher.fallback_rate");
+            Ok(rate)
+        }
+        Err(ProbeError::Read(error)) if error.retryable => Err(RateChoice::Retry(DispatchError::S3 {
+            bucket: error.bucket,
+            key: error.key,
+            message: error.message,
+            retryable: true,
+        })),
+        Err(error) => Err(RateChoice::Unusable(error.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffixes_match_case_insensitively() {
+        let suffixes = ["mp4".to_string(), ".MOV".to_string()];
+        assert!(is_video("a/b.MP4", &suffixes));
+        assert!(is_video("clip.mov", &suffixes));
+        assert!(!is_video("notes.txt", &suffixes));
+        assert!(!is_video("mp4", &suffixes));
+    }
+}

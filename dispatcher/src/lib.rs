@@ -1,0 +1,24 @@
+//! The dispatcher: turns uploads into MediaConvert frame-capture jobs and captured frames into
+//! batches for the worker fleet.
+//!
+//! - [`settings`]: what it reads at start-up, validated with the key named on error.
+//! - [`notification`]: S3 event notifications (test events, encoded keys, several records).
+//! - [`rate`]: the capture rate, configured or read from the MP4 header by ranged reads.
+//! - [`mediaconvert`]: the CreateJob request.
+//! - [`events`]: MediaConvert job state change events.
+//! - [`service`]: the two consumer loops and their `run_once`; `ingress` and `fanout` hold
+//!   what each message kind does.
+
+pub mod error;
+pub mod events;
+mod fanout;
+mod ingress;
+pub mod mediaconvert;
+pub mod notification;
+pub mod rate;
+pub mod service;
+pub mod settings;
+pub mod source;
+
+pub use service::{Dispatcher, Feed, Outcome};
+pub use settings::DispatcherSettings;

@@ -1,0 +1,406 @@
+//! The capture rate: a configured one (`5`, `30000/1001`) or the video's own, read from its
+//! MP4/QuickTime header with ranged reads (`source`), so 29.97 fps is captured as 30000/1001
+//! and every frame is captured exactly once without downloading the video.
+
+use std::fmt;
+use std::future::Future;
+
+/// Frames per second as a reduced fraction, as MediaConvert's `FramerateNumerator` and
+/// `FramerateDenominator` take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureRate {
+    /// Numerator.
+    pub numerator: u32,
+    /// Denominator.
+    pub denominator: u32,
+}
+
+/// A rate that does not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("`{0}` is not a frame rate: use `source`, a number like `5` or a fraction like `30000/1001` (at most 1000 fps)")]
+pub struct RateParseError(pub String);
+
+impl CaptureRate {
+    /// Parses `5` or `30000/1001`.
+    pub fn parse(text: &str) -> Result<Self, RateParseError> {
+        let err = || RateParseError(text.to_string());
+        let (num, den) = match text.trim().split_once('/') {
+            Some((n, d)) => (n.trim(), d.trim()),
+            None => (text.trim(), "1"),
+        };
+        let numerator: u64 = num.parse().map_err(|_| err())?;
+        let denominator: u64 = den.parse().map_err(|_| err())?;
+        Self::reduced(numerator, denominator).ok_or_else(err)
+    }
+
+    /// `numerator / denominator` in lowest terms, if it is a sane frame rate.
+    pub fn reduced(numerator: u64, denominator: u64) -> Option<Self> {
+        if numerator == 0 || denominator == 0 || numerator > 1000 * denominator {
+            return None;
+        }
+        let g = gcd(numerator, denominator);
+        Some(Self {
+            numerator: u32::try_from(numerator / g).ok()?,
+            denominator: u32::try_from(denominator / g).ok()?,
+        })
+    }
+}
+
+impl fmt::Display for CaptureRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.numerator, self.denominator)
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Why the rate could not be read from the header.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError<E: std::error::Error + 'static> {
+    /// The bytes are not a video container at all.
+    #[error("not a video: {0}")]
+    NotAVideo(String),
+    /// A container we do not read (Matroska, AVI, MPEG-TS …): use the fallback rate.
+    #[error("{0} container: frame rate not read from the header")]
+    OtherContainer(&'static str),
+    /// The MP4 ends before its structure does.
+    #[error("the video is cut off: {0}")]
+    Truncated(String),
+    /// The MP4 structure is broken or has no video track with timing.
+    #[error("unreadable MP4/QuickTime header: {0}")]
+    Malformed(String),
+    /// Reading the object failed.
+    #[error("reading the video failed")]
+    Read(#[source] E),
+}
+
+/// Random access to an object, e.g. S3 ranged GETs.
+pub trait RangeRead {
+    /// The read error.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Up to `len` bytes from `offset` (fewer at the end of the object).
+    fn read(
+        &self,
+        offset: u64,
+        len: u64,
+    ) -> impl Future<Output = Result<Vec<u8>, Self::Error>> + Send;
+}
+
+/// Largest `moov` box read (a long video's index is a few MiB).
+const MAX_MOOV: u64 = 64 * 1024 * 1024;
+
+/// Reads the frame rate of the video track from an MP4/QuickTime object of `size` bytes.
+pub async fn probe_rate<R: RangeRead>(
+    reader: &R,
+    size: u64,
+) -> Result<CaptureRate, ProbeError<R::Error>> {
+    if size == 0 {
+        return Err(ProbeError::NotAVideo("the object is empty".into()));
+    }
+    let head = reader.read(0, 16).await.map_err(ProbeError::Read)?;
+    sniff(&head)?;
+    let mut offset = 0u64;
+    while offset < size {
+        let header = reader.read(offset, 16).await.map_err(ProbeError::Read)?;
+        if header.len() < 8 {
+            return Err(ProbeError::Truncated(format!(
+                "box header at byte {offset} of {size} is incomplete"
+            )));
+        }
+        let (box_size, header_len) = box_size(&header, size - offset)
+            .ok_or_else(|| ProbeError::Malformed(format!("bad box size at byte {offset}")))?;
+        let kind = fourcc(&header[4..8]);
+        if offset + box_size > size {
+            return Err(ProbeError::Truncated(format!(
+                "`{kind}` box at byte {offset} needs {box_size} bytes but the object has {} left",
+                size - offset
+            )));
+        }
+        if kind == "moov" {
+            if box_size > MAX_MOOV {
+                return Err(ProbeError::Malformed(format!(
+                    "`moov` box of {box_size} bytes is larger than {MAX_MOOV}"
+                )));
+            }
+            let moov = reader
+                .read(offset + header_len, box_size - header_len)
+                .await
+                .map_err(ProbeError::Read)?;
+            return rate_from_moov(&moov);
+        }
+        offset += box_size;
+    }
+    Err(ProbeError::Truncated(
+        "no `moov` box (the index) before the end of the object".into(),
+    ))
+}
+
+fn sniff<E: std::error::Error>(head: &[u8]) -> Result<(), ProbeError<E>> {
+    if head.len() >= 8 {
+        let kind = &head[4..8];
+        if [
+            b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot", b"uuid",
+        ]
+        .iter()
+        .any(|k| kind == *k)
+        {
+            return Ok(());
+        }
+    }
+    if head.starts_with(&[0x1a, 0x45, 0xdf, 0xa3]) {
+        return Err(ProbeError::OtherContainer("Matroska/WebM"));
+    }
+    if head.starts_with(b"RIFF") && head.get(8..12) == Some(b"AVI ") {
+        return Err(ProbeError::OtherContainer("AVI"));
+    }
+    if head.first() == Some(&0x47) {
+        return Err(ProbeError::OtherContainer("MPEG-TS"));
+    }
+    if head.starts_with(&[0, 0, 1, 0xba]) {
+        return Err(ProbeError::OtherContainer("MPEG-PS"));
+    }
+    if head.starts_with(b"FLV") {
+        return Err(ProbeError::OtherContainer("FLV"));
+    }
+    if head.starts_with(&[0x30, 0x26, 0xb2, 0x75]) {
+        return Err(ProbeError::OtherContainer("ASF/WMV"));
+    }
+    if head.starts_with(&[0x06, 0x0e, 0x2b, 0x34]) {
+        return Err(ProbeError::OtherContainer("MXF"));
+    }
+    Err(ProbeError::NotAVideo(format!(
+        "the first bytes {} are no known video container",
+        head.iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )))
+}
+
+fn fourcc(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+/// Size of the box starting `header` and the length of its header; `remaining` bounds a
+/// size-0 ("to the end") box.
+fn box_size(header: &[u8], remaining: u64) -> Option<(u64, u64)> {
+    let size32 = u32::from_be_bytes(header.get(0..4)?.try_into().ok()?) as u64;
+    match size32 {
+        0 => Some((remaining, 8)),
+        1 => {
+            let size64 = u64::from_be_bytes(header.get(8..16)?.try_into().ok()?);
+            (size64 >= 16).then_some((size64, 16))
+        }
+        s if s >= 8 => Some((s, 8)),
+        _ => None,
+    }
+}
+
+/// The children of a container box's payload, as (type, payload).
+fn children(payload: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut offset = 0usize;
+    std::iter::from_fn(move || {
+        let rest = payload.get(offset..)?;
+        let (size, header) = box_size(rest, rest.len() as u64)?;
+        let size = usize::try_from(size).ok()?;
+        let header = header as usize;
+        if size > rest.len() || size < header {
+            return None;
+        }
+        offset += size;
+        Some((&rest[4..8], &rest[header..size]))
+    })
+}
+
+fn child<'a>(payload: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
+    children(payload).find(|(k, _)| k == kind).map(|(_, p)| p)
+}
+
+fn be32(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn rate_from_moov<E: std::error::Error>(moov: &[u8]) -> Result<CaptureRate, ProbeError<E>> {
+    for (kind, trak) in children(moov) {
+        if kind != b"trak" {
+            continue;
+        }
+        let Some(mdia) = child(trak, b"mdia") else {
+            continue;
+        };
+        let is_video = child(mdia, b"hdlr").is_some_and(|h| h.get(8..12) == Some(b"vide"));
+        if !is_video {
+            continue;
+        }
+        let mdhd = child(mdia, b"mdhd")
+            .ok_or_else(|| ProbeError::Malformed("video track without `mdhd`".into()))?;
+        let timescale = match mdhd.first() {
+            Some(1) => be32(mdhd, 20),
+            _ => be32(mdhd, 12),
+        }
+        .filter(|&t| t > 0)
+        .ok_or_else(|| ProbeError::Malformed("video track without a timescale".into()))?;
+        let stts = child(mdia, b"minf")
+            .and_then(|minf| child(minf, b"stbl"))
+            .and_then(|stbl| child(stbl, b"stts"))
+            .ok_or_else(|| ProbeError::Malformed("video track without `stts`".into()))?;
+        let entries = be32(stts, 4).unwrap_or(0) as usize;
+        // The dominant sample duration: robust to a short first or last sample.
+        let mut best = (0u64, 0u32);
+        for i in 0..entries {
+            let (Some(count), Some(delta)) = (be32(stts, 8 + i * 8), be32(stts, 12 + i * 8))
+            else {
+                return Err(ProbeError::Malformed("`stts` is shorter than its count".into()));
+            };
+            if delta > 0 && u64::from(count) > best.0 {
+                best = (u64::from(count), delta);
+            }
+        }
+        if best.0 == 0 {
+            return Err(ProbeError::Malformed("video track has no samples".into()));
+        }
+        return CaptureRate::reduced(u64::from(timescale), u64::from(best.1)).ok_or_else(|| {
+            ProbeError::Malformed(format!(
+                "implausible frame rate {timescale}/{}",
+                best.1
+            ))
+        });
+    }
+    Err(ProbeError::NotAVideo(
+        "the MP4/QuickTime file has no video track".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("never")]
+    struct Never;
+
+    struct Bytes(Vec<u8>);
+
+    impl RangeRead for Bytes {
+        type Error = Never;
+        async fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, Never> {
+            let start = (offset as usize).min(self.0.len());
+            let end = (offset.saturating_add(len) as usize).min(self.0.len());
+            Ok(self.0[start..end].to_vec())
+        }
+    }
+
+    fn bx(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+        let mut out = ((payload.len() + 8) as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn mp4(timescale: u32, stts: &[(u32, u32)], moov_first: bool, mdat: usize) -> Vec<u8> {
+        let mut hdlr = vec![0u8; 8];
+        hdlr.extend_from_slice(b"vide");
+        hdlr.extend_from_slice(&[0; 12]);
+        let mut mdhd = vec![0u8; 12];
+        mdhd.extend_from_slice(&timescale.to_be_bytes());
+        mdhd.extend_from_slice(&[0; 8]);
+        let mut stts_payload = vec![0u8; 4];
+        stts_payload.extend_from_slice(&(stts.len() as u32).to_be_bytes());
+        for (count, delta) in stts {
+            stts_payload.extend_from_slice(&count.to_be_bytes());
+            stts_payload.extend_from_slice(&delta.to_be_bytes());
+        }
+        let stbl = bx(b"stbl", &bx(b"stts", &stts_payload));
+        let minf = bx(b"minf", &stbl);
+        let mdia = bx(
+            b"mdia",
+            &[bx(b"mdhd", &mdhd), bx(b"hdlr", &hdlr), minf].concat(),
+        );
+        let moov = bx(b"moov", &bx(b"trak", &mdia));
+        let ftyp = bx(b"ftyp", b"isom\0\0\0\0");
+        let mdat = bx(b"mdat", &vec![0u8; mdat]);
+        if moov_first {
+            [ftyp, moov, mdat].concat()
+        } else {
+            [ftyp, mdat, moov].concat()
+        }
+    }
+
+    async fn probe(bytes: Vec<u8>) -> Result<CaptureRate, ProbeError<Never>> {
+        let size = bytes.len() as u64;
+        probe_rate(&Bytes(bytes), size).await
+    }
+
+    #[test]
+    fn parses_configured_rates() {
+        assert_eq!(CaptureRate::parse("5").unwrap().to_string(), "5/1");
+        assert_eq!(
+            CaptureRate::parse("30000/1001").unwrap().to_string(),
+            "30000/1001"
+        );
+        assert_eq!(CaptureRate::parse("50/2").unwrap().to_string(), "25/1");
+        for bad in ["", "0", "fast", "1/0", "-5", "5000"] {
+            assert!(CaptureRate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_ntsc_rate_with_index_at_either_end() {
+        for moov_first in [true, false] {
+            let rate = probe(mp4(30000, &[(300, 1001)], moov_first, 5000))
+                .await
+                .unwrap();
+            assert_eq!(rate.to_string(), "30000/1001");
+        }
+        let rate = probe(mp4(12800, &[(1, 100), (250, 512)], false, 10))
+            .await
+            .unwrap();
+        assert_eq!(rate.to_string(), "25/1");
+    }
+
+    #[tokio::test]
+    async fn cut_off_video_is_truncated() {
+        let mut bytes = mp4(30000, &[(300, 1001)], false, 5000);
+        bytes.truncate(3000);
+        assert!(matches!(probe(bytes).await, Err(ProbeError::Truncated(_))));
+    }
+
+    #[tokio::test]
+    async fn other_bytes_are_not_videos() {
+        assert!(matches!(
+            probe(b"hello, this is a text file".to_vec()).await,
+            Err(ProbeError::NotAVideo(_))
+        ));
+        assert!(matches!(
+            probe(vec![0x1a, 0x45, 0xdf, 0xa3, 0, 0, 0, 0]).await,
+            Err(ProbeError::OtherContainer(_))
+        ));
+        assert!(matches!(
+            probe(Vec::new()).await,
+            Err(ProbeError::NotAVideo(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn garbage_boxes_do_not_panic() {
+        let mut bytes = mp4(30000, &[(300, 1001)], true, 10);
+        for i in (40..bytes.len()).step_by(7) {
+            bytes[i] ^= 0xff;
+            let _ = probe(bytes.clone()).await;
+        }
+    }
+}

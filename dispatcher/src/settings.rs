@@ -1,0 +1,231 @@
+//! The dispatcher's settings: resource names, how frames are captured and batched, and the
+//! kernel parameters every frame of a job is processed with.
+
+use framefleet_core::config::{ConfigError, Resources, TelemetrySettings};
+use framefleet_edge::{Blur, EdgeParams, OutputFormat};
+use serde::{Deserialize, Serialize};
+
+use crate::rate::CaptureRate;
+
+/// Everything the dispatcher reads at start-up.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatcherSettings {
+    /// Buckets, queues and table.
+    pub resources: Resources,
+    /// Capture and fan-out.
+    pub dispatcher: DispatcherConfig,
+    /// Edge map parameters, recorded in every batch and in the manifest.
+    pub kernel: KernelConfig,
+    /// Logging.
+    pub telemetry: TelemetrySettings,
+}
+
+/// Capture and fan-out settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatcherConfig {
+    /// IAM role MediaConvert assumes to read the ingress bucket and write the frames bucket.
+    pub mediaconvert_role_arn: String,
+    /// MediaConvert queue ARN; the account's default queue when empty.
+    pub mediaconvert_queue: String,
+    /// `source` (read the frame rate from the container header) or a rate like `5` or
+    /// `30000/1001` frames per second.
+    pub capture_rate: String,
+    /// Rate used under `source` when the container is not one whose header we read (not MP4 or
+    /// QuickTime); MediaConvert still reads the video.
+    pub fallback_rate: String,
+    /// JPEG quality of the captured frames (1..=100).
+    pub jpeg_quality: u8,
+    /// Most frames captured per video (1..=10,000,000).
+    pub max_captures: u32,
+    /// Frames per batch message (1..=1000); batches also stay under 256 KiB.
+    pub batch_size: usize,
+    /// File suffixes treated as videos (case-insensitive); other uploads are skipped.
+    pub video_suffixes: Vec<String>,
+    /// Messages handled at once per queue.
+    pub concurrency: usize,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            mediaconvert_role_arn: "arn:aws:iam::000000000000:role/framefleet-mediaconvert".into(),
+            mediaconvert_queue: String::new(),
+            capture_rate: "source".into(),
+            fallback_rate: "30000/1001".into(),
+            jpeg_quality: 90,
+            max_captures: 10_000_000,
+            batch_size: 50,
+            video_suffixes: [
+                "mp4", "mov", "m4v", "mkv", "webm", "avi", "mpg", "mpeg", "ts", "mxf", "flv",
+                "wmv", "3gp",
+            ]
+            .map(String::from)
+            .to_vec(),
+            concurrency: 4,
+        }
+    }
+}
+
+/// Edge map parameters (see the `framefleet-edge` crate).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KernelConfig {
+    /// Edgy's blur modifier: `sigma = width·height / 3,630,000 × blur_modifier`.
+    pub blur_modifier: f32,
+    /// Absolute blur sigma; overrides `blur_modifier` when set (0 disables the blur).
+    pub sigma: Option<f32>,
+    /// `jpeg` or `png`.
+    pub format: OutputFormat,
+    /// JPEG quality of the edge maps (1..=100).
+    pub quality: u8,
+    /// Downscale frames wider than this first (aspect kept).
+    pub max_width: Option<u32>,
+    /// Downscale frames taller than this first (aspect kept).
+    pub max_height: Option<u32>,
+    /// Frames with more pixels are refused from their header.
+    pub max_pixels: u64,
+}
+
+impl Default for KernelConfig {
+    fn default() -> Self {
+        let params = EdgeParams::default();
+        Self {
+            blur_modifier: 1.0,
+            sigma: None,
+            format: params.format,
+            quality: params.quality,
+            max_width: params.max_width,
+            max_height: params.max_height,
+            max_pixels: params.max_pixels,
+        }
+    }
+}
+
+impl KernelConfig {
+    /// The parameters sent with every batch.
+    pub fn params(&self) -> EdgeParams {
+        EdgeParams {
+            blur: match self.sigma {
+                Some(sigma) => Blur::Sigma(sigma),
+                None => Blur::Modifier(self.blur_modifier),
+            },
+            format: self.format,
+            quality: self.quality,
+            max_width: self.max_width,
+            max_height: self.max_height,
+            max_pixels: self.max_pixels,
+        }
+    }
+}
+
+impl DispatcherSettings {
+    /// Checks every rule; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.resources.validate()?;
+        let d = &self.dispatcher;
+        if d.mediaconvert_role_arn.trim().is_empty() {
+            return Err(ConfigError::rule(
+                "dispatcher.mediaconvert_role_arn",
+                "must name the IAM role MediaConvert assumes",
+            ));
+        }
+        if d.capture_rate != "source" {
+            CaptureRate::parse(&d.capture_rate)
+                .map_err(|e| ConfigError::rule("dispatcher.capture_rate", e.to_string()))?;
+        }
+        CaptureRate::parse(&d.fallback_rate)
+            .map_err(|e| ConfigError::rule("dispatcher.fallback_rate", e.to_string()))?;
+        if !(1..=100).contains(&d.jpeg_quality) {
+            return Err(ConfigError::rule(
+                "dispatcher.jpeg_quality",
+                "must be between 1 and 100",
+            ));
+        }
+        if !(1..=10_000_000).contains(&d.max_captures) {
+            return Err(ConfigError::rule(
+                "dispatcher.max_captures",
+                "must be between 1 and 10000000",
+            ));
+        }
+        if !(1..=1000).contains(&d.batch_size) {
+            return Err(ConfigError::rule(
+                "dispatcher.batch_size",
+                "must be between 1 and 1000",
+            ));
+        }
+        if d.video_suffixes.iter().all(|s| s.trim().is_empty()) {
+            return Err(ConfigError::rule(
+                "dispatcher.video_suffixes",
+                "must list at least one suffix",
+            ));
+        }
+        if !(1..=64).contains(&d.concurrency) {
+            return Err(ConfigError::rule(
+                "dispatcher.concurrency",
+                "must be between 1 and 64",
+            ));
+        }
+        self.kernel
+            .params()
+            .validate()
+            .map_err(|e| ConfigError::rule("kernel", e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<DispatcherSettings, ConfigError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let settings: DispatcherSettings = framefleet_core::config::load(None, Some(env))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let settings = load(&[]).unwrap();
+        assert_eq!(settings.dispatcher.capture_rate, "source");
+        assert_eq!(settings.kernel.params(), EdgeParams::default());
+    }
+
+    #[test]
+    fn environment_sets_lists_and_numbers() {
+        let settings = load(&[
+            ("FRAMEFLEET__DISPATCHER__VIDEO_SUFFIXES", "mp4,mov"),
+            ("FRAMEFLEET__DISPATCHER__BATCH_SIZE", "7"),
+            ("FRAMEFLEET__DISPATCHER__CAPTURE_RATE", "30000/1001"),
+            ("FRAMEFLEET__KERNEL__SIGMA", "1.5"),
+            ("FRAMEFLEET__KERNEL__FORMAT", "png"),
+        ])
+        .unwrap();
+        assert_eq!(settings.dispatcher.video_suffixes, ["mp4", "mov"]);
+        assert_eq!(settings.dispatcher.batch_size, 7);
+        assert_eq!(settings.kernel.params().blur, Blur::Sigma(1.5));
+        assert_eq!(settings.kernel.params().format, OutputFormat::Png);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = load(&[("FRAMEFLEET__DISPATCHER__CAPTURE_RATE", "fast")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dispatcher.capture_rate"), "{err}");
+        let err = load(&[("FRAMEFLEET__DISPATCHER__BATCH_SIZE", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dispatcher.batch_size"), "{err}");
+        let err = load(&[("FRAMEFLEET__DISPATCHER__BATCH_SIZ", "3")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("batch_siz"), "{err}");
+    }
+}

@@ -1,0 +1,55 @@
+//! Test videos and images, made by the real ffmpeg at test time.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+/// Generates an H.264 MP4 at `path` with ffmpeg's `testsrc2` source.
+pub async fn make_video(
+    path: &Path,
+    width: u32,
+    height: u32,
+    rate: &str,
+    seconds: f64,
+) -> anyhow::Result<PathBuf> {
+    let source = format!("testsrc2=size={width}x{height}:rate={rate}");
+    let status = tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(&source)
+        .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p", "-c:v"])
+        .arg("libx264")
+        .args(["-preset", "ultrafast"])
+        .arg(path)
+        .status()
+        .await
+        .context("cannot run ffmpeg: install it")?;
+    if !status.success() {
+        bail!("ffmpeg failed to make {}", path.display());
+    }
+    Ok(path.to_path_buf())
+}
+
+/// The number of video frames in `path`, counted by ffprobe decoding the stream.
+pub async fn count_frames(path: &Path) -> anyhow::Result<u64> {
+    let out = tokio::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .await
+        .context("cannot run ffprobe")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .trim_end_matches(',')
+        .parse()
+        .with_context(|| format!("ffprobe printed {text:?}"))
+}

@@ -1,0 +1,71 @@
+//! A real moto_server per test: started on a free loopback port, awaited until it answers,
+//! killed on drop.
+
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::process::{Child, Command};
+
+/// A running moto_server.
+pub struct MotoServer {
+    endpoint: String,
+    child: Child,
+}
+
+impl MotoServer {
+    /// Starts `moto_server` (or `$MOTO_SERVER`) and waits until it serves requests.
+    pub async fn start() -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let child = Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {program}: install moto[server]"))?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let server = Self { endpoint, child };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    /// The endpoint URL, e.g. `http://127.0.0.1:41234`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let address = self.endpoint.trim_start_matches("http://").to_string();
+        while Instant::now() < deadline {
+            if let Ok(mut stream) = tokio::net::TcpStream::connect(&address).await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let request = "GET /moto-api/ HTTP/1.0\r\nHost: localhost\r\n\r\n";
+                if stream.write_all(request.as_bytes()).await.is_ok() {
+                    let mut head = [0u8; 12];
+                    if stream.read_exact(&mut head).await.is_ok() && head.starts_with(b"HTTP/") {
+                        return Ok(());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("moto_server did not answer on {} within 30 s", self.endpoint)
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// A free TCP port on loopback (bound, then released).
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("no free loopback port")?;
+    Ok(listener.local_addr()?.port())
+}

@@ -1,0 +1,226 @@
+//! Keeps `docker-compose.yml` from drifting away from the code: the `FRAMEFLEET__*` environment
+//! compose gives each framefleet service must load through that service's own config loader
+//! (which denies unknown keys) and pass its start-up validation, exactly as the binary would at
+//! start-up. Interpolations resolve as they would with nothing set in the shell
+//! (`${VAR:-default}` → `default`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use framefleet_core::config::{load, ConfigError};
+use framefleet_dispatcher::DispatcherSettings;
+use framefleet_provision::ProvisionSettings;
+use framefleet_worker::WorkerSettings;
+use mediaconvert_standin::StandinSettings;
+use serde_yaml::Value;
+
+type Env = HashMap<String, String>;
+
+/// Loads and validates one service's settings from `env`, as its `main` does.
+type Loader = fn(Env) -> Result<(), ConfigError>;
+
+fn load_dispatcher(env: Env) -> Result<(), ConfigError> {
+    load::<DispatcherSettings>(None, Some(env))?.validate()
+}
+
+fn load_worker(env: Env) -> Result<(), ConfigError> {
+    load::<WorkerSettings>(None, Some(env))?.validate()
+}
+
+fn load_standin(env: Env) -> Result<(), ConfigError> {
+    load::<StandinSettings>(None, Some(env))?.standin.validate()
+}
+
+fn load_provision(env: Env) -> Result<(), ConfigError> {
+    load::<ProvisionSettings>(None, Some(env))?.validate()
+}
+
+/// Every compose service built from the workspace, with its loader.
+const SERVICES: [(&str, Loader); 4] = [
+    ("provision", load_provision),
+    ("mediaconvert-standin", load_standin),
+    ("dispatcher", load_dispatcher),
+    ("worker", load_worker),
+];
+
+fn compose_file() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker-compose.yml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let mut compose: Value = serde_yaml::from_str(&text).expect("docker-compose.yml is YAML");
+    // `<<: [*aws, *resources]` merge keys, as Compose resolves them.
+    compose.apply_merge().expect("merge keys resolve");
+    compose
+}
+
+fn services(compose: &Value) -> &serde_yaml::Mapping {
+    compose
+        .get("services")
+        .and_then(Value::as_mapping)
+        .expect("docker-compose.yml has services")
+}
+
+/// Resolves Compose interpolation with an empty shell environment: `${VAR:-default}` and
+/// `${VAR-default}` give `default`, `${VAR}`, `${VAR:+alt}` and `$VAR` give the empty string,
+/// `${VAR:?message}` is an error (the shell must set it), `$$` is a `$`.
+fn interpolate(value: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at + 1..];
+        if let Some(after) = rest.strip_prefix('$') {
+            out.push('$');
+            rest = after;
+        } else if let Some(braced) = rest.strip_prefix('{') {
+            let end = braced
+                .find('}')
+                .ok_or_else(|| format!("unclosed ${{ in `{value}`"))?;
+            let expr = &braced[..end];
+            rest = &braced[end + 1..];
+            let name_len = expr
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(expr.len());
+            let operation = &expr[name_len..];
+            if let Some(default) = operation
+                .strip_prefix(":-")
+                .or_else(|| operation.strip_prefix('-'))
+            {
+                out.push_str(default);
+            } else if operation.starts_with(":?") || operation.starts_with('?') {
+                return Err(format!("`{value}` requires a variable the shell must set"));
+            }
+            // `${VAR}` and `${VAR:+alt}` are empty when VAR is unset.
+        } else {
+            let name_len = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            rest = &rest[name_len..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn scalar(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        // `KEY:` with no value passes the shell's variable through, which is unset here.
+        _ => None,
+    }
+}
+
+/// The `FRAMEFLEET__*` variables compose gives `service`, in either environment syntax.
+fn framefleet_env(compose: &Value, service: &str) -> Env {
+    let definition = services(compose)
+        .get(service)
+        .unwrap_or_else(|| panic!("docker-compose.yml has no `{service}` service"));
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    match definition.get("environment") {
+        None => {}
+        Some(Value::Mapping(map)) => {
+            for (key, value) in map {
+                let key = key.as_str().expect("environment keys are strings");
+                if let Some(value) = scalar(value) {
+                    pairs.push((key.to_owned(), value));
+                }
+            }
+        }
+        Some(Value::Sequence(list)) => {
+            for item in list {
+                let item = item.as_str().expect("environment entries are strings");
+                if let Some((key, value)) = item.split_once('=') {
+                    pairs.push((key.to_owned(), value.to_owned()));
+                }
+            }
+        }
+        Some(other) => panic!("`{service}` environment is neither a map nor a list: {other:?}"),
+    }
+    pairs
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("FRAMEFLEET__"))
+        .map(|(key, value)| {
+            let value = interpolate(&value).unwrap_or_else(|e| panic!("`{service}` {key}: {e}"));
+            (key, value)
+        })
+        .collect()
+}
+
+#[test]
+fn every_service_environment_is_accepted_by_its_loader() {
+    let compose = compose_file();
+    let mut failures = Vec::new();
+    for (service, loader) in SERVICES {
+        let env = framefleet_env(&compose, service);
+        assert!(
+            env.keys().any(|key| key.starts_with("FRAMEFLEET__")),
+            "`{service}` sets no FRAMEFLEET__ variable: is the merge of the shared blocks lost?"
+        );
+        if let Err(error) = loader(env) {
+            failures.push(format!("{service}: {error}"));
+        }
+    }
+    assert!(failures.is_empty(), "compose environment rejected:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn every_built_service_is_checked() {
+    let compose = compose_file();
+    let built: BTreeSet<&str> = services(&compose)
+        .iter()
+        .filter(|(_, definition)| definition.get("build").is_some())
+        .map(|(name, _)| name.as_str().expect("service names are strings"))
+        .collect();
+    let checked: BTreeSet<&str> = SERVICES.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        built, checked,
+        "services built from docker/Dockerfile and services this test loads differ"
+    );
+}
+
+#[test]
+fn shared_resource_names_reach_the_services_that_use_them() {
+    let compose = compose_file();
+    for service in ["provision", "dispatcher", "worker"] {
+        let env = framefleet_env(&compose, service);
+        for key in [
+            "INGRESS_BUCKET",
+            "FRAMES_BUCKET",
+            "PROCESSED_BUCKET",
+            "INGRESS_QUEUE",
+            "JOB_EVENTS_QUEUE",
+            "FRAMES_QUEUE",
+            "JOBS_TABLE",
+        ] {
+            let key = format!("FRAMEFLEET__RESOURCES__{key}");
+            assert!(env.contains_key(&key), "`{service}` lacks {key}");
+        }
+    }
+}
+
+#[test]
+fn a_misspelt_key_is_rejected() {
+    let compose = compose_file();
+    for (service, loader) in SERVICES {
+        let mut env = framefleet_env(&compose, service);
+        env.insert("FRAMEFLEET__TELEMETRY__LOG_FROMAT".into(), "json".into());
+        let error = loader(env).expect_err("an unknown key must fail").to_string();
+        assert!(error.contains("log_fromat"), "{service}: {error}");
+    }
+    let mut env = framefleet_env(&compose, "worker");
+    env.insert("FRAMEFLEET__WORKER__BATCHES_IN_FLIGT".into(), "2".into());
+    assert!(load_worker(env).is_err());
+}
+
+#[test]
+fn interpolation_resolves_to_defaults() {
+    assert_eq!(interpolate("${A:-info}").unwrap(), "info");
+    assert_eq!(interpolate("${A-30000/1001}").unwrap(), "30000/1001");
+    assert_eq!(interpolate("x${A}y$B-z").unwrap(), "xy-z");
+    assert_eq!(interpolate("$$HOME").unwrap(), "$HOME");
+    assert_eq!(interpolate("plain").unwrap(), "plain");
+    assert_eq!(interpolate("${A:+set}").unwrap(), "");
+    assert!(interpolate("${A:?set-it}").is_err());
+}

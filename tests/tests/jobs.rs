@@ -1,0 +1,127 @@
+//! The job table's exactly-once accounting against a real DynamoDB API (moto_server):
+//! transactions with batch markers, forward-only status, exactly one completion winner.
+
+use framefleet_core::aws::AwsClients;
+use framefleet_core::config::Resources;
+use framefleet_core::jobs::{
+    BatchOutcome, Counting, FailedFrame, JobRecord, JobStatus, JobTable, Registration, Transition,
+};
+use framefleet_core::video::VideoId;
+use framefleet_e2e::moto::MotoServer;
+use framefleet_provision::ProvisionSettings;
+
+async fn table() -> (MotoServer, JobTable) {
+    let moto = MotoServer::start().await.unwrap();
+    let clients = AwsClients::from_config(&framefleet_e2e::sdk_config(moto.endpoint()), true, None);
+    let settings = ProvisionSettings {
+        resources: Resources {
+            jobs_table: "jobs-under-test".into(),
+            ..Resources::default()
+        },
+        ..ProvisionSettings::default()
+    };
+    framefleet_provision::provision(&clients, &settings)
+        .await
+        .unwrap();
+    let table = JobTable::new(clients.dynamodb.clone(), "jobs-under-test");
+    (moto, table)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_batches_count_once_and_one_worker_wins() {
+    let (_moto, jobs) = table().await;
+    let id = VideoId::derive("in", "race.mp4", "e");
+    let record = JobRecord::new(id.clone(), "in", "race.mp4", "e", 10);
+    assert_eq!(jobs.register(&record).await.unwrap(), Registration::Created);
+    assert_eq!(jobs.register(&record).await.unwrap(), Registration::Existing);
+    assert_eq!(
+        jobs.start_capture(&id, "mc-1", "5/1").await.unwrap(),
+        Transition::Applied
+    );
+    assert_eq!(
+        jobs.start_processing(&id, 40, 10).await.unwrap(),
+        Transition::Applied
+    );
+    // Out-of-order and duplicate transitions are refused.
+    assert_eq!(
+        jobs.start_capture(&id, "mc-1", "5/1").await.unwrap(),
+        Transition::NotApplicable
+    );
+    assert_eq!(
+        jobs.start_processing(&id, 40, 10).await.unwrap(),
+        Transition::NotApplicable
+    );
+
+    // Ten batches, each delivered twice, all at once.
+    let mut tasks = Vec::new();
+    for copy in 0..2 {
+        for batch in 0..10u32 {
+            let jobs = jobs.clone();
+            let id = id.clone();
+            tasks.push(tokio::spawn(async move {
+                let outcome = BatchOutcome {
+                    processed: if batch == 3 { 3 } else { 4 },
+                    failed: if batch == 3 {
+                        vec![FailedFrame {
+                            key: format!("v/f.{:07}.jpg", batch * 4),
+                            reason: format!("corrupt (copy {copy})"),
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                };
+                let counting = jobs.count_batch(&id, batch, &outcome).await.unwrap();
+                let won = jobs.try_complete(&id).await.unwrap();
+                (counting, won)
+            }));
+        }
+    }
+    let mut counted = 0;
+    let mut winners = 0;
+    for task in tasks {
+        let (counting, won) = task.await.unwrap();
+        counted += usize::from(counting == Counting::Counted);
+        winners += usize::from(won == Transition::Applied);
+    }
+    assert_eq!(counted, 10, "each batch counted once");
+    assert_eq!(winners, 1, "exactly one completion");
+    let record = jobs.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, JobStatus::Complete);
+    assert_eq!(record.processed_frames, 39);
+    assert_eq!(record.failed_frames, 1);
+    let failed = jobs.failed_frames(&id).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].key, "v/f.0000012.jpg");
+    // A final job cannot fail or complete again.
+    assert_eq!(jobs.fail(&id, "late").await.unwrap(), Transition::NotApplicable);
+    assert_eq!(jobs.try_complete(&id).await.unwrap(), Transition::NotApplicable);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incomplete_job_does_not_complete() {
+    let (_moto, jobs) = table().await;
+    let id = VideoId::derive("in", "half.mp4", "e");
+    jobs.register(&JobRecord::new(id.clone(), "in", "half.mp4", "e", 1))
+        .await
+        .unwrap();
+    jobs.start_processing(&id, 8, 2).await.unwrap();
+    let outcome = BatchOutcome {
+        processed: 4,
+        failed: Vec::new(),
+    };
+    assert_eq!(
+        jobs.count_batch(&id, 0, &outcome).await.unwrap(),
+        Counting::Counted
+    );
+    assert_eq!(jobs.try_complete(&id).await.unwrap(), Transition::NotApplicable);
+    assert_eq!(
+        jobs.fail(&id, "MediaConvert error 1010: unreadable").await.unwrap(),
+        Transition::Applied
+    );
+    let record = jobs.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, JobStatus::Failed);
+    assert_eq!(
+        record.last_error.as_deref(),
+        Some("MediaConvert error 1010: unreadable")
+    );
+}

@@ -1,0 +1,419 @@
+//! The pipeline end to end: uploads through S3 notifications, the dispatcher, the MediaConvert
+//! stand-in running real ffmpeg, the worker fleet and the job table, all against moto_server.
+
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use framefleet_core::frames::frame_index;
+use framefleet_core::jobs::JobStatus;
+use framefleet_core::message::FrameBatch;
+use framefleet_e2e::media::{count_frames, make_video};
+use framefleet_e2e::stack::{spawn_stack, spawn_stack_with, Stack, StackOptions};
+
+async fn video_bytes(width: u32, height: u32, rate: &str, seconds: f64) -> (Vec<u8>, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clip.mp4");
+    make_video(&path, width, height, rate, seconds).await.unwrap();
+    let frames = count_frames(&path).await.unwrap();
+    (std::fs::read(&path).unwrap(), frames)
+}
+
+/// Every processed object of a job except the manifest, checked to be a JPEG of `w`×`h`.
+async fn assert_edge_maps(stack: &Stack, video_id: &str, expected: u64, w: u32, h: u32) {
+    let keys = stack
+        .list(&stack.resources.processed_bucket, &format!("{video_id}/"))
+        .await
+        .unwrap();
+    let maps: Vec<&String> = keys.iter().filter(|k| frame_index(k).is_some()).collect();
+    assert_eq!(maps.len() as u64, expected, "edge maps: {keys:?}");
+    assert_eq!(
+        keys.iter().filter(|k| k.ends_with("/manifest.json")).count(),
+        1,
+        "exactly one manifest: {keys:?}"
+    );
+    for key in maps {
+        let bytes = stack
+            .get(&stack.resources.processed_bucket, key)
+            .await
+            .unwrap();
+        let image = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
+            .unwrap_or_else(|e| panic!("{key} is not a JPEG: {e}"));
+        assert_eq!((image.width(), image.height()), (w, h), "{key}");
+    }
+}
+
+async fn manifest(stack: &Stack, video_id: &str) -> serde_json::Value {
+    let bytes = stack
+        .get(
+            &stack.resources.processed_bucket,
+            &format!("{video_id}/manifest.json"),
+        )
+        .await
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upload_becomes_edge_maps_with_exact_counts() {
+    let stack = spawn_stack().await.unwrap();
+    let (video, frames) = video_bytes(160, 96, "12", 2.0).await;
+    let key = "uploads/my clip+ü (1).mp4";
+    let video_id = stack.upload(key, video).await.unwrap();
+    let record = stack.wait_final(&video_id).await.unwrap();
+    assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
+    let captured = stack
+        .list(&stack.resources.frames_bucket, &format!("{video_id}/"))
+        .await
+        .unwrap();
+    assert_eq!(captured.len() as u64, frames, "stand-in captures");
+    assert_eq!(record.total_frames, Some(frames));
+    assert_eq!(record.processed_frames, frames);
+    assert_eq!(record.failed_frames, 0);
+    assert_eq!(record.capture_rate.as_deref(), Some("12/1"));
+    assert!(captured[0].ends_with("/my clip+ü (1).0000000.jpg"), "{captured:?}");
+    assert_edge_maps(&stack, video_id.as_str(), frames, 160, 96).await;
+    let manifest = manifest(&stack, video_id.as_str()).await;
+    assert_eq!(manifest["counts"]["total"], frames);
+    assert_eq!(manifest["counts"]["processed"], frames);
+    assert_eq!(manifest["source"]["key"], key);
+    assert_eq!(record.manifest_key, Some(format!("{video_id}/manifest.json")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ntsc_video_is_captured_at_30000_over_1001() {
+    let stack = spawn_stack().await.unwrap();
+    let (video, frames) = video_bytes(96, 64, "30000/1001", 1.5).await;
+    let video_id = stack.upload("ntsc.mp4", video).await.unwrap();
+    let record = stack.wait_final(&video_id).await.unwrap();
+    assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
+    assert_eq!(record.capture_rate.as_deref(), Some("30000/1001"));
+    assert_eq!(record.total_frames, Some(frames), "every frame exactly once");
+    assert_eq!(record.processed_frames, frames);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicate_notification_makes_one_job() {
+    let stack = spawn_stack_with(StackOptions {
+        workers: 1,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let (video, _) = video_bytes(64, 48, "5", 1.0).await;
+    let key = "dup.mp4";
+    let video_id = stack.upload(key, video).await.unwrap();
+    let head = stack
+        .clients
+        .s3
+        .head_object()
+        .bucket(&stack.resources.ingress_bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    let duplicate = serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": stack.resources.ingress_bucket},
+               "object": {"key": key, "size": head.content_length().unwrap_or(0),
+                          "eTag": head.e_tag().unwrap_or_default()}}}]});
+    for _ in 0..2 {
+        stack
+            .clients
+            .sqs
+            .send_message()
+            .queue_url(&stack.provisioned.ingress_queue_url)
+            .message_body(duplicate.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    let record = stack.wait_final(&video_id).await.unwrap();
+    assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
+    // Give the duplicates time to be consumed, then check nothing new appeared.
+    wait_until_empty(&stack, &stack.provisioned.ingress_queue_url).await;
+    let jobs = stack
+        .clients
+        .mediaconvert
+        .list_jobs()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(jobs.jobs().len(), 1, "one MediaConvert job");
+    let items = stack
+        .clients
+        .dynamodb
+        .scan()
+        .table_name(&stack.resources.jobs_table)
+        .filter_expression("sk = :job")
+        .expression_attribute_values(
+            ":job",
+            aws_sdk_dynamodb::types::AttributeValue::S("job".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(items.count(), 1, "one job record");
+}
+
+async fn wait_until_empty(stack: &Stack, queue_url: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if stack.queue_depth(queue_url).await.unwrap() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("queue {queue_url} did not drain");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redelivered_batches_are_not_counted_twice() {
+    let mut stack = spawn_stack_with(StackOptions {
+        workers: 0,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let (video, frames) = video_bytes(64, 48, "10", 1.0).await;
+    let video_id = stack.upload("redeliver.mp4", video).await.unwrap();
+    let record = stack
+        .wait_for(&video_id, &[JobStatus::Processing], Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(record.total_frames, Some(frames));
+    let batches = record.batches.unwrap();
+    // Copy every batch twice more: the queue now holds each batch three times.
+    let messages = stack
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(&stack.provisioned.frames_queue_url)
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<String> = messages
+        .messages()
+        .iter()
+        .filter_map(|m| m.body().map(ToString::to_string))
+        .collect();
+    assert!(!bodies.is_empty());
+    for body in &bodies {
+        FrameBatch::parse(body).unwrap();
+        for _ in 0..2 {
+            stack
+                .clients
+                .sqs
+                .send_message()
+                .queue_url(&stack.provisioned.frames_queue_url)
+                .message_body(body)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    stack.start_worker().await.unwrap();
+    stack.start_worker().await.unwrap();
+    let record = stack.wait_final(&video_id).await.unwrap();
+    assert_eq!(record.status, JobStatus::Complete);
+    wait_until_empty(&stack, &stack.provisioned.frames_queue_url).await;
+    let record = stack.jobs.get(&video_id).await.unwrap().unwrap();
+    assert_eq!(record.processed_frames, frames, "counted once");
+    assert_eq!(record.failed_frames, 0);
+    assert_eq!(record.batches, Some(batches));
+    assert_edge_maps(&stack, video_id.as_str(), frames, 64, 48).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn corrupt_frame_is_counted_failed_and_job_completes() {
+    let mut stack = spawn_stack_with(StackOptions {
+        workers: 0,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let (video, frames) = video_bytes(64, 48, "8", 1.0).await;
+    let video_id = stack.upload("corrupt.mp4", video).await.unwrap();
+    stack
+        .wait_for(&video_id, &[JobStatus::Processing], Duration::from_secs(60))
+        .await
+        .unwrap();
+    let captured = stack
+        .list(&stack.resources.frames_bucket, &format!("{video_id}/"))
+        .await
+        .unwrap();
+    let broken = captured[2].clone();
+    let mut bytes = stack
+        .get(&stack.resources.frames_bucket, &broken)
+        .await
+        .unwrap();
+    bytes.truncate(bytes.len() / 3);
+    bytes.extend_from_slice(&[0x13; 64]);
+    stack
+        .clients
+        .s3
+        .put_object()
+        .bucket(&stack.resources.frames_bucket)
+        .key(&broken)
+        .body(ByteStream::from(bytes))
+        .send()
+        .await
+        .unwrap();
+    stack.start_worker().await.unwrap();
+    let record = stack.wait_final(&video_id).await.unwrap();
+    assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
+    assert_eq!(record.failed_frames, 1);
+    assert_eq!(record.processed_frames, frames - 1);
+    let manifest = manifest(&stack, video_id.as_str()).await;
+    let failed = manifest["failed_frames"].as_array().unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["key"], broken.as_str());
+    assert!(!failed[0]["reason"].as_str().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn non_video_and_cut_off_uploads_fail_with_a_reason() {
+    let stack = spawn_stack().await.unwrap();
+    let text = stack
+        .upload("notes.mp4", b"these are meeting notes, not a video".to_vec())
+        .await
+        .unwrap();
+    let (mut video, _) = video_bytes(64, 48, "10", 2.0).await;
+    video.truncate(video.len() / 2);
+    let cut = stack.upload("cut.mp4", video).await.unwrap();
+    let empty = stack.upload("empty.mov", Vec::new()).await.unwrap();
+    let record = stack.wait_final(&text).await.unwrap();
+    assert_eq!(record.status, JobStatus::Failed);
+    assert!(
+        record.last_error.as_deref().unwrap().contains("not a video"),
+        "{record:#?}"
+    );
+    let record = stack.wait_final(&cut).await.unwrap();
+    assert_eq!(record.status, JobStatus::Failed);
+    assert!(
+        record.last_error.as_deref().unwrap().contains("cut off"),
+        "{record:#?}"
+    );
+    let record = stack.wait_final(&empty).await.unwrap();
+    assert_eq!(record.status, JobStatus::Failed);
+    assert!(
+        record.last_error.as_deref().unwrap().contains("empty"),
+        "{record:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mediaconvert_error_fails_the_job_with_its_code() {
+    let stack = spawn_stack_with(StackOptions {
+        dispatcher_config: framefleet_dispatcher::settings::DispatcherConfig {
+            capture_rate: "5".into(),
+            ..StackOptions::default().dispatcher_config
+        },
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let video_id = stack
+        .upload("fake.mp4", b"plain text with a video suffix".to_vec())
+        .await
+        .unwrap();
+    let record = stack.wait_final(&video_id).await.unwrap();
+    assert_eq!(record.status, JobStatus::Failed);
+    let error = record.last_error.unwrap();
+    assert!(error.starts_with("MediaConvert error "), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_events_odd_keys_and_garbage_are_handled() {
+    let stack = spawn_stack_with(StackOptions {
+        dispatcher: false,
+        workers: 0,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let dispatcher = stack.dispatcher().await.unwrap();
+    let worker = stack.worker().await.unwrap();
+    let sqs = &stack.clients.sqs;
+    let test_event = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-22T00:00:00.000Z","Bucket":"b","RequestId":"r","HostId":"h"}"#;
+    sqs.send_message()
+        .queue_url(&stack.provisioned.ingress_queue_url)
+        .message_body(test_event)
+        .send()
+        .await
+        .unwrap();
+    // Drain whatever moto sent on configuration plus our test event.
+    let mut handled = 0;
+    for _ in 0..5 {
+        let outcome = dispatcher
+            .run_once(framefleet_dispatcher::Feed::Ingress, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(outcome.rejected, 0, "{outcome:?}");
+        handled += outcome.handled;
+        if outcome.received == 0 {
+            break;
+        }
+    }
+    assert!(handled >= 1);
+    // A non-video suffix is skipped: no job.
+    let skipped = stack.upload("docs/readme.txt", b"hi".to_vec()).await.unwrap();
+    // Odd keys decode back to the object (the video id is derived from the decoded key).
+    let (video, _) = video_bytes(64, 48, "5", 0.6).await;
+    let odd = stack
+        .upload("a dir/ünïcødé + plus%20/clip #1.mp4", video)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        dispatcher
+            .run_once(framefleet_dispatcher::Feed::Ingress, Duration::from_secs(1))
+            .await
+            .unwrap();
+    }
+    assert!(stack.jobs.get(&skipped).await.unwrap().is_none());
+    let record = stack
+        .wait_for(
+            &odd,
+            &[JobStatus::Capturing, JobStatus::Processing],
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(record.source_key, "a dir/ünïcødé + plus%20/clip #1.mp4");
+
+    // Garbage on the ingress and frames queues ends in their DLQs.
+    for url in [
+        &stack.provisioned.ingress_queue_url,
+        &stack.provisioned.frames_queue_url,
+    ] {
+        sqs.send_message()
+            .queue_url(url)
+            .message_body("{ this is not json")
+            .send()
+            .await
+            .unwrap();
+    }
+    let ingress_dlq = stack.dlq_url(&stack.resources.ingress_queue).to_string();
+    let frames_dlq = stack.dlq_url(&stack.resources.frames_queue).to_string();
+    for _ in 0..12 {
+        dispatcher
+            .run_once(framefleet_dispatcher::Feed::Ingress, Duration::from_millis(200))
+            .await
+            .unwrap();
+        worker
+            .run_once(10, Duration::from_millis(200))
+            .await
+            .unwrap();
+        if stack.queue_depth(&ingress_dlq).await.unwrap() == 1
+            && stack.queue_depth(&frames_dlq).await.unwrap() == 1
+        {
+            return;
+        }
+    }
+    panic!(
+        "garbage did not reach the DLQs: ingress {} frames {}",
+        stack.queue_depth(&ingress_dlq).await.unwrap(),
+        stack.queue_depth(&frames_dlq).await.unwrap()
+    );
+}

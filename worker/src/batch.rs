@@ -1,0 +1,278 @@
+//! One frame batch: download each frame, run the kernel on the blocking pool, upload the edge
+//! map, then count the batch exactly once and, if it was the last, complete the job.
+//!
+//! Order matters for at-least-once delivery: outputs are written before the counting
+//! transaction (same keys on a retry, so rewriting is harmless), and the message is deleted
+//! last, by the consumer.
+
+use std::sync::Arc;
+
+use aws_sdk_s3::primitives::ByteStream;
+use framefleet_core::aws::{describe, is_transient};
+use framefleet_core::frames::frame_name;
+use framefleet_core::jobs::{BatchOutcome, Counting, FailedFrame, JobTable, JobTableError, Transition};
+use framefleet_core::message::FrameBatch;
+use framefleet_edge::EdgeParams;
+use futures::StreamExt;
+use tracing::Instrument;
+
+use crate::manifest;
+
+/// A batch that must be retried later (the message is left for redelivery).
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// Reading a frame or writing an output failed transiently (or for a reason a retry may
+    /// fix, such as permissions being fixed).
+    #[error("s3://{bucket}/{key}: {message}")]
+    Storage {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// Code and message.
+        message: String,
+    },
+    /// The job table failed.
+    #[error(transparent)]
+    Jobs(#[from] JobTableError),
+    /// The kernel task itself died (a bug, never bad input).
+    #[error("kernel task failed: {0}")]
+    Kernel(String),
+}
+
+/// What processing a batch ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Frames written and failed.
+    pub outcome: BatchOutcome,
+    /// Whether this delivery counted the batch.
+    pub counting: Counting,
+    /// True if this worker completed the job and wrote its manifest.
+    pub completed_job: bool,
+}
+
+/// Processes batches; shared by every in-flight batch.
+#[derive(Debug, Clone)]
+pub struct BatchProcessor {
+    pub(crate) s3: aws_sdk_s3::Client,
+    pub(crate) jobs: JobTable,
+    pub(crate) processed_bucket: Arc<str>,
+    pub(crate) frame_concurrency: usize,
+}
+
+enum FrameResult {
+    Written,
+    Failed(FailedFrame),
+}
+
+impl BatchProcessor {
+    /// A processor writing to `processed_bucket`.
+    pub fn new(
+        s3: aws_sdk_s3::Client,
+        jobs: JobTable,
+        processed_bucket: &str,
+        frame_concurrency: usize,
+    ) -> Self {
+        Self {
+            s3,
+            jobs,
+            processed_bucket: processed_bucket.into(),
+            frame_concurrency: frame_concurrency.max(1),
+        }
+    }
+
+    /// Processes, counts and possibly completes. `redelivered` allows finishing a manifest a
+    /// crashed winner left unwritten.
+    pub async fn process(
+        &self,
+        batch: &FrameBatch,
+        redelivered: bool,
+    ) -> Result<BatchReport, BatchError> {
+        let span = tracing::info_span!("batch", video_id = %batch.video_id, batch_index = batch.batch_index, frames = batch.frame_keys.len());
+        async move {
+            // Futures built eagerly: a lazy `map` closure over borrowed state is not `Send`
+            // for every lifetime, which `tokio::spawn` needs.
+            let frames: Vec<_> = batch
+                .frame_keys
+                .iter()
+                .map(|key| self.process_frame(batch, key))
+                .collect();
+            let results: Vec<Result<FrameResult, BatchError>> = futures::stream::iter(frames)
+                .buffered(self.frame_concurrency)
+                .collect()
+                .await;
+            let mut outcome = BatchOutcome::default();
+            for result in results {
+                match result? {
+                    FrameResult::Written => outcome.processed += 1,
+                    FrameResult::Failed(failed) => outcome.failed.push(failed),
+                }
+            }
+            let counting = self
+                .jobs
+                .count_batch(&batch.video_id, batch.batch_index, &outcome)
+                .await?;
+            match counting {
+                Counting::Counted => tracing::info!(
+                    processed = outcome.processed,
+                    failed = outcome.failed.len(),
+                    "batch counted"
+                ),
+                Counting::AlreadyCounted => {
+                    tracing::info!("batch was counted before (redelivery); not counting again")
+                }
+            }
+            let completed_job = self.finish_if_last(batch, redelivered).await?;
+            Ok(BatchReport {
+                outcome,
+                counting,
+                completed_job,
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn finish_if_last(
+        &self,
+        batch: &FrameBatch,
+        redelivered: bool,
+    ) -> Result<bool, BatchError> {
+        let video_id = &batch.video_id;
+        match self.jobs.try_complete(video_id).await? {
+            Transition::Applied => {
+                tracing::info!("last batch: job COMPLETE; writing the manifest");
+                self.write_manifest(batch).await?;
+                Ok(true)
+            }
+            Transition::NotApplicable if redelivered => {
+                // The winner may have died between COMPLETE and the manifest.
+                let record = self.jobs.get(video_id).await?;
+                if record.is_some_and(|r| {
+                    r.status == framefleet_core::jobs::JobStatus::Complete
+                        && r.manifest_key.is_none()
+                }) {
+                    tracing::warn!("job COMPLETE without a manifest; writing it");
+                    self.write_manifest(batch).await?;
+                }
+                Ok(false)
+            }
+            Transition::NotApplicable => Ok(false),
+        }
+    }
+
+    async fn write_manifest(&self, batch: &FrameBatch) -> Result<(), BatchError> {
+        let video_id = &batch.video_id;
+        let Some(record) = self.jobs.get(video_id).await? else {
+            return Ok(());
+        };
+        let failed = self.jobs.failed_frames(video_id).await?;
+        let document = manifest::build(&record, &batch.params, &self.processed_bucket, failed);
+        let key = format!("{video_id}/manifest.json");
+        let body = serde_json::to_vec_pretty(&document).unwrap_or_default();
+        self.put(&key, body, "application/json").await?;
+        self.jobs.set_manifest(video_id, &key).await?;
+        tracing::info!(manifest = %key, "manifest written");
+        Ok(())
+    }
+
+    async fn process_frame(
+        &self,
+        batch: &FrameBatch,
+        key: &str,
+    ) -> Result<FrameResult, BatchError> {
+        let bucket = &batch.frames_bucket;
+        let bytes = match self.s3.get_object().bucket(bucket).key(key).send().await {
+            Ok(out) => match out.body.collect().await {
+                Ok(data) => data.into_bytes(),
+                Err(error) => {
+                    return Err(BatchError::Storage {
+                        bucket: bucket.clone(),
+                        key: key.to_string(),
+                        message: error.to_string(),
+                    })
+                }
+            },
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(failed(key, "the captured frame does not exist (NoSuchKey)"));
+            }
+            Err(error) => {
+                if !is_transient(&error) {
+                    tracing::warn!(key, error = %describe(&error), "frame read refused");
+                }
+                return Err(BatchError::Storage {
+                    bucket: bucket.clone(),
+                    key: key.to_string(),
+                    message: describe(&error),
+                });
+            }
+        };
+        let params: EdgeParams = batch.params.clone();
+        let span = tracing::Span::current();
+        let result = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            framefleet_edge::process(&bytes, &params)
+        })
+        .await
+        .map_err(|e| BatchError::Kernel(e.to_string()))?;
+        let edge_map = match result {
+            Ok(edge_map) => edge_map,
+            Err(error) => {
+                tracing::warn!(key, error = %error, "frame cannot be processed; counted as failed");
+                return Ok(failed(key, &error.to_string()));
+            }
+        };
+        let output_key = output_key(&batch.video_id.to_string(), key, edge_map.format.extension());
+        self.put(&output_key, edge_map.bytes, edge_map.format.content_type())
+            .await?;
+        Ok(FrameResult::Written)
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), BatchError> {
+        self.s3
+            .put_object()
+            .bucket(&*self.processed_bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|error| BatchError::Storage {
+                bucket: self.processed_bucket.to_string(),
+                key: key.to_string(),
+                message: describe(&error),
+            })
+    }
+}
+
+fn failed(key: &str, reason: &str) -> FrameResult {
+    FrameResult::Failed(FailedFrame {
+        key: key.to_string(),
+        reason: reason.to_string(),
+    })
+}
+
+/// `<video id>/<frame name>`, with the extension of the output format.
+pub fn output_key(video_id: &str, frame_key: &str, extension: &str) -> String {
+    let name = frame_name(frame_key);
+    let stem = name.strip_suffix(".jpg").unwrap_or(name);
+    format!("{video_id}/{stem}.{extension}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_keeps_the_frame_name() {
+        assert_eq!(
+            output_key("v-1", "v-1/my clip.0000003.jpg", "jpg"),
+            "v-1/my clip.0000003.jpg"
+        );
+        assert_eq!(
+            output_key("v-1", "v-1/clip.0000003.jpg", "png"),
+            "v-1/clip.0000003.png"
+        );
+    }
+}

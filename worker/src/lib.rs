@@ -1,0 +1,19 @@
+//! The worker: consumes frame batches from SQS, turns each frame into an edge map with the
+//! `framefleet-edge` kernel, writes it to S3, and counts the batch exactly once.
+//!
+//! - [`settings`]: what it reads at start-up.
+//! - [`consumer`]: the long-poll loop, slots, visibility heartbeats, drain on SIGTERM.
+//! - [`batch`]: one batch: download, kernel on the blocking pool, upload, count, complete.
+//! - [`manifest`]: the document the completing worker writes.
+//! - [`protection`]: ECS task scale-in protection while busy.
+//! - [`offline`]: the `edges` and `bench` subcommands, no AWS involved.
+
+pub mod batch;
+pub mod consumer;
+pub mod manifest;
+pub mod offline;
+pub mod protection;
+pub mod settings;
+
+pub use consumer::{Outcome, Worker};
+pub use settings::WorkerSettings;
