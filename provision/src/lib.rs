@@ -251,20 +251,9 @@ async fn ensure_notification(
     bucket: &str,
     queue_arn: &str,
 ) -> anyhow::Result<()> {
-    let current = clients
-        .s3
-        .get_bucket_notification_configuration()
-        .bucket(bucket)
-        .send()
-        .await
-        .with_context(|| format!("get notification of {bucket}"))?;
-    if current
-        .queue_configurations()
-        .iter()
-        .any(|q| q.queue_arn() == queue_arn)
-    {
-        return Ok(());
-    }
+    // PUT replaces the whole configuration, so repeating it is idempotent. (Reading it first
+    // would be nicer, but moto answers an empty configuration with a root element the SDK
+    // rejects.) Each PUT makes S3 send an `s3:TestEvent`, which the dispatcher deletes.
     let queue = QueueConfiguration::builder()
         .id("framefleet-ingress")
         .queue_arn(queue_arn)

@@ -14,7 +14,15 @@ pub async fn make_video(
 ) -> anyhow::Result<PathBuf> {
     let source = format!("testsrc2=size={width}x{height}:rate={rate}");
     let status = tokio::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
         .arg(&source)
         .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p", "-c:v"])
         .arg("libx264")

@@ -54,7 +54,10 @@ impl MotoServer {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        bail!("moto_server did not answer on {} within 30 s", self.endpoint)
+        bail!(
+            "moto_server did not answer on {} within 30 s",
+            self.endpoint
+        )
     }
 }
 

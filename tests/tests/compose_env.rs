@@ -162,7 +162,11 @@ fn every_service_environment_is_accepted_by_its_loader() {
             failures.push(format!("{service}: {error}"));
         }
     }
-    assert!(failures.is_empty(), "compose environment rejected:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "compose environment rejected:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -206,7 +210,9 @@ fn a_misspelt_key_is_rejected() {
     for (service, loader) in SERVICES {
         let mut env = framefleet_env(&compose, service);
         env.insert("FRAMEFLEET__TELEMETRY__LOG_FROMAT".into(), "json".into());
-        let error = loader(env).expect_err("an unknown key must fail").to_string();
+        let error = loader(env)
+            .expect_err("an unknown key must fail")
+            .to_string();
         assert!(error.contains("log_fromat"), "{service}: {error}");
     }
     let mut env = framefleet_env(&compose, "worker");

@@ -33,7 +33,10 @@ async fn concurrent_batches_count_once_and_one_worker_wins() {
     let id = VideoId::derive("in", "race.mp4", "e");
     let record = JobRecord::new(id.clone(), "in", "race.mp4", "e", 10);
     assert_eq!(jobs.register(&record).await.unwrap(), Registration::Created);
-    assert_eq!(jobs.register(&record).await.unwrap(), Registration::Existing);
+    assert_eq!(
+        jobs.register(&record).await.unwrap(),
+        Registration::Existing
+    );
     assert_eq!(
         jobs.start_capture(&id, "mc-1", "5/1").await.unwrap(),
         Transition::Applied
@@ -93,8 +96,14 @@ async fn concurrent_batches_count_once_and_one_worker_wins() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].key, "v/f.0000012.jpg");
     // A final job cannot fail or complete again.
-    assert_eq!(jobs.fail(&id, "late").await.unwrap(), Transition::NotApplicable);
-    assert_eq!(jobs.try_complete(&id).await.unwrap(), Transition::NotApplicable);
+    assert_eq!(
+        jobs.fail(&id, "late").await.unwrap(),
+        Transition::NotApplicable
+    );
+    assert_eq!(
+        jobs.try_complete(&id).await.unwrap(),
+        Transition::NotApplicable
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,9 +122,14 @@ async fn incomplete_job_does_not_complete() {
         jobs.count_batch(&id, 0, &outcome).await.unwrap(),
         Counting::Counted
     );
-    assert_eq!(jobs.try_complete(&id).await.unwrap(), Transition::NotApplicable);
     assert_eq!(
-        jobs.fail(&id, "MediaConvert error 1010: unreadable").await.unwrap(),
+        jobs.try_complete(&id).await.unwrap(),
+        Transition::NotApplicable
+    );
+    assert_eq!(
+        jobs.fail(&id, "MediaConvert error 1010: unreadable")
+            .await
+            .unwrap(),
         Transition::Applied
     );
     let record = jobs.get(&id).await.unwrap().unwrap();

@@ -13,7 +13,9 @@ use framefleet_e2e::stack::{spawn_stack, spawn_stack_with, Stack, StackOptions};
 async fn video_bytes(width: u32, height: u32, rate: &str, seconds: f64) -> (Vec<u8>, u64) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("clip.mp4");
-    make_video(&path, width, height, rate, seconds).await.unwrap();
+    make_video(&path, width, height, rate, seconds)
+        .await
+        .unwrap();
     let frames = count_frames(&path).await.unwrap();
     (std::fs::read(&path).unwrap(), frames)
 }
@@ -27,7 +29,9 @@ async fn assert_edge_maps(stack: &Stack, video_id: &str, expected: u64, w: u32, 
     let maps: Vec<&String> = keys.iter().filter(|k| frame_index(k).is_some()).collect();
     assert_eq!(maps.len() as u64, expected, "edge maps: {keys:?}");
     assert_eq!(
-        keys.iter().filter(|k| k.ends_with("/manifest.json")).count(),
+        keys.iter()
+            .filter(|k| k.ends_with("/manifest.json"))
+            .count(),
         1,
         "exactly one manifest: {keys:?}"
     );
@@ -70,13 +74,19 @@ async fn upload_becomes_edge_maps_with_exact_counts() {
     assert_eq!(record.processed_frames, frames);
     assert_eq!(record.failed_frames, 0);
     assert_eq!(record.capture_rate.as_deref(), Some("12/1"));
-    assert!(captured[0].ends_with("/my clip+ü (1).0000000.jpg"), "{captured:?}");
+    assert!(
+        captured[0].ends_with("/my clip+ü (1).0000000.jpg"),
+        "{captured:?}"
+    );
     assert_edge_maps(&stack, video_id.as_str(), frames, 160, 96).await;
     let manifest = manifest(&stack, video_id.as_str()).await;
     assert_eq!(manifest["counts"]["total"], frames);
     assert_eq!(manifest["counts"]["processed"], frames);
     assert_eq!(manifest["source"]["key"], key);
-    assert_eq!(record.manifest_key, Some(format!("{video_id}/manifest.json")));
+    assert_eq!(
+        record.manifest_key,
+        Some(format!("{video_id}/manifest.json"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -87,7 +97,11 @@ async fn ntsc_video_is_captured_at_30000_over_1001() {
     let record = stack.wait_final(&video_id).await.unwrap();
     assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
     assert_eq!(record.capture_rate.as_deref(), Some("30000/1001"));
-    assert_eq!(record.total_frames, Some(frames), "every frame exactly once");
+    assert_eq!(
+        record.total_frames,
+        Some(frames),
+        "every frame exactly once"
+    );
     assert_eq!(record.processed_frames, frames);
 }
 
@@ -131,13 +145,7 @@ async fn duplicate_notification_makes_one_job() {
     assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
     // Give the duplicates time to be consumed, then check nothing new appeared.
     wait_until_empty(&stack, &stack.provisioned.ingress_queue_url).await;
-    let jobs = stack
-        .clients
-        .mediaconvert
-        .list_jobs()
-        .send()
-        .await
-        .unwrap();
+    let jobs = stack.clients.mediaconvert.list_jobs().send().await.unwrap();
     assert_eq!(jobs.jobs().len(), 1, "one MediaConvert job");
     let items = stack
         .clients
@@ -276,7 +284,10 @@ async fn corrupt_frame_is_counted_failed_and_job_completes() {
 async fn non_video_and_cut_off_uploads_fail_with_a_reason() {
     let stack = spawn_stack().await.unwrap();
     let text = stack
-        .upload("notes.mp4", b"these are meeting notes, not a video".to_vec())
+        .upload(
+            "notes.mp4",
+            b"these are meeting notes, not a video".to_vec(),
+        )
         .await
         .unwrap();
     let (mut video, _) = video_bytes(64, 48, "10", 2.0).await;
@@ -286,7 +297,11 @@ async fn non_video_and_cut_off_uploads_fail_with_a_reason() {
     let record = stack.wait_final(&text).await.unwrap();
     assert_eq!(record.status, JobStatus::Failed);
     assert!(
-        record.last_error.as_deref().unwrap().contains("not a video"),
+        record
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("not a video"),
         "{record:#?}"
     );
     let record = stack.wait_final(&cut).await.unwrap();
@@ -358,7 +373,10 @@ async fn test_events_odd_keys_and_garbage_are_handled() {
     }
     assert!(handled >= 1);
     // A non-video suffix is skipped: no job.
-    let skipped = stack.upload("docs/readme.txt", b"hi".to_vec()).await.unwrap();
+    let skipped = stack
+        .upload("docs/readme.txt", b"hi".to_vec())
+        .await
+        .unwrap();
     // Odd keys decode back to the object (the video id is derived from the decoded key).
     let (video, _) = video_bytes(64, 48, "5", 0.6).await;
     let odd = stack
@@ -398,7 +416,10 @@ async fn test_events_odd_keys_and_garbage_are_handled() {
     let frames_dlq = stack.dlq_url(&stack.resources.frames_queue).to_string();
     for _ in 0..12 {
         dispatcher
-            .run_once(framefleet_dispatcher::Feed::Ingress, Duration::from_millis(200))
+            .run_once(
+                framefleet_dispatcher::Feed::Ingress,
+                Duration::from_millis(200),
+            )
             .await
             .unwrap();
         worker

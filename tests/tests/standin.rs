@@ -1,0 +1,659 @@
+//! The MediaConvert stand-in through `aws-sdk-mediaconvert`, against a real moto_server and the
+//! real ffmpeg: frame names and counts, the events on the queue, the REST round-trips and the
+//! errors MediaConvert would answer with.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use aws_sdk_mediaconvert::error::ProvideErrorMetadata;
+use aws_sdk_mediaconvert::types::{
+    ContainerSettings, ContainerType, FileGroupSettings, FrameCaptureSettings, Input, JobSettings,
+    JobStatus, Output, OutputGroup, OutputGroupSettings, OutputGroupType, VideoCodec,
+    VideoCodecSettings, VideoDescription,
+};
+use aws_sdk_s3::primitives::ByteStream;
+use framefleet_core::aws::describe;
+use framefleet_e2e::media::{count_frames, make_video};
+use framefleet_e2e::moto::MotoServer;
+use mediaconvert_standin::{Standin, StandinConfig};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+const INPUTS: &str = "inputs";
+const FRAMES: &str = "frames";
+const EVENTS: &str = "standin-events";
+const ROLE: &str = "arn:aws:iam::000000000000:role/framefleet-mediaconvert";
+const DEADLINE: Duration = Duration::from_secs(90);
+
+/// moto_server, a stand-in bound to a free port and the clients that talk to both.
+struct Env {
+    _moto: MotoServer,
+    s3: aws_sdk_s3::Client,
+    sqs: aws_sdk_sqs::Client,
+    mediaconvert: aws_sdk_mediaconvert::Client,
+    events_url: String,
+    events: Vec<Value>,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    work: tempfile::TempDir,
+}
+
+impl Env {
+    async fn start(max_concurrent_jobs: usize) -> anyhow::Result<Self> {
+        let moto = MotoServer::start().await?;
+        let sdk = framefleet_e2e::sdk_config(moto.endpoint());
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(true)
+                .build(),
+        );
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        for bucket in [INPUTS, FRAMES] {
+            s3.create_bucket()
+                .bucket(bucket)
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("CreateBucket {bucket}: {}", describe(&e)))?;
+        }
+        let events_url = sqs
+            .create_queue()
+            .queue_name(EVENTS)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("CreateQueue: {}", describe(&e)))?
+            .queue_url()
+            .context("no queue url")?
+            .to_string();
+        let standin = Standin::bind(
+            StandinConfig {
+                listen: "127.0.0.1:0".into(),
+                events_queue: EVENTS.into(),
+                max_concurrent_jobs,
+                ..StandinConfig::default()
+            },
+            s3.clone(),
+            sqs.clone(),
+        )
+        .await?;
+        let endpoint = format!("http://{}", standin.local_addr());
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(standin.run(shutdown.clone()));
+        let mediaconvert = aws_sdk_mediaconvert::Client::from_conf(
+            aws_sdk_mediaconvert::config::Builder::from(&sdk)
+                .endpoint_url(endpoint)
+                .build(),
+        );
+        Ok(Self {
+            _moto: moto,
+            s3,
+            sqs,
+            mediaconvert,
+            events_url,
+            events: Vec::new(),
+            shutdown,
+            server,
+            work: tempfile::tempdir()?,
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.server).await???;
+        Ok(())
+    }
+
+    /// Makes a `testsrc2` video and uploads it to `s3://in/<key>`; returns its local path.
+    async fn upload_video(
+        &self,
+        key: &str,
+        rate: &str,
+        seconds: f64,
+    ) -> anyhow::Result<std::path::PathBuf> {
+        let path = self.work.path().join(key.replace('/', "_"));
+        make_video(&path, 160, 120, rate, seconds).await?;
+        self.upload(key, ByteStream::from_path(&path).await?)
+            .await?;
+        Ok(path)
+    }
+
+    async fn upload(&self, key: &str, body: ByteStream) -> anyhow::Result<()> {
+        self.s3
+            .put_object()
+            .bucket(INPUTS)
+            .key(key)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("PutObject {key}: {}", describe(&e)))?;
+        Ok(())
+    }
+
+    /// Submits a frame-capture job for `s3://in/<key>` to `destination`.
+    async fn submit(
+        &self,
+        key: &str,
+        destination: &str,
+        rate: (i32, i32),
+        max_captures: i32,
+    ) -> anyhow::Result<String> {
+        let job = frame_capture(&self.mediaconvert, key, destination, rate, max_captures, 80)
+            .send()
+            .await?;
+        job.job()
+            .and_then(|j| j.id())
+            .map(String::from)
+            .context("CreateJob returned no job id")
+    }
+
+    /// Receives events until one for `job_id` has `status`; returns that job's events so far.
+    async fn wait_for(&mut self, job_id: &str, status: &str) -> anyhow::Result<Vec<Value>> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let for_job: Vec<Value> = self
+                .events
+                .iter()
+                .filter(|e| e["detail"]["jobId"] == job_id)
+                .cloned()
+                .collect();
+            if for_job.iter().any(|e| e["detail"]["status"] == status) {
+                return Ok(for_job);
+            }
+            if Instant::now() > deadline {
+                bail!("no {status} event for {job_id} within {DEADLINE:?}; saw {for_job:#?}");
+            }
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.events_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await?;
+            for message in received.messages() {
+                let body = message.body().context("event without a body")?;
+                self.events.push(serde_json::from_str(body)?);
+                if let Some(handle) = message.receipt_handle() {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.events_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await?;
+                }
+            }
+        }
+    }
+
+    /// Keys under `prefix` in the frames bucket, sorted.
+    async fn frame_keys(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(FRAMES)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            keys.extend(
+                page?
+                    .contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(String::from)),
+            );
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    async fn job_status(&self, id: &str) -> anyhow::Result<JobStatus> {
+        let job = self.mediaconvert.get_job().id(id).send().await?;
+        job.job()
+            .and_then(|j| j.status())
+            .cloned()
+            .context("GetJob returned no status")
+    }
+}
+
+/// The CreateJob call the dispatcher makes: one S3 input, one file group, one RAW
+/// FRAME_CAPTURE output.
+fn frame_capture(
+    client: &aws_sdk_mediaconvert::Client,
+    key: &str,
+    destination: &str,
+    (numerator, denominator): (i32, i32),
+    max_captures: i32,
+    quality: i32,
+) -> aws_sdk_mediaconvert::operation::create_job::builders::CreateJobFluentBuilder {
+    let capture = FrameCaptureSettings::builder()
+        .framerate_numerator(numerator)
+        .framerate_denominator(denominator)
+        .max_captures(max_captures)
+        .quality(quality)
+        .build();
+    let output = Output::builder()
+        .container_settings(
+            ContainerSettings::builder()
+                .container(ContainerType::Raw)
+                .build(),
+        )
+        .video_description(
+            VideoDescription::builder()
+                .codec_settings(
+                    VideoCodecSettings::builder()
+                        .codec(VideoCodec::FrameCapture)
+                        .frame_capture_settings(capture)
+                        .build(),
+                )
+                .build(),
+        )
+        .build();
+    let group = OutputGroup::builder()
+        .output_group_settings(
+            OutputGroupSettings::builder()
+                .r#type(OutputGroupType::FileGroupSettings)
+                .file_group_settings(
+                    FileGroupSettings::builder()
+                        .destination(destination)
+                        .build(),
+                )
+                .build(),
+        )
+        .outputs(output)
+        .build();
+    client
+        .create_job()
+        .role(ROLE)
+        .user_metadata("video_id", "vid-1")
+        .settings(
+            JobSettings::builder()
+                .inputs(
+                    Input::builder()
+                        .file_input(format!("s3://{INPUTS}/{key}"))
+                        .build(),
+                )
+                .output_groups(group)
+                .build(),
+        )
+}
+
+fn statuses(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| e["detail"]["status"].as_str())
+        .collect()
+}
+
+fn last_capture(complete: &Value) -> Vec<&str> {
+    complete["detail"]["outputGroupDetails"][0]["outputDetails"][0]["outputFilePaths"]
+        .as_array()
+        .map(|paths| paths.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+fn find<'a>(events: &'a [Value], status: &str) -> &'a Value {
+    events
+        .iter()
+        .find(|e| e["detail"]["status"] == status)
+        .unwrap_or_else(|| panic!("no {status} event in {events:#?}"))
+}
+
+/// ffmpeg's own first frame of `video`, encoded as the stand-in encodes captures.
+async fn first_frame(video: &Path, out: &Path, quality: u8) -> anyhow::Result<Vec<u8>> {
+    let status = tokio::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-noautorotate",
+            "-i",
+        ])
+        .arg(video)
+        .args(["-frames:v", "1", "-c:v", "mjpeg", "-q:v"])
+        .arg(mediaconvert_standin::capture::qscale(quality).to_string())
+        .args(["-f", "image2"])
+        .arg(out)
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "ffmpeg could not extract the first frame");
+    Ok(tokio::fs::read(out).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn captures_frames_under_mediaconvert_names() -> anyhow::Result<()> {
+    let mut env = Env::start(1).await?;
+    let video = env.upload_video("dir/my clip.mp4", "10", 2.0).await?;
+    let id = env
+        .submit("dir/my clip.mp4", "s3://frames/vid-1/", (1, 1), 10_000_000)
+        .await?;
+    let events = env.wait_for(&id, "COMPLETE").await?;
+    assert_eq!(statuses(&events)[0], "PROGRESSING", "{events:#?}");
+
+    // First frame, then one a second: t = 0 s and t = 1 s of a 2 s video.
+    let keys = env.frame_keys("vid-1/").await?;
+    assert_eq!(
+        keys,
+        ["vid-1/my clip.0000000.jpg", "vid-1/my clip.0000001.jpg"]
+    );
+    let complete = find(&events, "COMPLETE");
+    assert_eq!(
+        last_capture(complete),
+        ["s3://frames/vid-1/my clip.0000001.jpg"]
+    );
+    let detail = &complete["detail"];
+    assert_eq!(complete["source"], "aws.mediaconvert");
+    assert_eq!(complete["detail-type"], "MediaConvert Job State Change");
+    assert_eq!(complete["account"], "000000000000");
+    assert_eq!(complete["region"], "us-east-1");
+    assert_eq!(
+        complete["resources"][0],
+        format!("arn:aws:mediaconvert:us-east-1:000000000000:jobs/{id}")
+    );
+    assert_eq!(detail["jobId"], id.as_str());
+    assert_eq!(detail["userMetadata"]["video_id"], "vid-1");
+    assert_eq!(detail["outputGroupDetails"][0]["type"], "FILE_GROUP");
+    let output = &detail["outputGroupDetails"][0]["outputDetails"][0];
+    assert_eq!(output["videoDetails"]["widthInPx"], 160);
+    assert_eq!(output["videoDetails"]["heightInPx"], 120);
+    assert_eq!(output["durationInMs"], 2000);
+    assert!(detail["timestamp"].as_i64().unwrap() > 1_600_000_000_000);
+
+    // Capture 0 is the video's first frame, byte for byte.
+    let head = env
+        .s3
+        .get_object()
+        .bucket(FRAMES)
+        .key("vid-1/my clip.0000000.jpg")
+        .send()
+        .await?;
+    assert_eq!(head.content_type(), Some("image/jpeg"));
+    let captured = head.body.collect().await?.into_bytes();
+    let expected = first_frame(&video, &env.work.path().join("first.jpg"), 80).await?;
+    assert!(
+        captured.as_ref() == expected.as_slice(),
+        "capture 0 is not the first frame"
+    );
+
+    // GetJob and ListJobs agree.
+    let job = env.mediaconvert.get_job().id(&id).send().await?;
+    let job = job.job().context("no job")?;
+    assert_eq!(job.status(), Some(&JobStatus::Complete));
+    assert_eq!(job.role(), Some(ROLE));
+    assert_eq!(
+        job.user_metadata()
+            .and_then(|m| m.get("video_id"))
+            .map(String::as_str),
+        Some("vid-1")
+    );
+    let details = job.output_group_details();
+    assert_eq!(details[0].output_details()[0].duration_in_ms(), Some(2000));
+    let settings = job.settings().context("no settings")?;
+    assert_eq!(
+        settings.inputs()[0].file_input(),
+        Some("s3://inputs/dir/my clip.mp4")
+    );
+    assert!(job.timing().and_then(|t| t.finish_time()).is_some());
+    let listed = env.mediaconvert.list_jobs().send().await?;
+    assert_eq!(listed.jobs().len(), 1);
+    assert_eq!(listed.jobs()[0].id(), Some(id.as_str()));
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ntsc_rate_captures_every_frame_once() -> anyhow::Result<()> {
+    let mut env = Env::start(2).await?;
+    let video = env.upload_video("ntsc.mp4", "30000/1001", 3.0).await?;
+    let frames = count_frames(&video).await?;
+    let id = env
+        .submit("ntsc.mp4", "s3://frames/ntsc/", (30000, 1001), 10_000_000)
+        .await?;
+    let events = env.wait_for(&id, "COMPLETE").await?;
+    let keys = env.frame_keys("ntsc/").await?;
+    assert_eq!(keys.len() as u64, frames, "one capture per frame");
+    for (index, key) in keys.iter().enumerate() {
+        assert_eq!(key, &format!("ntsc/ntsc.{index:07}.jpg"));
+    }
+    assert_eq!(
+        last_capture(find(&events, "COMPLETE")),
+        [format!("s3://frames/ntsc/ntsc.{:07}.jpg", frames - 1)]
+    );
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_captures_caps_the_count() -> anyhow::Result<()> {
+    let mut env = Env::start(1).await?;
+    env.upload_video("clip.mp4", "10", 2.0).await?;
+    let id = env
+        .submit("clip.mp4", "s3://frames/capped/", (10, 1), 7)
+        .await?;
+    let events = env.wait_for(&id, "COMPLETE").await?;
+    let keys = env.frame_keys("capped/").await?;
+    assert_eq!(keys.len(), 7);
+    assert_eq!(keys.last().unwrap(), "capped/clip.0000006.jpg");
+    assert_eq!(
+        last_capture(find(&events, "COMPLETE")),
+        ["s3://frames/capped/clip.0000006.jpg"]
+    );
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unreadable_inputs_end_in_error_events() -> anyhow::Result<()> {
+    let mut env = Env::start(1).await?;
+    env.upload(
+        "notes.mp4",
+        ByteStream::from_static(b"this is not a video\n"),
+    )
+    .await?;
+    let id = env
+        .submit("notes.mp4", "s3://frames/notes/", (1, 1), 10)
+        .await?;
+    let events = env.wait_for(&id, "ERROR").await?;
+    let error = find(&events, "ERROR");
+    assert_eq!(error["detail"]["errorCode"], 1010);
+    let message = error["detail"]["errorMessage"].as_str().unwrap();
+    assert!(message.contains("s3://inputs/notes.mp4"), "{message}");
+    assert!(!message.contains("/tmp"), "local paths leak: {message}");
+    let job = env.mediaconvert.get_job().id(&id).send().await?;
+    let job = job.job().context("no job")?;
+    assert_eq!(job.status(), Some(&JobStatus::Error));
+    assert_eq!(job.error_code(), Some(1010));
+    assert!(env.frame_keys("notes/").await?.is_empty());
+
+    let missing = env
+        .submit("missing.mp4", "s3://frames/missing/", (1, 1), 10)
+        .await?;
+    let events = env.wait_for(&missing, "ERROR").await?;
+    assert_eq!(find(&events, "ERROR")["detail"]["errorCode"], 1404);
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_settings_are_bad_request_exceptions() -> anyhow::Result<()> {
+    let env = Env::start(1).await?;
+    let cases = [
+        (
+            frame_capture(&env.mediaconvert, "a.mp4", "s3://frames/a/", (1, 1), 10, 0),
+            "frameCaptureSettings/quality: Should be greater than or equal to 1",
+        ),
+        (
+            frame_capture(
+                &env.mediaconvert,
+                "a.mp4",
+                "s3://frames/a/",
+                (1, 1),
+                10_000_001,
+                80,
+            ),
+            "maxCaptures: Should be less than or equal to 10000000",
+        ),
+        (
+            frame_capture(&env.mediaconvert, "a.mp4", "s3://frames/a/", (0, 1), 10, 80),
+            "framerateNumerator: Should be greater than or equal to 1",
+        ),
+        (
+            frame_capture(
+                &env.mediaconvert,
+                "a.mp4",
+                "https://elsewhere/a/",
+                (1, 1),
+                10,
+                80,
+            ),
+            "destination",
+        ),
+        (
+            frame_capture(&env.mediaconvert, "a.mp4", "s3://frames/a/", (1, 1), 10, 80)
+                .set_role(None),
+            "/role",
+        ),
+    ];
+    for (call, expected) in cases {
+        let error = call.send().await.unwrap_err().into_service_error();
+        assert!(error.is_bad_request_exception(), "{error:?}");
+        let message = error.message().unwrap_or_default();
+        assert!(message.contains(expected), "{message} lacks {expected}");
+    }
+
+    // Another codec in the same request shape: refused with a message naming it.
+    let mut settings = frame_capture(&env.mediaconvert, "a.mp4", "s3://frames/a/", (1, 1), 10, 80)
+        .get_settings()
+        .clone()
+        .context("no settings")?;
+    let mut groups = settings.output_groups.take().unwrap_or_default();
+    let mut output = groups[0].outputs.take().unwrap_or_default().remove(0);
+    output.video_description = Some(
+        VideoDescription::builder()
+            .codec_settings(
+                VideoCodecSettings::builder()
+                    .codec(VideoCodec::H264)
+                    .build(),
+            )
+            .build(),
+    );
+    groups[0].outputs = Some(vec![output]);
+    settings.output_groups = Some(groups);
+    let error = env
+        .mediaconvert
+        .create_job()
+        .role(ROLE)
+        .settings(settings)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(error.is_bad_request_exception(), "{error:?}");
+    assert!(
+        error.message().unwrap_or_default().contains("H_264"),
+        "{error:?}"
+    );
+    assert!(env.mediaconvert.list_jobs().send().await?.jobs().is_empty());
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn get_list_cancel_and_idempotency_round_trip() -> anyhow::Result<()> {
+    // One slot: the long job runs, the second waits in SUBMITTED.
+    let mut env = Env::start(1).await?;
+    env.upload_video("long.mp4", "30", 60.0).await?;
+    env.upload_video("short.mp4", "10", 1.0).await?;
+    let long = frame_capture(
+        &env.mediaconvert,
+        "long.mp4",
+        "s3://frames/long/",
+        (30, 1),
+        10_000_000,
+        80,
+    )
+    .client_request_token("token-long")
+    .send()
+    .await?;
+    let long_id = long
+        .job()
+        .and_then(|j| j.id())
+        .context("no id")?
+        .to_string();
+    let repeat = frame_capture(
+        &env.mediaconvert,
+        "long.mp4",
+        "s3://frames/long/",
+        (30, 1),
+        10_000_000,
+        80,
+    )
+    .client_request_token("token-long")
+    .send()
+    .await?;
+    assert_eq!(repeat.job().and_then(|j| j.id()), Some(long_id.as_str()));
+    let queued = env
+        .submit("short.mp4", "s3://frames/short/", (1, 1), 10)
+        .await?;
+    assert_eq!(env.job_status(&queued).await?, JobStatus::Submitted);
+
+    // ListJobs: newest first, filtered by status, paged.
+    let listed = env.mediaconvert.list_jobs().send().await?;
+    let ids: Vec<&str> = listed.jobs().iter().filter_map(|j| j.id()).collect();
+    assert_eq!(ids, [queued.as_str(), long_id.as_str()]);
+    let page = env.mediaconvert.list_jobs().max_results(1).send().await?;
+    assert_eq!(page.jobs().len(), 1);
+    let next = page.next_token().context("no next token")?;
+    let page = env
+        .mediaconvert
+        .list_jobs()
+        .max_results(1)
+        .next_token(next)
+        .send()
+        .await?;
+    assert_eq!(page.jobs()[0].id(), Some(long_id.as_str()));
+    assert!(page.next_token().is_none());
+    let submitted = env
+        .mediaconvert
+        .list_jobs()
+        .status(JobStatus::Submitted)
+        .send()
+        .await?;
+    assert_eq!(submitted.jobs().len(), 1);
+
+    // Cancel the waiting job, then the running one.
+    env.mediaconvert.cancel_job().id(&queued).send().await?;
+    assert_eq!(env.job_status(&queued).await?, JobStatus::Canceled);
+    let events = env.wait_for(&queued, "CANCELED").await?;
+    assert_eq!(
+        statuses(&events),
+        ["CANCELED"],
+        "a queued job never progressed"
+    );
+    let again = env
+        .mediaconvert
+        .cancel_job()
+        .id(&queued)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(again.is_conflict_exception(), "{again:?}");
+
+    env.wait_for(&long_id, "PROGRESSING").await?;
+    env.mediaconvert.cancel_job().id(&long_id).send().await?;
+    let events = env.wait_for(&long_id, "CANCELED").await?;
+    assert!(!statuses(&events).contains(&"COMPLETE"), "{events:#?}");
+    assert_eq!(env.job_status(&long_id).await?, JobStatus::Canceled);
+
+    let missing = env
+        .mediaconvert
+        .get_job()
+        .id("1700000000000-nothere")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(missing.is_not_found_exception(), "{missing:?}");
+    #[allow(deprecated)]
+    let endpoints = env.mediaconvert.describe_endpoints().send().await?;
+    let url = endpoints.endpoints()[0].url().unwrap_or_default();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    env.stop().await
+}
