@@ -38,6 +38,29 @@ impl ConfigError {
     }
 }
 
+/// Accepts a list as a sequence (TOML) or as one comma-separated string (environment), so
+/// `FRAMEFLEET__DISPATCHER__VIDEO_SUFFIXES=mp4,mov` works without turning every all-digit value
+/// into a number (which would eat an account id's leading zeros).
+pub fn comma_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match List::deserialize(deserializer)? {
+        List::One(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        List::Many(items) => items,
+    })
+}
+
 /// Loads `T` from its defaults, `file` if given, and the environment.
 ///
 /// `env` replaces the process environment when given, so tests (and the compose drift test) can
@@ -53,9 +76,6 @@ pub fn load<T: DeserializeOwned>(
     let environment = config::Environment::with_prefix("FRAMEFLEET")
         .prefix_separator("__")
         .separator("__")
-        .list_separator(",")
-        .with_list_parse_key("dispatcher.video_suffixes")
-        .try_parsing(true)
         .source(env);
     let settings = builder.add_source(environment).build()?;
     Ok(settings.try_deserialize()?)
@@ -174,6 +194,39 @@ mod tests {
         .unwrap();
         assert_eq!(sample.resources.frames_bucket, "custom-frames");
         assert_eq!(sample.telemetry.log_format, LogFormat::Pretty);
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(default, deny_unknown_fields)]
+    struct Typed {
+        numbers: Numbers,
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(default, deny_unknown_fields)]
+    struct Numbers {
+        account: String,
+        count: u32,
+        enabled: bool,
+        ratio: Option<f32>,
+    }
+
+    #[test]
+    fn strings_keep_leading_zeros_and_numbers_still_parse() {
+        let typed: Typed = load(
+            None,
+            env(&[
+                ("FRAMEFLEET__NUMBERS__ACCOUNT", "000000000042"),
+                ("FRAMEFLEET__NUMBERS__COUNT", "7"),
+                ("FRAMEFLEET__NUMBERS__ENABLED", "true"),
+                ("FRAMEFLEET__NUMBERS__RATIO", "1.5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(typed.numbers.account, "000000000042");
+        assert_eq!(typed.numbers.count, 7);
+        assert!(typed.numbers.enabled);
+        assert_eq!(typed.numbers.ratio, Some(1.5));
     }
 
     #[test]

@@ -125,7 +125,10 @@ mod tests {
         let id = VideoId::from_raw("v-1");
         let batches = plan_batches(&id, "f", keys(105, 4), 50, &EdgeParams::default());
         assert_eq!(
-            batches.iter().map(|b| b.frame_keys.len()).collect::<Vec<_>>(),
+            batches
+                .iter()
+                .map(|b| b.frame_keys.len())
+                .collect::<Vec<_>>(),
             [50, 50, 5]
         );
         assert_eq!(batches[2].batch_index, 2);
@@ -137,7 +140,10 @@ mod tests {
         let id = VideoId::from_raw("v-1");
         let batches = plan_batches(&id, "f", keys(300, 1000), 1000, &EdgeParams::default());
         assert!(batches.len() > 1);
-        assert_eq!(batches.iter().map(|b| b.frame_keys.len()).sum::<usize>(), 300);
+        assert_eq!(
+            batches.iter().map(|b| b.frame_keys.len()).sum::<usize>(),
+            300
+        );
         for batch in &batches {
             assert!(batch.to_body().len() <= MAX_MESSAGE_BYTES);
         }

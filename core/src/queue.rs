@@ -210,7 +210,9 @@ impl Queue {
 pub fn receive_count(message: &Message) -> u32 {
     message
         .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+        })
         .and_then(|v| v.parse().ok())
         .unwrap_or(1)
 }

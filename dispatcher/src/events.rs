@@ -50,7 +50,9 @@ pub enum EventError {
     #[error("not an EventBridge event: {0}")]
     Malformed(#[from] serde_json::Error),
     /// An event from another source or of another type.
-    #[error("not a MediaConvert job state change: source `{event_source}`, detail-type `{detail_type}`")]
+    #[error(
+        "not a MediaConvert job state change: source `{event_source}`, detail-type `{detail_type}`"
+    )]
     Foreign {
         /// The event's source.
         event_source: String,
@@ -192,7 +194,10 @@ mod tests {
                 message: "Unable to open input file".into()
             }
         );
-        let body = event("STATUS_UPDATE", r#","jobProgress":{"jobPercentComplete":42}"#);
+        let body = event(
+            "STATUS_UPDATE",
+            r#","jobProgress":{"jobPercentComplete":42}"#,
+        );
         assert_eq!(
             parse(&body).unwrap().state,
             JobState::Progress { percent: Some(42) }

@@ -22,7 +22,8 @@ pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchErro
         return Ok(());
     };
     let video_id = VideoId::from_raw(video_id);
-    let span = tracing::info_span!("job_event", video_id = %video_id, mediaconvert_job_id = %event.job_id);
+    let span =
+        tracing::info_span!("job_event", video_id = %video_id, mediaconvert_job_id = %event.job_id);
     async move {
         let Some(record) = inner.jobs.get(&video_id).await? else {
             tracing::warn!("event for an unknown job; ignoring");
@@ -31,7 +32,10 @@ pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchErro
         match event.state {
             JobState::Progress { percent } => {
                 if let Some(percent) = percent {
-                    inner.jobs.record_capture_progress(&video_id, percent).await?;
+                    inner
+                        .jobs
+                        .record_capture_progress(&video_id, percent)
+                        .await?;
                     tracing::info!(percent, "capture progress");
                 }
                 Ok(())

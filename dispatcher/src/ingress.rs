@@ -135,7 +135,10 @@ async fn head(inner: &Inner, object: &ObjectCreated) -> Result<(String, u64), Di
             retryable: framefleet_core::aws::is_transient(&e),
         })?;
     Ok((
-        out.e_tag().unwrap_or_default().trim_matches('"').to_string(),
+        out.e_tag()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string(),
         out.content_length().unwrap_or_default().max(0) as u64,
     ))
 }
@@ -173,12 +176,14 @@ async fn choose_rate(
             tracing::info!(container = kind, capture_rate = %rate, "using dispatcher.fallback_rate");
             Ok(rate)
         }
-        Err(ProbeError::Read(error)) if error.retryable => Err(RateChoice::Retry(DispatchError::S3 {
-            bucket: error.bucket,
-            key: error.key,
-            message: error.message,
-            retryable: true,
-        })),
+        Err(ProbeError::Read(error)) if error.retryable => {
+            Err(RateChoice::Retry(DispatchError::S3 {
+                bucket: error.bucket,
+                key: error.key,
+                message: error.message,
+                retryable: true,
+            }))
+        }
         Err(error) => Err(RateChoice::Unusable(error.to_string())),
     }
 }

@@ -9,7 +9,10 @@ use framefleet_core::config::{self, EXIT_CONFIG};
 use framefleet_dispatcher::{Dispatcher, DispatcherSettings};
 
 #[derive(Parser)]
-#[command(version, about = "framefleet dispatcher: uploads → MediaConvert → frame batches")]
+#[command(
+    version,
+    about = "framefleet dispatcher: uploads → MediaConvert → frame batches"
+)]
 struct Cli {
     /// Optional TOML settings file (environment variables override it).
     #[arg(long, env = "FRAMEFLEET_CONFIG")]

@@ -3,8 +3,8 @@
 
 use aws_sdk_mediaconvert::types::{
     ContainerSettings, ContainerType, FileGroupSettings, FrameCaptureSettings, Input, JobSettings,
-    Output, OutputGroup, OutputGroupSettings, OutputGroupType, StatusUpdateInterval,
-    VideoCodec, VideoCodecSettings, VideoDescription,
+    Output, OutputGroup, OutputGroupSettings, OutputGroupType, StatusUpdateInterval, VideoCodec,
+    VideoCodecSettings, VideoDescription,
 };
 use framefleet_core::aws::{describe, is_transient};
 use framefleet_core::video::VideoId;

@@ -154,7 +154,9 @@ mod tests {
         ));
         assert!(matches!(parse("{}"), Err(NotificationError::NoRecords)));
         assert!(matches!(
-            parse(r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"%FF"}}}]}"#),
+            parse(
+                r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"%FF"}}}]}"#
+            ),
             Err(NotificationError::BadKey(_))
         ));
     }

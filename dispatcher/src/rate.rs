@@ -185,13 +185,7 @@ fn sniff<E: std::error::Error>(head: &[u8]) -> Result<(), ProbeError<E>> {
 fn fourcc(bytes: &[u8]) -> String {
     bytes
         .iter()
-        .map(|&b| {
-            if b.is_ascii_graphic() {
-                b as char
-            } else {
-                '?'
-            }
-        })
+        .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
         .collect()
 }
 
@@ -262,9 +256,10 @@ fn rate_from_moov<E: std::error::Error>(moov: &[u8]) -> Result<CaptureRate, Prob
         // The dominant sample duration: robust to a short first or last sample.
         let mut best = (0u64, 0u32);
         for i in 0..entries {
-            let (Some(count), Some(delta)) = (be32(stts, 8 + i * 8), be32(stts, 12 + i * 8))
-            else {
-                return Err(ProbeError::Malformed("`stts` is shorter than its count".into()));
+            let (Some(count), Some(delta)) = (be32(stts, 8 + i * 8), be32(stts, 12 + i * 8)) else {
+                return Err(ProbeError::Malformed(
+                    "`stts` is shorter than its count".into(),
+                ));
             };
             if delta > 0 && u64::from(count) > best.0 {
                 best = (u64::from(count), delta);
@@ -274,10 +269,7 @@ fn rate_from_moov<E: std::error::Error>(moov: &[u8]) -> Result<CaptureRate, Prob
             return Err(ProbeError::Malformed("video track has no samples".into()));
         }
         return CaptureRate::reduced(u64::from(timescale), u64::from(best.1)).ok_or_else(|| {
-            ProbeError::Malformed(format!(
-                "implausible frame rate {timescale}/{}",
-                best.1
-            ))
+            ProbeError::Malformed(format!("implausible frame rate {timescale}/{}", best.1))
         });
     }
     Err(ProbeError::NotAVideo(

@@ -41,7 +41,9 @@ pub struct DispatcherConfig {
     pub max_captures: u32,
     /// Frames per batch message (1..=1000); batches also stay under 256 KiB.
     pub batch_size: usize,
-    /// File suffixes treated as videos (case-insensitive); other uploads are skipped.
+    /// File suffixes treated as videos (case-insensitive); other uploads are skipped. In the
+    /// environment, a comma-separated list.
+    #[serde(deserialize_with = "framefleet_core::config::comma_list")]
     pub video_suffixes: Vec<String>,
     /// Messages handled at once per queue.
     pub concurrency: usize,

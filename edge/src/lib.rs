@@ -216,8 +216,19 @@ pub fn transcode_luma(input: &[u8], params: &EdgeParams) -> Result<EdgeMap, Edge
     params.validate()?;
     with_scratch(|s| {
         let (width, height) = decode_scaled(input, params, s)?;
-        let bytes =
-            encode::encode_into(&s.luma, width, height, params.format, params.quality, &mut s.jpeg_encoder)?;
-        Ok(EdgeMap { width, height, format: params.format, bytes })
+        let bytes = encode::encode_into(
+            &s.luma,
+            width,
+            height,
+            params.format,
+            params.quality,
+            &mut s.jpeg_encoder,
+        )?;
+        Ok(EdgeMap {
+            width,
+            height,
+            format: params.format,
+            bytes,
+        })
     })
 }

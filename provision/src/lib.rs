@@ -76,7 +76,10 @@ impl ProvisionSettings {
             ),
         ] {
             if !(1..=43_200).contains(&value) {
-                return Err(ConfigError::rule(key, "must be between 1 and 43200 seconds"));
+                return Err(ConfigError::rule(
+                    key,
+                    "must be between 1 and 43200 seconds",
+                ));
             }
         }
         Ok(())
@@ -121,8 +124,13 @@ pub async fn provision(
             settings.provision.frames_visibility_timeout_secs,
         ),
     ] {
-        let (url, dlq) =
-            ensure_queue(clients, queue, visibility, settings.provision.max_receive_count).await?;
+        let (url, dlq) = ensure_queue(
+            clients,
+            queue,
+            visibility,
+            settings.provision.max_receive_count,
+        )
+        .await?;
         dead_letter_queue_urls.insert(queue.clone(), dlq);
         urls.push(url);
     }
@@ -234,7 +242,10 @@ async fn ensure_queue(
                 QueueAttributeName::VisibilityTimeout,
                 visibility_secs.to_string(),
             ),
-            (QueueAttributeName::ReceiveMessageWaitTimeSeconds, "20".into()),
+            (
+                QueueAttributeName::ReceiveMessageWaitTimeSeconds,
+                "20".into(),
+            ),
             (
                 QueueAttributeName::MessageRetentionPeriod,
                 (4 * 24 * 3600).to_string(),

@@ -463,6 +463,36 @@ async fn unreadable_inputs_end_in_error_events() -> anyhow::Result<()> {
     assert_eq!(job.error_code(), Some(1010));
     assert!(env.frame_keys("notes/").await?.is_empty());
 
+    // A video cut off mid-stream (index first, so it opens) fails to decode.
+    let whole = env.work.path().join("whole.mp4");
+    let status = tokio::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc2=size=160x120:rate=10")
+        .args(["-t", "4", "-pix_fmt", "yuv420p", "-c:v", "libx264"])
+        .args(["-preset", "ultrafast", "-movflags", "+faststart"])
+        .arg(&whole)
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "ffmpeg could not make the video");
+    let mut bytes = tokio::fs::read(&whole).await?;
+    bytes.truncate(bytes.len() / 2);
+    env.upload("cut.mp4", ByteStream::from(bytes)).await?;
+    let cut = env
+        .submit("cut.mp4", "s3://frames/cut/", (10, 1), 100)
+        .await?;
+    let events = env.wait_for(&cut, "ERROR").await?;
+    let error = find(&events, "ERROR");
+    assert_eq!(error["detail"]["errorCode"], 1030, "{error:#}");
+    assert!(env.frame_keys("cut/").await?.is_empty());
+
     let missing = env
         .submit("missing.mp4", "s3://frames/missing/", (1, 1), 10)
         .await?;

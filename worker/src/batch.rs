@@ -10,7 +10,9 @@ use std::sync::Arc;
 use aws_sdk_s3::primitives::ByteStream;
 use framefleet_core::aws::{describe, is_transient};
 use framefleet_core::frames::frame_name;
-use framefleet_core::jobs::{BatchOutcome, Counting, FailedFrame, JobTable, JobTableError, Transition};
+use framefleet_core::jobs::{
+    BatchOutcome, Counting, FailedFrame, JobTable, JobTableError, Transition,
+};
 use framefleet_core::message::FrameBatch;
 use framefleet_edge::EdgeParams;
 use futures::StreamExt;
@@ -222,7 +224,11 @@ impl BatchProcessor {
                 return Ok(failed(key, &error.to_string()));
             }
         };
-        let output_key = output_key(&batch.video_id.to_string(), key, edge_map.format.extension());
+        let output_key = output_key(
+            &batch.video_id.to_string(),
+            key,
+            edge_map.format.extension(),
+        );
         self.put(&output_key, edge_map.bytes, edge_map.format.content_type())
             .await?;
         Ok(FrameResult::Written)

@@ -140,10 +140,8 @@ impl Worker {
     /// Receives once (up to `max` batches, waiting up to `wait`) and handles every batch.
     pub async fn run_once(&self, max: usize, wait: Duration) -> Result<Outcome, QueueError> {
         let messages = self.frames.receive(max.clamp(1, 10) as i32, wait).await?;
-        let results = futures::future::join_all(
-            messages.into_iter().map(|m| self.handle_message(m)),
-        )
-        .await;
+        let results =
+            futures::future::join_all(messages.into_iter().map(|m| self.handle_message(m))).await;
         let mut outcome = Outcome::default();
         for result in results {
             outcome.received += 1;

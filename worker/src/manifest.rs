@@ -128,10 +128,7 @@ pub fn build(
                 record.capture_started_at.as_deref(),
                 record.processing_started_at.as_deref(),
             ),
-            processing_s: seconds_between(
-                record.processing_started_at.as_deref(),
-                Some(&finished),
-            ),
+            processing_s: seconds_between(record.processing_started_at.as_deref(), Some(&finished)),
             total_s: seconds_between(Some(&record.created_at), Some(&finished)),
             created_at: record.created_at.clone(),
             capture_started_at: record.capture_started_at.clone(),

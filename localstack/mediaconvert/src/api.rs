@@ -102,7 +102,7 @@ async fn add_request_id(mut response: Response) -> Response {
     response
 }
 
-#[instrument(skip_all, fields(job_id), err(Display))]
+#[instrument(skip_all, fields(job_id))]
 async fn create_job(
     State(service): State<Arc<Service>>,
     body: Bytes,
@@ -170,7 +170,7 @@ async fn create_job(
     Ok((StatusCode::CREATED, Json(json!({"job": job}))))
 }
 
-#[instrument(skip(service), err(Display))]
+#[instrument(skip(service))]
 async fn get_job(
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,
@@ -180,7 +180,7 @@ async fn get_job(
     Ok(Json(json!({"job": job.to_json()})))
 }
 
-#[instrument(skip(service), err(Display))]
+#[instrument(skip(service))]
 async fn list_jobs(
     State(service): State<Arc<Service>>,
     Query(params): Query<HashMap<String, String>>,
@@ -242,7 +242,7 @@ fn list_query(params: &HashMap<String, String>, service: &Service) -> Result<Lis
     })
 }
 
-#[instrument(skip(service), err(Display))]
+#[instrument(skip(service))]
 async fn cancel_job(
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,

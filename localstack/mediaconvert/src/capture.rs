@@ -1,7 +1,7 @@
 //! Frame capture with the real ffmpeg: ffprobe reads the input (what MediaConvert calls the
-//! PROBING phase), then `fps=Num/Den` picks the first frame and one every Den/Num seconds,
-//! `-frames:v` caps the count at `MaxCaptures`, and the image2 muxer writes 0-based, 7-digit
-//! numbered JPEGs.
+//! PROBING phase), then `fps=Num/Den:round=up` picks the first frame and the frame on screen
+//! every Den/Num seconds after it, `-frames:v` caps the count at `MaxCaptures`, and the image2
+//! muxer writes 0-based, 7-digit numbered JPEGs.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,8 @@ use crate::plan::CaptureSpec;
 
 /// File name pattern of captures in the work directory.
 const PATTERN: &str = "capture.%07d.jpg";
+/// Seconds a frame's timestamp may lie after a sampling time and still count as on screen.
+const TIMESTAMP_TOLERANCE: &str = "0.002";
 /// Stderr kept for error messages.
 const STDERR_TAIL: usize = 4096;
 
@@ -212,13 +214,23 @@ pub fn ffmpeg_args(
     .into_iter()
     .map(OsString::from)
     .collect();
+    // MediaConvert fails a job whose input cannot be read to the end ("Is file truncated?")
+    // rather than capturing what decodes; `-xerror` makes ffmpeg stop on the first error too.
+    args.push("-xerror".into());
     if !auto_rotate {
         // MediaConvert's default (`rotate = DEGREE_0`) ignores rotation metadata.
         args.push("-noautorotate".into());
     }
     args.push("-i".into());
     args.push(input.into());
-    let mut filter = format!("fps={}/{}", spec.numerator, spec.denominator);
+    // MediaConvert samples the frame on screen at t = 0, D/N, 2·D/N, …: the last frame whose
+    // timestamp is not after the sampling time, which is the fps filter with `round=up`
+    // (its default, `near`, would pick the frame nearest to the *end* of each interval). The
+    // 2 ms shift forgives timestamps stored slightly late (millisecond time bases).
+    let mut filter = format!(
+        "setpts=PTS-{TIMESTAMP_TOLERANCE}/TB,fps={}/{}:round=up",
+        spec.numerator, spec.denominator
+    );
     match (spec.width, spec.height) {
         (Some(w), Some(h)) => filter.push_str(&format!(",scale={w}:{h}")),
         (Some(w), None) => filter.push_str(&format!(",scale={w}:-2")),
@@ -401,9 +413,12 @@ mod tests {
                 .map(|a| a.into_string().unwrap())
                 .collect();
         let joined = args.join(" ");
-        assert!(joined.contains("-noautorotate -i /w/in.mp4"), "{joined}");
         assert!(
-            joined.contains("-vf fps=30000/1001,scale=320:-2"),
+            joined.contains("-xerror -noautorotate -i /w/in.mp4"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("-vf setpts=PTS-0.002/TB,fps=30000/1001:round=up,scale=320:-2"),
             "{joined}"
         );
         assert!(joined.contains("-frames:v 100"), "{joined}");

@@ -211,12 +211,14 @@ fn plan_input(settings: &JobSettings) -> Result<InputPlan, BadRequest> {
                 "fixed rotation; use DEGREE_0 or AUTO",
             ))
         }
-        other => return Err(bad(
-            "/settings/inputs/0/videoSelector/rotate",
-            format!(
+        other => {
+            return Err(bad(
+                "/settings/inputs/0/videoSelector/rotate",
+                format!(
                 "`{other}` should be one of DEGREE_0, DEGREES_90, DEGREES_180, DEGREES_270, AUTO"
             ),
-        )),
+            ))
+        }
     };
     Ok(InputPlan {
         url: url.to_string(),
@@ -493,7 +495,7 @@ mod tests {
     use serde_json::json;
 
     /// The request the dispatcher sends, as `aws-sdk-mediaconvert` serialises it.
-    pub(crate) fn frame_capture_request() -> Value {
+    fn frame_capture_request() -> Value {
         json!({
             "role": "arn:aws:iam::000000000000:role/framefleet-mediaconvert",
             "clientRequestToken": "tok-1",

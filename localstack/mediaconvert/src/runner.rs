@@ -172,7 +172,7 @@ async fn status_updates(
 }
 
 /// Probes, captures and uploads; the error is the job's ERROR.
-#[instrument(skip_all, fields(input = %plan.input.url), err(Debug))]
+#[instrument(skip_all, fields(input = %plan.input.url))]
 async fn execute(
     service: &Service,
     job: &JobContext,

@@ -28,7 +28,12 @@ pub enum Pipeline {
 }
 
 impl Pipeline {
-    const ALL: [Pipeline; 4] = [Pipeline::Edge, Pipeline::EdgeParallel, Pipeline::Seed, Pipeline::CodecFloor];
+    const ALL: [Pipeline; 4] = [
+        Pipeline::Edge,
+        Pipeline::EdgeParallel,
+        Pipeline::Seed,
+        Pipeline::CodecFloor,
+    ];
 
     /// The name used in the JSON output and on the command line.
     pub fn name(self) -> &'static str {
@@ -51,8 +56,12 @@ impl Pipeline {
     fn run_one(self, frame: &Frame) -> anyhow::Result<usize> {
         let params = EdgeParams::default();
         let bytes = match self {
-            Pipeline::Edge | Pipeline::EdgeParallel => framefleet_edge::process(&frame.bytes, &params)?.bytes.len(),
-            Pipeline::CodecFloor => framefleet_edge::transcode_luma(&frame.bytes, &params)?.bytes.len(),
+            Pipeline::Edge | Pipeline::EdgeParallel => {
+                framefleet_edge::process(&frame.bytes, &params)?.bytes.len()
+            }
+            Pipeline::CodecFloor => framefleet_edge::transcode_luma(&frame.bytes, &params)?
+                .bytes
+                .len(),
             Pipeline::Seed => seed::edges(&frame.bytes)?.len(),
         };
         Ok(bytes)
@@ -60,7 +69,10 @@ impl Pipeline {
 
     fn run_pass(self, frames: &[Frame]) -> anyhow::Result<usize> {
         let total = |r: anyhow::Result<Vec<usize>>| r.map(|v| v.iter().sum());
-        let tagged = |f: &Frame| self.run_one(f).with_context(|| format!("{}: {}", self.name(), f.path.display()));
+        let tagged = |f: &Frame| {
+            self.run_one(f)
+                .with_context(|| format!("{}: {}", self.name(), f.path.display()))
+        };
         match self {
             Pipeline::EdgeParallel => total(frames.par_iter().map(tagged).collect()),
             _ => total(frames.iter().map(tagged).collect()),
@@ -110,14 +122,20 @@ fn load_frames(dir: &Path) -> anyhow::Result<Vec<Frame>> {
     paths
         .into_iter()
         .map(|path| {
-            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             Ok(Frame { path, bytes })
         })
         .collect()
 }
 
 /// Times one pipeline over all frames: the fastest of up to `passes` passes.
-fn measure_frames(pipeline: Pipeline, frames: &[Frame], passes: u32, budget: Duration) -> anyhow::Result<Duration> {
+fn measure_frames(
+    pipeline: Pipeline,
+    frames: &[Frame],
+    passes: u32,
+    budget: Duration,
+) -> anyhow::Result<Duration> {
     pipeline.run_one(&frames[0])?;
     let started = Instant::now();
     let mut best = Duration::MAX;
@@ -137,7 +155,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let frames = load_frames(&args.frames)?;
     let first = framefleet_edge::probe(&frames[0].bytes)
         .with_context(|| format!("reading {}", frames[0].path.display()))?;
-    let pipelines: Vec<Pipeline> = if args.only.is_empty() { Pipeline::ALL.to_vec() } else { args.only.clone() };
+    let pipelines: Vec<Pipeline> = if args.only.is_empty() {
+        Pipeline::ALL.to_vec()
+    } else {
+        args.only.clone()
+    };
     let budget = Duration::from_secs_f64(args.seconds.max(0.0));
     let mut results = Vec::new();
     for pipeline in pipelines {
@@ -168,14 +190,27 @@ fn round3(v: f64) -> f64 {
 }
 
 fn print_table(results: &[Measurement]) {
-    let find = |name: &str| results.iter().find(|m| m.pipeline == name).map(|m| m.ms_per_frame);
+    let find = |name: &str| {
+        results
+            .iter()
+            .find(|m| m.pipeline == name)
+            .map(|m| m.ms_per_frame)
+    };
     let (seed, floor, edge) = (find("seed"), find("codec-floor"), find("edge"));
     if let Some(m) = results.first() {
-        println!("{} frames, {}x{} (first frame)", m.frames, m.width, m.height);
+        println!(
+            "{} frames, {}x{} (first frame)",
+            m.frames, m.width, m.height
+        );
     }
-    println!("{:<14} {:>7} {:>10} {:>9} {:>10} {:>12} {:>9}", "pipeline", "threads", "ms/frame", "fps", "vs seed", "vs floor", "vs edge");
+    println!(
+        "{:<14} {:>7} {:>10} {:>9} {:>10} {:>12} {:>9}",
+        "pipeline", "threads", "ms/frame", "fps", "vs seed", "vs floor", "vs edge"
+    );
     for m in results {
-        let ratio = |base: Option<f64>| base.map_or("-".to_string(), |b| format!("{:.2}x", b / m.ms_per_frame));
+        let ratio = |base: Option<f64>| {
+            base.map_or("-".to_string(), |b| format!("{:.2}x", b / m.ms_per_frame))
+        };
         let over = floor.map_or("-".to_string(), |f| format!("{:.2}x", m.ms_per_frame / f));
         println!(
             "{:<14} {:>7} {:>10.3} {:>9.1} {:>10} {:>12} {:>9}",
@@ -203,7 +238,8 @@ mod tests {
             height: 32,
             pixels: (0..48 * 32).map(|i| (i * 7 % 251) as u8).collect(),
         };
-        let jpeg = framefleet_edge::encode(&plane, framefleet_edge::OutputFormat::Jpeg, 90).unwrap();
+        let jpeg =
+            framefleet_edge::encode(&plane, framefleet_edge::OutputFormat::Jpeg, 90).unwrap();
         std::fs::write(dir.path().join("a.jpg"), &jpeg.bytes).unwrap();
         std::fs::write(dir.path().join("b.JPEG"), &jpeg.bytes).unwrap();
         std::fs::write(dir.path().join("notes.txt"), b"ignored").unwrap();

@@ -23,7 +23,8 @@ pub struct FileOutcome {
 pub fn run(args: &EdgesArgs) -> anyhow::Result<ExitCode> {
     let params = args.params();
     params.validate().context("invalid options")?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let outcomes = process_files(&args.inputs, &args.out, &params);
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     for outcome in &outcomes {
@@ -36,7 +37,11 @@ pub fn run(args: &EdgesArgs) -> anyhow::Result<ExitCode> {
         outcomes.len() - failed,
         args.out.display()
     );
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Writes `out/<stem>.<ext>` for each input (in parallel), in input order.
@@ -74,19 +79,28 @@ fn process_file(input: &Path, out: &Path, params: &EdgeParams) -> Result<PathBuf
     let bytes = std::fs::read(input).map_err(|e| format!("reading: {e}"))?;
     let map = framefleet_edge::process(&bytes, params).map_err(|e| e.to_string())?;
     let target = out.join(stem).with_extension(map.format.extension());
-    std::fs::write(&target, &map.bytes).map_err(|e| format!("writing {}: {e}", target.display()))?;
+    std::fs::write(&target, &map.bytes)
+        .map_err(|e| format!("writing {}: {e}", target.display()))?;
     Ok(target)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use framefleet_edge::{OutputFormat, LumaImage};
+    use framefleet_edge::{LumaImage, OutputFormat};
 
     fn tiny_png() -> Vec<u8> {
-        let pixels = (0..32 * 24).map(|i| if i % 32 < 16 { 20 } else { 220 }).collect();
-        let plane = LumaImage { width: 32, height: 24, pixels };
-        framefleet_edge::encode(&plane, OutputFormat::Png, 90).unwrap().bytes
+        let pixels = (0..32 * 24)
+            .map(|i| if i % 32 < 16 { 20 } else { 220 })
+            .collect();
+        let plane = LumaImage {
+            width: 32,
+            height: 24,
+            pixels,
+        };
+        framefleet_edge::encode(&plane, OutputFormat::Png, 90)
+            .unwrap()
+            .bytes
     }
 
     #[test]
@@ -111,9 +125,26 @@ mod tests {
         let map = std::fs::read(written).unwrap();
         let info = framefleet_edge::probe(&map).unwrap();
         assert_eq!((info.width, info.height), (32, 24));
-        assert!(outcomes[1].result.as_ref().unwrap_err().starts_with("input is"), "{outcomes:?}");
-        assert!(outcomes[2].result.as_ref().unwrap_err().contains("reading"), "{outcomes:?}");
-        assert!(outcomes[3].result.as_ref().unwrap_err().contains("same file stem"), "{outcomes:?}");
+        assert!(
+            outcomes[1]
+                .result
+                .as_ref()
+                .unwrap_err()
+                .starts_with("input is"),
+            "{outcomes:?}"
+        );
+        assert!(
+            outcomes[2].result.as_ref().unwrap_err().contains("reading"),
+            "{outcomes:?}"
+        );
+        assert!(
+            outcomes[3]
+                .result
+                .as_ref()
+                .unwrap_err()
+                .contains("same file stem"),
+            "{outcomes:?}"
+        );
     }
 
     #[test]

@@ -19,7 +19,10 @@ fn edgy_sigma(width: u32, height: u32) -> f32 {
 pub fn edges(jpeg: &[u8]) -> anyhow::Result<Vec<u8>> {
     let image = image::load_from_memory_with_format(jpeg, ImageFormat::Jpeg).context("decoding")?;
     let (width, height) = image.dimensions();
-    anyhow::ensure!(width >= 3 && height >= 3, "frame {width}x{height} is too small");
+    anyhow::ensure!(
+        width >= 3 && height >= 3,
+        "frame {width}x{height} is too small"
+    );
     let blurred = image.blur(edgy_sigma(width, height));
     let luma = blurred.to_luma8();
     let mut out = GrayImage::new(width - 2, height - 2);
@@ -35,7 +38,9 @@ pub fn edges(jpeg: &[u8]) -> anyhow::Result<Vec<u8>> {
         }
     }
     let mut bytes = Vec::new();
-    JpegEncoder::new_with_quality(&mut bytes, 90).encode_image(&out).context("encoding")?;
+    JpegEncoder::new_with_quality(&mut bytes, 90)
+        .encode_image(&out)
+        .context("encoding")?;
     Ok(bytes)
 }
 
@@ -47,14 +52,25 @@ mod tests {
     fn output_drops_the_border() {
         let mut rgb = image::RgbImage::new(40, 30);
         for (x, _, p) in rgb.enumerate_pixels_mut() {
-            *p = image::Rgb(if x < 20 { [10, 10, 10] } else { [240, 240, 240] });
+            *p = image::Rgb(if x < 20 {
+                [10, 10, 10]
+            } else {
+                [240, 240, 240]
+            });
         }
         let mut jpeg = Vec::new();
-        JpegEncoder::new_with_quality(&mut jpeg, 95).encode_image(&rgb).unwrap();
-        let map = image::load_from_memory(&edges(&jpeg).unwrap()).unwrap().to_luma8();
+        JpegEncoder::new_with_quality(&mut jpeg, 95)
+            .encode_image(&rgb)
+            .unwrap();
+        let map = image::load_from_memory(&edges(&jpeg).unwrap())
+            .unwrap()
+            .to_luma8();
         assert_eq!(map.dimensions(), (38, 28));
         let row: Vec<u8> = (0..38).map(|x| map.get_pixel(x, 14)[0]).collect();
-        assert!(row[18..=20].iter().any(|&v| v > 200), "the step is an edge: {row:?}");
+        assert!(
+            row[18..=20].iter().any(|&v| v > 200),
+            "the step is an edge: {row:?}"
+        );
         assert!(map.get_pixel(5, 14)[0] < 30, "flat areas are not");
         assert!(edges(b"not a jpeg").is_err());
     }
