@@ -498,6 +498,13 @@ impl JobTable {
         batch_index: u32,
         outcome: &BatchOutcome,
     ) -> Result<Counting, JobTableError> {
+        // A redelivered batch is usually recognised by a read of its marker: half a read unit
+        // instead of a cancelled transaction (and no cancelled transactions to race with, which
+        // moto_server handles by restoring a whole-table snapshot). The transaction below stays
+        // the authority for deliveries that race each other.
+        if self.batch_counted(video_id, batch_index).await? {
+            return Ok(Counting::AlreadyCounted);
+        }
         let failed = outcome.failed.len() as u64;
         let mut marker = Self::key(video_id, &format!("batch#{batch_index:06}"));
         marker.insert("processed_frames".into(), n(outcome.processed));
@@ -570,6 +577,28 @@ impl JobTable {
                 }
             }
         }
+    }
+
+    /// True when the marker of `batch_index` exists (strongly consistent).
+    pub async fn batch_counted(
+        &self,
+        video_id: &VideoId,
+        batch_index: u32,
+    ) -> Result<bool, JobTableError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(
+                video_id,
+                &format!("batch#{batch_index:06}"),
+            )))
+            .projection_expression("pk")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error("batch_counted", video_id, e))?;
+        Ok(out.item().is_some())
     }
 
     fn build_error(

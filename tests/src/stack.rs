@@ -91,6 +91,13 @@ pub async fn spawn_stack() -> anyhow::Result<Stack> {
 
 /// Spawns a stack as `options` say.
 pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
+    // Logs go to the test's captured stderr: shown when a test fails.
+    let _ = framefleet_core::telemetry::init(
+        "tests",
+        &framefleet_core::config::TelemetrySettings {
+            log_format: framefleet_core::config::LogFormat::Pretty,
+        },
+    );
     let moto = MotoServer::start().await?;
     let sdk = crate::sdk_config(moto.endpoint());
     let plain = AwsClients::from_config(&sdk, true, None);

@@ -141,7 +141,20 @@ impl BatchProcessor {
         redelivered: bool,
     ) -> Result<bool, BatchError> {
         let video_id = &batch.video_id;
-        match self.jobs.try_complete(video_id).await? {
+        let mut transition = self.jobs.try_complete(video_id).await?;
+        if transition == Transition::NotApplicable {
+            // Every frame counted but still PROCESSING: the batch that reached the total was
+            // counted after our check, or a completion was lost. Trying again is safe: the
+            // condition still lets exactly one caller win.
+            let record = self.jobs.get(video_id).await?;
+            if record.is_some_and(|r| {
+                r.status == framefleet_core::jobs::JobStatus::Processing
+                    && r.total_frames == Some(r.processed_frames + r.failed_frames)
+            }) {
+                transition = self.jobs.try_complete(video_id).await?;
+            }
+        }
+        match transition {
             Transition::Applied => {
                 tracing::info!("last batch: job COMPLETE; writing the manifest");
                 self.write_manifest(batch).await?;
@@ -173,7 +186,18 @@ impl BatchProcessor {
         let key = format!("{video_id}/manifest.json");
         let body = serde_json::to_vec_pretty(&document).unwrap_or_default();
         self.put(&key, body, "application/json").await?;
-        self.jobs.set_manifest(video_id, &key).await?;
+        if self.jobs.set_manifest(video_id, &key).await? == Transition::NotApplicable {
+            // The job is no longer COMPLETE under us (only an emulator loses writes like that):
+            // keep the message so its redelivery completes the job again.
+            return Err(BatchError::Jobs(framefleet_core::jobs::JobTableError {
+                table: self.jobs.name().to_string(),
+                operation: "set_manifest",
+                video_id: video_id.to_string(),
+                message: "the job is not COMPLETE after winning its completion".into(),
+                retryable: true,
+                source: None,
+            }));
+        }
         tracing::info!(manifest = %key, "manifest written");
         Ok(())
     }

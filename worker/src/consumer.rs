@@ -182,6 +182,8 @@ impl Worker {
         let redelivered = receive_count(&message) > 1;
         let work = self.processor.process(&batch, redelivered);
         let result = with_heartbeat(work, &self.frames, &receipt, self.visibility).await;
+        // A loop whose slots are all busy does not receive; finished batches prove it lives.
+        self.heartbeat.beat();
         match result {
             Ok(report) => match self.frames.delete(&receipt).await {
                 Ok(()) => Handled::Done(report),
