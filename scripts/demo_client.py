@@ -69,7 +69,7 @@ def main():
             "error": f"the job did not finish within {args.timeout:.0f} s; see {args.logs}",
             "elapsed_s": elapsed,
         }
-        print(json.dumps(summary))
+        print(json.dumps(summary, separators=(",", ":")))
         return 1
 
     video_id = job["pk"]
@@ -96,7 +96,7 @@ def main():
     else:
         summary["error"] = job.get("last_error", "unknown")
     summary["elapsed_s"] = round(time.monotonic() - started, 2)
-    print(json.dumps(summary, ensure_ascii=False))
+    print(json.dumps(summary, ensure_ascii=False, separators=(",", ":")))
     return 0 if job["status"] == "COMPLETE" else 1
 
 
