@@ -183,6 +183,18 @@ pub(crate) fn edge_map_portable(
     }
 }
 
+/// Rounding average of two u16 values, `(a + b + 1) >> 1`, without widening.
+#[inline(always)]
+fn avg(a: u16, b: u16) -> u16 {
+    (a | b) - ((a ^ b) >> 1)
+}
+
+/// Blurred value at 8 fractional bits → [`FRAC_BITS`], rounded.
+#[inline(always)]
+fn narrow(a: u16) -> i16 {
+    ((a + (1 << (7 - FRAC_BITS))) >> (8 - FRAC_BITS)) as i16
+}
+
 /// Blurs input row `row` into `dst` (width + 2, replicated ends) at [`FRAC_BITS`].
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
@@ -200,57 +212,116 @@ fn blur_row(
         let y = (row as isize + k).clamp(0, height as isize - 1) as usize;
         &src[y * width..(y + 1) * width]
     };
-    let dst_mid = &mut dst[1..width + 1];
-    let r = taps.radius();
-    if r == 0 {
-        for (d, &p) in dst_mid.iter_mut().zip(line(0)) {
-            *d = i16::from(p) << FRAC_BITS;
-        }
-    } else {
-        let t = &taps.0;
-        // Vertical: u8 rows → u16 with 8 fractional bits, into the middle of `vrow`. The u8
-        // inputs are first widened into `hacc` (free until the horizontal pass) so that the
-        // multiply-accumulate sees plain u16 lanes and compiles to pmulhuw / umull.
-        {
-            let acc = &mut vrow[r..r + width];
-            let wide = &mut hacc[..width];
-            for (w, &p) in wide.iter_mut().zip(line(0)) {
-                *w = u16::from(p) << 8;
-            }
-            mul_into(acc, wide, t[r]);
-            for i in 1..=r {
-                // Symmetric taps: add the pair first (max 510 << 7 fits u16), double the tap
-                // (side taps are below 1/3, so 2·t fits u16).
-                let (up, down) = (line(-(i as isize)), line(i as isize));
-                for ((w, &u), &d) in wide.iter_mut().zip(up).zip(down) {
-                    *w = (u16::from(u) + u16::from(d)) << 7;
-                }
-                mul_add_into(acc, wide, t[r + i] * 2);
+    match taps.radius() {
+        0 => {
+            for (d, &p) in dst[1..width + 1].iter_mut().zip(line(0)) {
+                *d = i16::from(p) << FRAC_BITS;
             }
         }
-        let (first, last) = (vrow[r], vrow[r + width - 1]);
-        vrow[..r].fill(first);
-        vrow[r + width..].fill(last);
-        // Horizontal: u16 → u16, pairs averaged (rounding) so the sum cannot overflow.
-        let vrow = &vrow[..width + 2 * r];
-        let tc = t[r];
-        for (a, &v) in hacc.iter_mut().zip(&vrow[r..r + width]) {
-            *a = mulhi(v, tc);
-        }
-        for i in 1..=r {
-            let t2 = t[r + i] * 2;
-            let (left, right) = (&vrow[r - i..r - i + width], &vrow[r + i..r + i + width]);
-            for ((a, &l), &rt) in hacc.iter_mut().zip(left).zip(right) {
-                let avg = ((u32::from(l) + u32::from(rt) + 1) >> 1) as u16;
-                *a += mulhi(avg, t2);
-            }
-        }
-        for (d, &a) in dst_mid.iter_mut().zip(hacc.iter()) {
-            *d = ((a + (1 << (7 - FRAC_BITS))) >> (8 - FRAC_BITS)) as i16;
-        }
+        1 => blur_row_fixed::<1>(line, width, &taps.0, vrow, dst),
+        2 => blur_row_fixed::<2>(line, width, &taps.0, vrow, dst),
+        3 => blur_row_fixed::<3>(line, width, &taps.0, vrow, dst),
+        4 => blur_row_fixed::<4>(line, width, &taps.0, vrow, dst),
+        _ => blur_row_any(line, width, taps, vrow, hacc, dst),
     }
     dst[0] = dst[1];
     dst[width + 1] = dst[width];
+}
+
+/// [`blur_row`] for a kernel of radius `R` known at compile time: each of the two FIR passes is
+/// one loop over the row with every tap in a register, so a pixel is loaded and stored once
+/// per pass instead of once per tap.
+#[inline(always)]
+fn blur_row_fixed<'a, const R: usize>(
+    line: impl Fn(isize) -> &'a [u8],
+    width: usize,
+    t: &[u16],
+    vrow: &mut [u16],
+    dst: &mut [i16],
+) {
+    let tc = t[R];
+    // Symmetric taps: add the pair first (max 510 << 7 fits u16), double the tap (side taps
+    // are below 1/3, so 2·t fits u16).
+    let ts: [u16; R] = std::array::from_fn(|i| t[R + 1 + i] * 2);
+    // Vertical: u8 rows → u16 with 8 fractional bits, into the middle of `vrow`.
+    {
+        let centre = &line(0)[..width];
+        let up: [&[u8]; R] = std::array::from_fn(|i| &line(-(i as isize) - 1)[..width]);
+        let down: [&[u8]; R] = std::array::from_fn(|i| &line(i as isize + 1)[..width]);
+        let acc = &mut vrow[R..R + width];
+        for x in 0..width {
+            let mut a = mulhi(u16::from(centre[x]) << 8, tc);
+            for i in 0..R {
+                a += mulhi((u16::from(up[i][x]) + u16::from(down[i][x])) << 7, ts[i]);
+            }
+            acc[x] = a;
+        }
+    }
+    let (first, last) = (vrow[R], vrow[R + width - 1]);
+    vrow[..R].fill(first);
+    vrow[R + width..R + width + R].fill(last);
+    // Horizontal: u16 → i16 at FRAC_BITS, pairs averaged (rounding) so the sum cannot overflow.
+    let mid = &vrow[R..R + width];
+    let left: [&[u16]; R] = std::array::from_fn(|i| &vrow[R - 1 - i..R - 1 - i + width]);
+    let right: [&[u16]; R] = std::array::from_fn(|i| &vrow[R + 1 + i..R + 1 + i + width]);
+    let out = &mut dst[1..width + 1];
+    for x in 0..width {
+        let mut a = mulhi(mid[x], tc);
+        for i in 0..R {
+            a += mulhi(avg(left[i][x], right[i][x]), ts[i]);
+        }
+        out[x] = narrow(a);
+    }
+}
+
+/// [`blur_row`] for any radius, one pass per tap.
+#[inline(always)]
+fn blur_row_any<'a>(
+    line: impl Fn(isize) -> &'a [u8],
+    width: usize,
+    taps: &Taps,
+    vrow: &mut [u16],
+    hacc: &mut [u16],
+    dst: &mut [i16],
+) {
+    let r = taps.radius();
+    let t = &taps.0;
+    // Vertical: u8 rows → u16 with 8 fractional bits, into the middle of `vrow`. The u8
+    // inputs are first widened into `hacc` (free until the horizontal pass) so that the
+    // multiply-accumulate sees plain u16 lanes and compiles to pmulhuw / umull.
+    {
+        let acc = &mut vrow[r..r + width];
+        let wide = &mut hacc[..width];
+        for (w, &p) in wide.iter_mut().zip(line(0)) {
+            *w = u16::from(p) << 8;
+        }
+        mul_into(acc, wide, t[r]);
+        for i in 1..=r {
+            let (up, down) = (line(-(i as isize)), line(i as isize));
+            for ((w, &u), &d) in wide.iter_mut().zip(up).zip(down) {
+                *w = (u16::from(u) + u16::from(d)) << 7;
+            }
+            mul_add_into(acc, wide, t[r + i] * 2);
+        }
+    }
+    let (first, last) = (vrow[r], vrow[r + width - 1]);
+    vrow[..r].fill(first);
+    vrow[r + width..].fill(last);
+    let vrow = &vrow[..width + 2 * r];
+    let tc = t[r];
+    for (a, &v) in hacc.iter_mut().zip(&vrow[r..r + width]) {
+        *a = mulhi(v, tc);
+    }
+    for i in 1..=r {
+        let t2 = t[r + i] * 2;
+        let (left, right) = (&vrow[r - i..r - i + width], &vrow[r + i..r + i + width]);
+        for ((a, &l), &rt) in hacc.iter_mut().zip(left).zip(right) {
+            *a += mulhi(avg(l, rt), t2);
+        }
+    }
+    for (d, &a) in dst[1..width + 1].iter_mut().zip(hacc.iter()) {
+        *d = narrow(a);
+    }
 }
 
 /// Sobel magnitude of the middle row `b` (rows `a` above and `c` below, all width + 2 with

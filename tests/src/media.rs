@@ -4,13 +4,44 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-/// Generates an H.264 MP4 at `path` with ffmpeg's `testsrc2` source.
+/// Generates an H.264 MP4 at `path` with ffmpeg's `testsrc2` source (index at the end, as
+/// ffmpeg writes it by default).
 pub async fn make_video(
     path: &Path,
     width: u32,
     height: u32,
     rate: &str,
     seconds: f64,
+) -> anyhow::Result<PathBuf> {
+    testsrc_video(path, width, height, rate, seconds, &[]).await
+}
+
+/// Like [`make_video`], with the index first (`+faststart`), so a cut-off copy still opens.
+pub async fn make_faststart_video(
+    path: &Path,
+    width: u32,
+    height: u32,
+    rate: &str,
+    seconds: f64,
+) -> anyhow::Result<PathBuf> {
+    testsrc_video(
+        path,
+        width,
+        height,
+        rate,
+        seconds,
+        &["-movflags", "+faststart"],
+    )
+    .await
+}
+
+async fn testsrc_video(
+    path: &Path,
+    width: u32,
+    height: u32,
+    rate: &str,
+    seconds: f64,
+    extra: &[&str],
 ) -> anyhow::Result<PathBuf> {
     let source = format!("testsrc2=size={width}x{height}:rate={rate}");
     let status = tokio::process::Command::new("ffmpeg")
@@ -27,6 +58,7 @@ pub async fn make_video(
         .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p", "-c:v"])
         .arg("libx264")
         .args(["-preset", "ultrafast"])
+        .args(extra)
         .arg(path)
         .status()
         .await

@@ -438,3 +438,47 @@ async fn test_events_odd_keys_and_garbage_are_handled() {
         stack.queue_depth(&frames_dlq).await.unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelled_worker_drains_and_another_finishes_the_job() {
+    let stack = spawn_stack_with(StackOptions {
+        workers: 0,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let (video, frames) = video_bytes(64, 48, "10", 2.0).await;
+    let video_id = stack.upload("drain.mp4", video).await.unwrap();
+    stack
+        .wait_for(&video_id, &[JobStatus::Processing], Duration::from_secs(60))
+        .await
+        .unwrap();
+    // SIGTERM arrives while the first worker is busy: it stops receiving, finishes what it
+    // holds and returns; nothing it held is lost or counted twice.
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let first = stack.worker().await.unwrap();
+    let running = tokio::spawn(first.run(shutdown.clone()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let record = stack.jobs.get(&video_id).await.unwrap().unwrap();
+        if record.processed_frames > 0 || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the worker returns after draining")
+        .unwrap()
+        .unwrap();
+    let second = stack.worker().await.unwrap();
+    let finisher = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(second.run(finisher.clone()));
+    let record = stack.wait_final(&video_id).await.unwrap();
+    finisher.cancel();
+    running.await.unwrap().unwrap();
+    assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
+    assert_eq!(record.processed_frames, frames);
+    assert_eq!(record.failed_frames, 0);
+}

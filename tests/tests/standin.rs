@@ -14,7 +14,7 @@ use aws_sdk_mediaconvert::types::{
 };
 use aws_sdk_s3::primitives::ByteStream;
 use framefleet_core::aws::describe;
-use framefleet_e2e::media::{count_frames, make_video};
+use framefleet_e2e::media::{count_frames, make_faststart_video, make_video};
 use framefleet_e2e::moto::MotoServer;
 use mediaconvert_standin::{Standin, StandinConfig};
 use serde_json::Value;
@@ -465,23 +465,7 @@ async fn unreadable_inputs_end_in_error_events() -> anyhow::Result<()> {
 
     // A video cut off mid-stream (index first, so it opens) fails to decode.
     let whole = env.work.path().join("whole.mp4");
-    let status = tokio::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg("testsrc2=size=160x120:rate=10")
-        .args(["-t", "4", "-pix_fmt", "yuv420p", "-c:v", "libx264"])
-        .args(["-preset", "ultrafast", "-movflags", "+faststart"])
-        .arg(&whole)
-        .status()
-        .await?;
-    anyhow::ensure!(status.success(), "ffmpeg could not make the video");
+    make_faststart_video(&whole, 160, 120, "10", 4.0).await?;
     let mut bytes = tokio::fs::read(&whole).await?;
     bytes.truncate(bytes.len() / 2);
     env.upload("cut.mp4", ByteStream::from(bytes)).await?;
