@@ -4,8 +4,9 @@
 //! Status only moves forward, through conditional writes. Counting is exactly once under
 //! at-least-once delivery: a batch result is one transaction that puts the batch marker
 //! (`attribute_not_exists`) and adds to the counters, so a redelivered batch is refused as
-//! "already counted". The job completes when `done_frames = total_frames`, a comparison
-//! DynamoDB can evaluate (it has no arithmetic in conditions, hence the extra `done_frames`).
+//! "already counted". The job is finalized when `done_frames = total_frames`, a comparison
+//! DynamoDB can evaluate (it has no arithmetic in conditions, hence the extra `done_frames`);
+//! the one worker that wins that write writes the manifest and then marks the job COMPLETE.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -33,7 +34,9 @@ pub enum JobStatus {
     Capturing,
     /// Frames are fanned out; workers are counting.
     Processing,
-    /// Every frame is counted (processed or failed); the manifest is written.
+    /// Every frame is counted; the one worker that won the completion is writing the manifest.
+    Finalizing,
+    /// Every frame is counted (processed or failed) and the manifest is written.
     Complete,
     /// The job cannot finish; `last_error` says why.
     Failed,
@@ -46,6 +49,7 @@ impl JobStatus {
             Self::Registered => "REGISTERED",
             Self::Capturing => "CAPTURING",
             Self::Processing => "PROCESSING",
+            Self::Finalizing => "FINALIZING",
             Self::Complete => "COMPLETE",
             Self::Failed => "FAILED",
         }
@@ -56,6 +60,7 @@ impl JobStatus {
             "REGISTERED" => Self::Registered,
             "CAPTURING" => Self::Capturing,
             "PROCESSING" => Self::Processing,
+            "FINALIZING" => Self::Finalizing,
             "COMPLETE" => Self::Complete,
             "FAILED" => Self::Failed,
             _ => return None,
@@ -464,7 +469,11 @@ impl JobTable {
         self.transition(
             "mark_fanned_out",
             video_id,
-            &[JobStatus::Processing, JobStatus::Complete],
+            &[
+                JobStatus::Processing,
+                JobStatus::Finalizing,
+                JobStatus::Complete,
+            ],
             vec![("fanned_out", AttributeValue::Bool(true))],
             None,
         )
@@ -498,13 +507,6 @@ impl JobTable {
         batch_index: u32,
         outcome: &BatchOutcome,
     ) -> Result<Counting, JobTableError> {
-        // A redelivered batch is usually recognised by a read of its marker: half a read unit
-        // instead of a cancelled transaction (and no cancelled transactions to race with, which
-        // moto_server handles by restoring a whole-table snapshot). The transaction below stays
-        // the authority for deliveries that race each other.
-        if self.batch_counted(video_id, batch_index).await? {
-            return Ok(Counting::AlreadyCounted);
-        }
         let failed = outcome.failed.len() as u64;
         let mut marker = Self::key(video_id, &format!("batch#{batch_index:06}"));
         marker.insert("processed_frames".into(), n(outcome.processed));
@@ -579,28 +581,6 @@ impl JobTable {
         }
     }
 
-    /// True when the marker of `batch_index` exists (strongly consistent).
-    pub async fn batch_counted(
-        &self,
-        video_id: &VideoId,
-        batch_index: u32,
-    ) -> Result<bool, JobTableError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(
-                video_id,
-                &format!("batch#{batch_index:06}"),
-            )))
-            .projection_expression("pk")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.error("batch_counted", video_id, e))?;
-        Ok(out.item().is_some())
-    }
-
     fn build_error(
         &self,
         operation: &'static str,
@@ -617,14 +597,15 @@ impl JobTable {
         }
     }
 
-    /// PROCESSING → COMPLETE when every frame is counted. Exactly one caller gets `Applied`.
-    pub async fn try_complete(&self, video_id: &VideoId) -> Result<Transition, JobTableError> {
+    /// PROCESSING → FINALIZING when every frame is counted. Exactly one caller gets `Applied`
+    /// and owes the job its manifest.
+    pub async fn try_finalize(&self, video_id: &VideoId) -> Result<Transition, JobTableError> {
         self.transition(
-            "try_complete",
+            "try_finalize",
             video_id,
             &[JobStatus::Processing],
             vec![
-                ("status", s(JobStatus::Complete.as_str())),
+                ("status", s(JobStatus::Finalizing.as_str())),
                 ("finished_at", s(now_rfc3339())),
             ],
             Some("done_frames = total_frames"),
@@ -632,17 +613,21 @@ impl JobTable {
         .await
     }
 
-    /// Records where the manifest of a COMPLETE job is.
-    pub async fn set_manifest(
+    /// FINALIZING → COMPLETE once the manifest is written, so COMPLETE always means the
+    /// manifest is there to read.
+    pub async fn complete(
         &self,
         video_id: &VideoId,
         manifest_key: &str,
     ) -> Result<Transition, JobTableError> {
         self.transition(
-            "set_manifest",
+            "complete",
             video_id,
-            &[JobStatus::Complete],
-            vec![("manifest_key", s(manifest_key))],
+            &[JobStatus::Finalizing],
+            vec![
+                ("status", s(JobStatus::Complete.as_str())),
+                ("manifest_key", s(manifest_key)),
+            ],
             None,
         )
         .await
@@ -738,6 +723,7 @@ mod tests {
             JobStatus::Registered,
             JobStatus::Capturing,
             JobStatus::Processing,
+            JobStatus::Finalizing,
             JobStatus::Complete,
             JobStatus::Failed,
         ] {

@@ -74,7 +74,7 @@ async fn complete(
 ) -> Result<(), DispatchError> {
     let video_id = record.video_id.clone();
     let keys = match record.status {
-        JobStatus::Complete | JobStatus::Failed => {
+        JobStatus::Finalizing | JobStatus::Complete | JobStatus::Failed => {
             tracing::info!(status = %record.status, "duplicate COMPLETE for a finished job");
             return Ok(());
         }

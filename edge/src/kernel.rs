@@ -229,8 +229,8 @@ fn blur_row(
 }
 
 /// [`blur_row`] for a kernel of radius `R` known at compile time: each of the two FIR passes is
-/// one loop over the row with every tap in a register, so a pixel is loaded and stored once
-/// per pass instead of once per tap.
+/// one loop over the row with every tap applied in registers, so a pixel is loaded and stored
+/// once per pass instead of once per tap.
 #[inline(always)]
 fn blur_row_fixed<'a, const R: usize>(
     line: impl Fn(isize) -> &'a [u8],
@@ -262,8 +262,8 @@ fn blur_row_fixed<'a, const R: usize>(
     vrow[R + width..R + width + R].fill(last);
     // Horizontal: u16 → i16 at FRAC_BITS, pairs averaged (rounding) so the sum cannot overflow.
     let mid = &vrow[R..R + width];
-    let left: [&[u16]; R] = std::array::from_fn(|i| &vrow[R - 1 - i..R - 1 - i + width]);
-    let right: [&[u16]; R] = std::array::from_fn(|i| &vrow[R + 1 + i..R + 1 + i + width]);
+    let left: [&[u16]; R] = std::array::from_fn(|i| &vrow[R - 1 - i..][..width]);
+    let right: [&[u16]; R] = std::array::from_fn(|i| &vrow[R + 1 + i..][..width]);
     let out = &mut dst[1..width + 1];
     for x in 0..width {
         let mut a = mulhi(mid[x], tc);
@@ -336,8 +336,10 @@ fn sobel_row(a: &[i16], b: &[i16], c: &[i16], out: &mut [u8]) {
     for x in 0..w {
         let gx = (a2[x] + 2 * b2[x] + c2[x]) - (a0[x] + 2 * b0[x] + c0[x]);
         let gy = (c0[x] - a0[x]) + 2 * (c1[x] - a1[x]) + (c2[x] - a2[x]);
-        let (gx, gy) = (i32::from(gx), i32::from(gy));
-        let m = ((gx * gx + gy * gy) as f32).sqrt() * scale;
+        // Squares in f32 (one multiply each instead of a 32-bit integer multiply, which
+        // x86 splits in two); the rounding of the sum is far below a grey level.
+        let (gx, gy) = (f32::from(gx), f32::from(gy));
+        let m = (gx * gx + gy * gy).sqrt() * scale;
         // Round to nearest without a float → int cast (Rust's saturating casts are lowered
         // lane by lane): adding 2^23 to a value in 0..=255 leaves it, rounded, in the low
         // mantissa bits.

@@ -15,18 +15,21 @@ pub struct MotoServer {
 }
 
 impl MotoServer {
-    /// Starts `moto_server` (or `$MOTO_SERVER`) and waits until it serves requests.
+    /// Starts moto_server through `tests/moto_server.py` (DynamoDB calls serialised; see that
+    /// file) with `$MOTO_PYTHON` or `python3`, and waits until it serves requests.
     pub async fn start() -> anyhow::Result<Self> {
         let port = free_port()?;
-        let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let child = Command::new(&program)
+        let python = std::env::var("MOTO_PYTHON").unwrap_or_else(|_| "python3".into());
+        let launcher = concat!(env!("CARGO_MANIFEST_DIR"), "/moto_server.py");
+        let child = Command::new(&python)
+            .arg(launcher)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("cannot start {program}: install moto[server]"))?;
+            .with_context(|| format!("cannot start {python} {launcher}: install moto[server]"))?;
         let endpoint = format!("http://127.0.0.1:{port}");
         let server = Self { endpoint, child };
         server.wait_ready().await?;

@@ -74,7 +74,7 @@ async fn concurrent_batches_count_once_and_one_worker_wins() {
                     },
                 };
                 let counting = jobs.count_batch(&id, batch, &outcome).await.unwrap();
-                let won = jobs.try_complete(&id).await.unwrap();
+                let won = jobs.try_finalize(&id).await.unwrap();
                 (counting, won)
             }));
         }
@@ -89,7 +89,14 @@ async fn concurrent_batches_count_once_and_one_worker_wins() {
     assert_eq!(counted, 10, "each batch counted once");
     assert_eq!(winners, 1, "exactly one completion");
     let record = jobs.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, JobStatus::Finalizing);
+    assert_eq!(
+        jobs.complete(&id, "v/manifest.json").await.unwrap(),
+        Transition::Applied
+    );
+    let record = jobs.get(&id).await.unwrap().unwrap();
     assert_eq!(record.status, JobStatus::Complete);
+    assert_eq!(record.manifest_key.as_deref(), Some("v/manifest.json"));
     assert_eq!(record.processed_frames, 39);
     assert_eq!(record.failed_frames, 1);
     let failed = jobs.failed_frames(&id).await.unwrap();
@@ -101,7 +108,7 @@ async fn concurrent_batches_count_once_and_one_worker_wins() {
         Transition::NotApplicable
     );
     assert_eq!(
-        jobs.try_complete(&id).await.unwrap(),
+        jobs.try_finalize(&id).await.unwrap(),
         Transition::NotApplicable
     );
 }
@@ -123,7 +130,7 @@ async fn incomplete_job_does_not_complete() {
         Counting::Counted
     );
     assert_eq!(
-        jobs.try_complete(&id).await.unwrap(),
+        jobs.try_finalize(&id).await.unwrap(),
         Transition::NotApplicable
     );
     assert_eq!(

@@ -141,33 +141,18 @@ impl BatchProcessor {
         redelivered: bool,
     ) -> Result<bool, BatchError> {
         let video_id = &batch.video_id;
-        let mut transition = self.jobs.try_complete(video_id).await?;
-        if transition == Transition::NotApplicable {
-            // Every frame counted but still PROCESSING: the batch that reached the total was
-            // counted after our check, or a completion was lost. Trying again is safe: the
-            // condition still lets exactly one caller win.
-            let record = self.jobs.get(video_id).await?;
-            if record.is_some_and(|r| {
-                r.status == framefleet_core::jobs::JobStatus::Processing
-                    && r.total_frames == Some(r.processed_frames + r.failed_frames)
-            }) {
-                transition = self.jobs.try_complete(video_id).await?;
-            }
-        }
-        match transition {
+        match self.jobs.try_finalize(video_id).await? {
             Transition::Applied => {
-                tracing::info!("last batch: job COMPLETE; writing the manifest");
+                tracing::info!("last batch counted: writing the manifest");
                 self.write_manifest(batch).await?;
                 Ok(true)
             }
             Transition::NotApplicable if redelivered => {
-                // The winner may have died between COMPLETE and the manifest.
+                // This batch's earlier delivery may have won and died before the manifest.
                 let record = self.jobs.get(video_id).await?;
-                if record.is_some_and(|r| {
-                    r.status == framefleet_core::jobs::JobStatus::Complete
-                        && r.manifest_key.is_none()
-                }) {
-                    tracing::warn!("job COMPLETE without a manifest; writing it");
+                if record.is_some_and(|r| r.status == framefleet_core::jobs::JobStatus::Finalizing)
+                {
+                    tracing::warn!("job FINALIZING without a manifest; writing it");
                     self.write_manifest(batch).await?;
                 }
                 Ok(false)
@@ -186,19 +171,19 @@ impl BatchProcessor {
         let key = format!("{video_id}/manifest.json");
         let body = serde_json::to_vec_pretty(&document).unwrap_or_default();
         self.put(&key, body, "application/json").await?;
-        if self.jobs.set_manifest(video_id, &key).await? == Transition::NotApplicable {
-            // The job is no longer COMPLETE under us (only an emulator loses writes like that):
-            // keep the message so its redelivery completes the job again.
+        if self.jobs.complete(video_id, &key).await? == Transition::NotApplicable {
+            // The job left FINALIZING under us (only an emulator loses writes like that): keep
+            // the message so its redelivery finalizes the job again.
             return Err(BatchError::Jobs(framefleet_core::jobs::JobTableError {
                 table: self.jobs.name().to_string(),
-                operation: "set_manifest",
+                operation: "complete",
                 video_id: video_id.to_string(),
-                message: "the job is not COMPLETE after winning its completion".into(),
+                message: "the job is not FINALIZING after winning its completion".into(),
                 retryable: true,
                 source: None,
             }));
         }
-        tracing::info!(manifest = %key, "manifest written");
+        tracing::info!(manifest = %key, "manifest written; job COMPLETE");
         Ok(())
     }
 
