@@ -423,6 +423,37 @@ mod tests {
     }
 
     #[test]
+    fn fixed_radius_blur_matches_the_any_radius_blur() {
+        fn check<const R: usize>(taps: &Taps) {
+            assert_eq!(taps.radius(), R);
+            let (w, h) = (67, 13);
+            let mut state = 777u32;
+            let src: Vec<u8> = (0..w * h)
+                .map(|_| {
+                    state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (state >> 23) as u8
+                })
+                .collect();
+            for row in 0..h {
+                let line = |k: isize| -> &[u8] {
+                    let y = (row as isize + k).clamp(0, h as isize - 1) as usize;
+                    &src[y * w..(y + 1) * w]
+                };
+                let (mut v1, mut v2, mut hacc) =
+                    (vec![0; w + 2 * R], vec![0; w + 2 * R], vec![0; w]);
+                let (mut a, mut b) = (vec![0i16; w + 2], vec![0i16; w + 2]);
+                blur_row_fixed::<R>(line, w, &taps.0, &mut v1, &mut a);
+                blur_row_any(line, w, taps, &mut v2, &mut hacc, &mut b);
+                assert_eq!(a, b, "radius {R}, row {row}");
+            }
+        }
+        check::<1>(&Taps::gaussian(0.25));
+        check::<2>(&Taps::gaussian(0.57));
+        check::<3>(&Taps::gaussian(0.9));
+        check::<4>(&Taps::gaussian(1.2));
+    }
+
+    #[test]
     fn vertical_step_gives_a_vertical_line() {
         let (w, h) = (16, 8);
         let src: Vec<u8> = (0..w * h)
