@@ -44,48 +44,16 @@ pub async fn create_capture_job(
     config: &DispatcherConfig,
     request: &CaptureRequest<'_>,
 ) -> Result<String, CreateJobError> {
-    let capture = FrameCaptureSettings::builder()
-        .framerate_numerator(request.rate.numerator as i32)
-        .framerate_denominator(request.rate.denominator as i32)
-        .max_captures(config.max_captures as i32)
-        .quality(i32::from(config.jpeg_quality))
-        .build();
-    let output = Output::builder()
-        .container_settings(
-            ContainerSettings::builder()
-                .container(ContainerType::Raw)
-                .build(),
-        )
-        .video_description(
-            VideoDescription::builder()
-                .codec_settings(
-                    VideoCodecSettings::builder()
-                        .codec(VideoCodec::FrameCapture)
-                        .frame_capture_settings(capture)
-                        .build(),
-                )
-                .build(),
-        )
-        .extension("jpg")
-        .build();
-    let group = OutputGroup::builder()
-        .name("frames")
-        .output_group_settings(
-            OutputGroupSettings::builder()
-                .r#type(OutputGroupType::FileGroupSettings)
-                .file_group_settings(
-                    FileGroupSettings::builder()
-                        .destination(&request.destination)
-                        .build(),
-                )
-                .build(),
-        )
-        .outputs(output)
-        .build();
-    let settings = JobSettings::builder()
-        .inputs(Input::builder().file_input(&request.input_url).build())
-        .output_groups(group)
-        .build();
+    let settings = capture_job_settings(
+        &request.input_url,
+        &request.destination,
+        (
+            request.rate.numerator as i32,
+            request.rate.denominator as i32,
+        ),
+        config.max_captures as i32,
+        i32::from(config.jpeg_quality),
+    );
     let mut call = client
         .create_job()
         .role(&config.mediaconvert_role_arn)
@@ -113,4 +81,58 @@ pub async fn create_capture_job(
             retryable: is_transient(&error),
         }),
     }
+}
+
+/// The job settings of a frame capture: one S3 input, one file group writing to `destination`,
+/// one RAW container with FRAME_CAPTURE JPEGs at `numerator/denominator` frames per second.
+/// Values go through unchecked, so the stand-in's validation can be tested with this too.
+pub fn capture_job_settings(
+    input_url: &str,
+    destination: &str,
+    (numerator, denominator): (i32, i32),
+    max_captures: i32,
+    quality: i32,
+) -> JobSettings {
+    let capture = FrameCaptureSettings::builder()
+        .framerate_numerator(numerator)
+        .framerate_denominator(denominator)
+        .max_captures(max_captures)
+        .quality(quality)
+        .build();
+    let output = Output::builder()
+        .container_settings(
+            ContainerSettings::builder()
+                .container(ContainerType::Raw)
+                .build(),
+        )
+        .video_description(
+            VideoDescription::builder()
+                .codec_settings(
+                    VideoCodecSettings::builder()
+                        .codec(VideoCodec::FrameCapture)
+                        .frame_capture_settings(capture)
+                        .build(),
+                )
+                .build(),
+        )
+        .extension("jpg")
+        .build();
+    let group = OutputGroup::builder()
+        .name("frames")
+        .output_group_settings(
+            OutputGroupSettings::builder()
+                .r#type(OutputGroupType::FileGroupSettings)
+                .file_group_settings(
+                    FileGroupSettings::builder()
+                        .destination(destination)
+                        .build(),
+                )
+                .build(),
+        )
+        .outputs(output)
+        .build();
+    JobSettings::builder()
+        .inputs(Input::builder().file_input(input_url).build())
+        .output_groups(group)
+        .build()
 }

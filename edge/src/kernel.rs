@@ -447,10 +447,16 @@ mod tests {
                 assert_eq!(a, b, "radius {R}, row {row}");
             }
         }
-        check::<1>(&Taps::gaussian(0.25));
-        check::<2>(&Taps::gaussian(0.57));
-        check::<3>(&Taps::gaussian(0.9));
-        check::<4>(&Taps::gaussian(1.2));
+        let with_radius = |r: usize| {
+            (10..300)
+                .map(|i| Taps::gaussian(i as f32 / 100.0))
+                .find(|t| t.radius() == r)
+                .expect("some sigma has this radius")
+        };
+        check::<1>(&with_radius(1));
+        check::<2>(&with_radius(2));
+        check::<3>(&with_radius(3));
+        check::<4>(&with_radius(4));
     }
 
     #[test]

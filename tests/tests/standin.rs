@@ -7,13 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use aws_sdk_mediaconvert::error::ProvideErrorMetadata;
-use aws_sdk_mediaconvert::types::{
-    ContainerSettings, ContainerType, FileGroupSettings, FrameCaptureSettings, Input, JobSettings,
-    JobStatus, Output, OutputGroup, OutputGroupSettings, OutputGroupType, VideoCodec,
-    VideoCodecSettings, VideoDescription,
-};
+use aws_sdk_mediaconvert::types::{JobStatus, VideoCodec, VideoCodecSettings, VideoDescription};
 use aws_sdk_s3::primitives::ByteStream;
 use framefleet_core::aws::describe;
+use framefleet_dispatcher::mediaconvert::capture_job_settings;
 use framefleet_e2e::media::{count_frames, make_faststart_video, make_video};
 use framefleet_e2e::moto::MotoServer;
 use mediaconvert_standin::{Standin, StandinConfig};
@@ -216,66 +213,26 @@ impl Env {
     }
 }
 
-/// The CreateJob call the dispatcher makes: one S3 input, one file group, one RAW
-/// FRAME_CAPTURE output.
+/// The CreateJob call the dispatcher makes, with its own settings builder.
 fn frame_capture(
     client: &aws_sdk_mediaconvert::Client,
     key: &str,
     destination: &str,
-    (numerator, denominator): (i32, i32),
+    rate: (i32, i32),
     max_captures: i32,
     quality: i32,
 ) -> aws_sdk_mediaconvert::operation::create_job::builders::CreateJobFluentBuilder {
-    let capture = FrameCaptureSettings::builder()
-        .framerate_numerator(numerator)
-        .framerate_denominator(denominator)
-        .max_captures(max_captures)
-        .quality(quality)
-        .build();
-    let output = Output::builder()
-        .container_settings(
-            ContainerSettings::builder()
-                .container(ContainerType::Raw)
-                .build(),
-        )
-        .video_description(
-            VideoDescription::builder()
-                .codec_settings(
-                    VideoCodecSettings::builder()
-                        .codec(VideoCodec::FrameCapture)
-                        .frame_capture_settings(capture)
-                        .build(),
-                )
-                .build(),
-        )
-        .build();
-    let group = OutputGroup::builder()
-        .output_group_settings(
-            OutputGroupSettings::builder()
-                .r#type(OutputGroupType::FileGroupSettings)
-                .file_group_settings(
-                    FileGroupSettings::builder()
-                        .destination(destination)
-                        .build(),
-                )
-                .build(),
-        )
-        .outputs(output)
-        .build();
     client
         .create_job()
         .role(ROLE)
         .user_metadata("video_id", "vid-1")
-        .settings(
-            JobSettings::builder()
-                .inputs(
-                    Input::builder()
-                        .file_input(format!("s3://{INPUTS}/{key}"))
-                        .build(),
-                )
-                .output_groups(group)
-                .build(),
-        )
+        .settings(capture_job_settings(
+            &format!("s3://{INPUTS}/{key}"),
+            destination,
+            rate,
+            max_captures,
+            quality,
+        ))
 }
 
 fn statuses(events: &[Value]) -> Vec<&str> {
