@@ -445,6 +445,7 @@ impl JobTable {
     pub async fn start_processing(
         &self,
         video_id: &VideoId,
+        mediaconvert_job_id: &str,
         total_frames: u64,
         batches: u64,
     ) -> Result<Transition, JobTableError> {
@@ -454,6 +455,8 @@ impl JobTable {
             &[JobStatus::Registered, JobStatus::Capturing],
             vec![
                 ("status", s(JobStatus::Processing.as_str())),
+                // Set again here: the COMPLETE event can overtake the CreateJob response.
+                ("mediaconvert_job_id", s(mediaconvert_job_id)),
                 ("total_frames", n(total_frames)),
                 ("batches", n(batches)),
                 ("capture_progress", n(100)),

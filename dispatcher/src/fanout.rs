@@ -103,7 +103,7 @@ async fn complete(
     if record.status != JobStatus::Processing {
         let moved = inner
             .jobs
-            .start_processing(&video_id, total, batches.len() as u64)
+            .start_processing(&video_id, job_id, total, batches.len() as u64)
             .await?;
         if moved == Transition::NotApplicable {
             // Another dispatcher moved it first, or it failed meanwhile: re-read and decide.

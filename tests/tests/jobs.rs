@@ -42,7 +42,7 @@ async fn concurrent_batches_count_once_and_one_worker_wins() {
         Transition::Applied
     );
     assert_eq!(
-        jobs.start_processing(&id, 40, 10).await.unwrap(),
+        jobs.start_processing(&id, "mc-1", 40, 10).await.unwrap(),
         Transition::Applied
     );
     // Out-of-order and duplicate transitions are refused.
@@ -51,7 +51,7 @@ async fn concurrent_batches_count_once_and_one_worker_wins() {
         Transition::NotApplicable
     );
     assert_eq!(
-        jobs.start_processing(&id, 40, 10).await.unwrap(),
+        jobs.start_processing(&id, "mc-1", 40, 10).await.unwrap(),
         Transition::NotApplicable
     );
 
@@ -120,7 +120,7 @@ async fn incomplete_job_does_not_complete() {
     jobs.register(&JobRecord::new(id.clone(), "in", "half.mp4", "e", 1))
         .await
         .unwrap();
-    jobs.start_processing(&id, 8, 2).await.unwrap();
+    jobs.start_processing(&id, "mc-2", 8, 2).await.unwrap();
     let outcome = BatchOutcome {
         processed: 4,
         failed: Vec::new(),

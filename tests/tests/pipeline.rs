@@ -83,6 +83,8 @@ async fn upload_becomes_edge_maps_with_exact_counts() {
     assert_eq!(manifest["counts"]["total"], frames);
     assert_eq!(manifest["counts"]["processed"], frames);
     assert_eq!(manifest["source"]["key"], key);
+    assert!(manifest["mediaconvert_job_id"].is_string(), "{manifest:#}");
+    assert_eq!(manifest["capture_rate"], "12/1");
     assert_eq!(
         record.manifest_key,
         Some(format!("{video_id}/manifest.json"))
