@@ -90,23 +90,31 @@ fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
 /// Runs on the calling thread; call it from several threads to use several cores. Never
 /// panics on bad input: every failure is an [`EdgeError`].
 pub fn process(input: &[u8], params: &EdgeParams) -> Result<EdgeMap, EdgeError> {
+    run(input, params, true)
+}
+
+/// Decode, optionally the kernel, encode: [`process`] with `edges`, [`transcode_luma`] without.
+fn run(input: &[u8], params: &EdgeParams, edges: bool) -> Result<EdgeMap, EdgeError> {
     params.validate()?;
     with_scratch(|s| {
         let (width, height) = decode_scaled(input, params, s)?;
-        let sigma = params.blur.sigma(width, height);
-        let taps = kernel::Taps::gaussian(sigma);
-        let n = width as usize * height as usize;
-        s.edges.resize(n, 0);
-        kernel::edge_map(
-            &s.luma,
-            width as usize,
-            height as usize,
-            &taps,
-            &mut s.edges,
-            &mut s.kernel,
-        );
+        let plane: &[u8] = if edges {
+            let taps = kernel::Taps::gaussian(params.blur.sigma(width, height));
+            s.edges.resize(width as usize * height as usize, 0);
+            kernel::edge_map(
+                &s.luma,
+                width as usize,
+                height as usize,
+                &taps,
+                &mut s.edges,
+                &mut s.kernel,
+            );
+            &s.edges
+        } else {
+            &s.luma
+        };
         let bytes = encode::encode_into(
-            &s.edges,
+            plane,
             width,
             height,
             params.format,
@@ -213,22 +221,5 @@ pub fn encode(plane: &LumaImage, format: OutputFormat, quality: u8) -> Result<Ed
 /// no blur or Sobel, through the same thread-local codecs as [`process`]. Benchmarks compare
 /// [`process`] against it to show how much the kernel itself costs.
 pub fn transcode_luma(input: &[u8], params: &EdgeParams) -> Result<EdgeMap, EdgeError> {
-    params.validate()?;
-    with_scratch(|s| {
-        let (width, height) = decode_scaled(input, params, s)?;
-        let bytes = encode::encode_into(
-            &s.luma,
-            width,
-            height,
-            params.format,
-            params.quality,
-            &mut s.jpeg_encoder,
-        )?;
-        Ok(EdgeMap {
-            width,
-            height,
-            format: params.format,
-            bytes,
-        })
-    })
+    run(input, params, false)
 }
