@@ -1,5 +1,5 @@
 //! The capture rate: a configured one (`5`, `30000/1001`) or the video's own, read from its
-//! MP4/QuickTime header with ranged reads (`source`), so 29.97 fps is captured as 30000/1001
+//! MP4/QuickTime or Matroska/WebM header with ranged reads (`source`), so 29.97 fps is captured as 30000/1001
 //! and every frame is captured exactly once without downloading the video.
 
 use std::fmt;
@@ -103,6 +103,9 @@ pub async fn probe_rate<R: RangeRead>(
         return Err(ProbeError::NotAVideo("the object is empty".into()));
     }
     let head = reader.read(0, 16).await.map_err(ProbeError::Read)?;
+    if head.starts_with(&EBML_MAGIC) {
+        return probe_matroska(reader, size).await;
+    }
     sniff(&head)?;
     let mut offset = 0u64;
     while offset < size {
@@ -151,9 +154,6 @@ fn sniff<E: std::error::Error>(head: &[u8]) -> Result<(), ProbeError<E>> {
         {
             return Ok(());
         }
-    }
-    if head.starts_with(&[0x1a, 0x45, 0xdf, 0xa3]) {
-        return Err(ProbeError::OtherContainer("Matroska/WebM"));
     }
     if head.starts_with(b"RIFF") && head.get(8..12) == Some(b"AVI ") {
         return Err(ProbeError::OtherContainer("AVI"));
@@ -277,6 +277,159 @@ fn rate_from_moov<E: std::error::Error>(moov: &[u8]) -> Result<CaptureRate, Prob
     ))
 }
 
+/// The EBML header ID that starts every Matroska and WebM file.
+const EBML_MAGIC: [u8; 4] = [0x1a, 0x45, 0xdf, 0xa3];
+/// How much of a Matroska file is read looking for `Tracks` (muxers put it before the first
+/// cluster, within the first few KiB).
+const MATROSKA_HEAD: u64 = 1024 * 1024;
+
+/// Element IDs (with their length marker, as written).
+const SEGMENT: u32 = 0x1853_8067;
+const TRACKS: u32 = 0x1654_AE6B;
+const TRACK_ENTRY: u32 = 0xAE;
+const TRACK_TYPE: u32 = 0x83;
+const DEFAULT_DURATION: u32 = 0x0023_E383;
+const CLUSTER: u32 = 0x1F43_B675;
+
+/// Rates muxers approximate in nanoseconds per frame; a duration within 0.05 % of one of them
+/// means that rate (33,366,667 ns is 30000/1001, not 1e9/33,366,667).
+const STANDARD_RATES: [(u64, u64); 10] = [
+    (24000, 1001),
+    (24, 1),
+    (25, 1),
+    (30000, 1001),
+    (30, 1),
+    (48, 1),
+    (50, 1),
+    (60000, 1001),
+    (60, 1),
+    (120, 1),
+];
+
+/// Reads a variable-length integer at `at`: (value without the length marker, length).
+fn vint(bytes: &[u8], at: usize) -> Option<(u64, usize)> {
+    let first = *bytes.get(at)?;
+    let len = first.leading_zeros() as usize + 1;
+    if len > 8 {
+        return None;
+    }
+    let mut value = u64::from(first) & (0xff >> len);
+    for i in 1..len {
+        value = (value << 8) | u64::from(*bytes.get(at + i)?);
+    }
+    Some((value, len))
+}
+
+/// An element header at `at`: (ID with marker, payload size or `None` if unknown, header length).
+fn element(bytes: &[u8], at: usize) -> Option<(u32, Option<u64>, usize)> {
+    let first = *bytes.get(at)?;
+    let id_len = first.leading_zeros() as usize + 1;
+    if id_len > 4 {
+        return None;
+    }
+    let mut id = 0u32;
+    for i in 0..id_len {
+        id = (id << 8) | u32::from(*bytes.get(at + i)?);
+    }
+    let (size, size_len) = vint(bytes, at + id_len)?;
+    let unknown = size == (1u64 << (7 * size_len)) - 1;
+    Some((id, (!unknown).then_some(size), id_len + size_len))
+}
+
+/// The children of the payload `bytes[start..end]` as (ID, payload range); stops at the first
+/// child that does not fit (a truncated read) or has an unknown size.
+fn ebml_children(bytes: &[u8], start: usize, end: usize) -> Vec<(u32, usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = start;
+    while at < end {
+        let Some((id, size, header)) = element(bytes, at) else {
+            break;
+        };
+        let payload = at + header;
+        let Some(size) = size.and_then(|s| usize::try_from(s).ok()) else {
+            out.push((id, payload, end));
+            break;
+        };
+        let Some(stop) = payload.checked_add(size).filter(|&stop| stop <= end) else {
+            out.push((id, payload, end));
+            break;
+        };
+        out.push((id, payload, stop));
+        at = stop;
+    }
+    out
+}
+
+fn ebml_uint(bytes: &[u8]) -> Option<u64> {
+    (bytes.len() <= 8).then(|| bytes.iter().fold(0u64, |v, &b| (v << 8) | u64::from(b)))
+}
+
+/// The frame rate of a Matroska/WebM video track, from its `DefaultDuration`.
+async fn probe_matroska<R: RangeRead>(
+    reader: &R,
+    size: u64,
+) -> Result<CaptureRate, ProbeError<R::Error>> {
+    let bytes = reader
+        .read(0, size.min(MATROSKA_HEAD))
+        .await
+        .map_err(ProbeError::Read)?;
+    let top = ebml_children(&bytes, 0, bytes.len());
+    let Some(&(_, seg_start, seg_end)) = top.iter().find(|(id, _, _)| *id == SEGMENT) else {
+        return Err(ProbeError::Truncated(
+            "Matroska file without a Segment".into(),
+        ));
+    };
+    for (id, start, end) in ebml_children(&bytes, seg_start, seg_end) {
+        if id == CLUSTER {
+            break;
+        }
+        if id != TRACKS {
+            continue;
+        }
+        for (entry, e_start, e_end) in ebml_children(&bytes, start, end) {
+            if entry != TRACK_ENTRY {
+                continue;
+            }
+            let fields = ebml_children(&bytes, e_start, e_end);
+            let field = |wanted: u32| {
+                fields
+                    .iter()
+                    .find(|(id, _, _)| *id == wanted)
+                    .and_then(|&(_, s, e)| ebml_uint(&bytes[s..e]))
+            };
+            if field(TRACK_TYPE) != Some(1) {
+                continue;
+            }
+            let Some(duration) = field(DEFAULT_DURATION).filter(|&d| d > 0) else {
+                return Err(ProbeError::OtherContainer(
+                    "Matroska/WebM without a default frame duration",
+                ));
+            };
+            return rate_from_frame_duration(duration).ok_or_else(|| {
+                ProbeError::Malformed(format!("implausible frame duration {duration} ns"))
+            });
+        }
+        return Err(ProbeError::NotAVideo(
+            "the Matroska/WebM file has no video track".into(),
+        ));
+    }
+    Err(ProbeError::OtherContainer(
+        "Matroska/WebM with its tracks past the first MiB",
+    ))
+}
+
+/// Frames per second from nanoseconds per frame, snapped to a standard rate when it is one.
+fn rate_from_frame_duration(nanos: u64) -> Option<CaptureRate> {
+    let fps = 1e9 / nanos as f64;
+    for (num, den) in STANDARD_RATES {
+        let standard = num as f64 / den as f64;
+        if ((fps - standard) / standard).abs() < 0.0005 {
+            return CaptureRate::reduced(num, den);
+        }
+    }
+    CaptureRate::reduced(1_000_000_000, nanos)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,22 +530,62 @@ mod tests {
             probe(b"hello, this is a text file".to_vec()).await,
             Err(ProbeError::NotAVideo(_))
         ));
-        assert!(matches!(
-            probe(vec![0x1a, 0x45, 0xdf, 0xa3, 0, 0, 0, 0]).await,
-            Err(ProbeError::OtherContainer(_))
-        ));
+        assert!(probe(vec![0x1a, 0x45, 0xdf, 0xa3, 0, 0, 0, 0])
+            .await
+            .is_err());
         assert!(matches!(
             probe(Vec::new()).await,
             Err(ProbeError::NotAVideo(_))
         ));
     }
 
+    fn ebml(id: &[u8], payload: &[u8]) -> Vec<u8> {
+        let mut out = id.to_vec();
+        out.extend_from_slice(&(0x0100_0000_0000_0000u64 | payload.len() as u64).to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn mkv(duration_ns: Option<u32>) -> Vec<u8> {
+        let mut entry = ebml(&[0x83], &[1]);
+        if let Some(d) = duration_ns {
+            entry.extend(ebml(&[0x23, 0xE3, 0x83], &d.to_be_bytes()));
+        }
+        let audio = ebml(&[0xAE], &ebml(&[0x83], &[2]));
+        let tracks = ebml(
+            &[0x16, 0x54, 0xAE, 0x6B],
+            &[audio, ebml(&[0xAE], &entry)].concat(),
+        );
+        let info = ebml(&[0x15, 0x49, 0xA9, 0x66], &[0; 12]);
+        let cluster = ebml(&[0x1F, 0x43, 0xB6, 0x75], &[0; 64]);
+        let segment = ebml(&[0x18, 0x53, 0x80, 0x67], &[info, tracks, cluster].concat());
+        [ebml(&EBML_MAGIC, &[0x42, 0x86, 0x81, 0x01]), segment].concat()
+    }
+
+    #[tokio::test]
+    async fn reads_matroska_default_duration() {
+        let rate = probe(mkv(Some(33_366_667))).await.unwrap();
+        assert_eq!(rate.to_string(), "30000/1001");
+        let rate = probe(mkv(Some(40_000_000))).await.unwrap();
+        assert_eq!(rate.to_string(), "25/1");
+        let rate = probe(mkv(Some(200_000_000))).await.unwrap();
+        assert_eq!(rate.to_string(), "5/1");
+        assert!(matches!(
+            probe(mkv(None)).await,
+            Err(ProbeError::OtherContainer(_))
+        ));
+        let mut cut = mkv(Some(40_000_000));
+        cut.truncate(30);
+        assert!(probe(cut).await.is_err());
+    }
+
     #[tokio::test]
     async fn garbage_boxes_do_not_panic() {
-        let mut bytes = mp4(30000, &[(300, 1001)], true, 10);
-        for i in (40..bytes.len()).step_by(7) {
-            bytes[i] ^= 0xff;
-            let _ = probe(bytes.clone()).await;
+        for mut bytes in [mp4(30000, &[(300, 1001)], true, 10), mkv(Some(40_000_000))] {
+            for i in (5..bytes.len()).step_by(3) {
+                bytes[i] ^= 0xff;
+                let _ = probe(bytes.clone()).await;
+            }
         }
     }
 }

@@ -32,8 +32,8 @@ pub struct DispatcherConfig {
     /// `source` (read the frame rate from the container header) or a rate like `5` or
     /// `30000/1001` frames per second.
     pub capture_rate: String,
-    /// Rate used under `source` when the container is not one whose header we read (not MP4 or
-    /// QuickTime); MediaConvert still reads the video.
+    /// Rate used under `source` when the container is not one whose header we read (MP4,
+    /// QuickTime, Matroska, WebM); MediaConvert still reads the video.
     pub fallback_rate: String,
     /// JPEG quality of the captured frames (1..=100).
     pub jpeg_quality: u8,

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-/// Generates an H.264 MP4 at `path` with ffmpeg's `testsrc2` source (index at the end, as
-/// ffmpeg writes it by default).
+/// Generates a video at `path` with ffmpeg's `testsrc2` source, in the container the extension
+/// names (H.264, or VP8 for `.webm`; an MP4's index at the end, as ffmpeg writes it by default).
 pub async fn make_video(
     path: &Path,
     width: u32,
@@ -56,8 +56,12 @@ async fn testsrc_video(
         ])
         .arg(&source)
         .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p", "-c:v"])
-        .arg("libx264")
-        .args(["-preset", "ultrafast"])
+        // WebM takes VP8/VP9 only; everything else gets H.264.
+        .args(if path.extension().is_some_and(|e| e == "webm") {
+            ["libvpx", "-deadline", "realtime"]
+        } else {
+            ["libx264", "-preset", "ultrafast"]
+        })
         .args(extra)
         .arg(path)
         .status()

@@ -11,8 +11,19 @@ use framefleet_e2e::media::{count_frames, make_video};
 use framefleet_e2e::stack::{spawn_stack, spawn_stack_with, Stack, StackOptions};
 
 async fn video_bytes(width: u32, height: u32, rate: &str, seconds: f64) -> (Vec<u8>, u64) {
+    video_file("clip.mp4", width, height, rate, seconds).await
+}
+
+/// A generated video in the container its file name's extension names, and its frame count.
+async fn video_file(
+    name: &str,
+    width: u32,
+    height: u32,
+    rate: &str,
+    seconds: f64,
+) -> (Vec<u8>, u64) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("clip.mp4");
+    let path = dir.path().join(name);
     make_video(&path, width, height, rate, seconds)
         .await
         .unwrap();
@@ -105,6 +116,29 @@ async fn ntsc_video_is_captured_at_30000_over_1001() {
         "every frame exactly once"
     );
     assert_eq!(record.processed_frames, frames);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn matroska_and_webm_are_captured_at_their_own_rate() {
+    let stack = spawn_stack().await.unwrap();
+    let (mkv, mkv_frames) = video_file("ntsc.mkv", 96, 64, "30000/1001", 1.0).await;
+    let (webm, webm_frames) = video_file("pal.webm", 96, 64, "25", 1.0).await;
+    let mkv_id = stack.upload("ntsc.mkv", mkv).await.unwrap();
+    let webm_id = stack.upload("pal.webm", webm).await.unwrap();
+    for (id, frames, rate) in [
+        (mkv_id, mkv_frames, "30000/1001"),
+        (webm_id, webm_frames, "25/1"),
+    ] {
+        let record = stack.wait_final(&id).await.unwrap();
+        assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
+        assert_eq!(record.capture_rate.as_deref(), Some(rate));
+        assert_eq!(
+            record.total_frames,
+            Some(frames),
+            "every frame exactly once"
+        );
+        assert_eq!(record.processed_frames, frames);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
