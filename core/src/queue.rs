@@ -50,6 +50,23 @@ impl Queue {
         &self.url
     }
 
+    fn sdk_error<E, R>(
+        &self,
+        operation: &'static str,
+        error: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+    ) -> QueueError
+    where
+        E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + crate::aws::HasStatus,
+    {
+        QueueError {
+            queue_url: self.url.clone(),
+            operation,
+            message: describe(error),
+            retryable: is_transient(error),
+        }
+    }
+
     /// Long-polls for up to `max` messages (1..=10), waiting at most `wait`.
     pub async fn receive(&self, max: i32, wait: Duration) -> Result<Vec<Message>, QueueError> {
         let out = self
@@ -63,12 +80,7 @@ impl Queue {
             )
             .send()
             .await
-            .map_err(|e| QueueError {
-                queue_url: self.url.clone(),
-                operation: "receive",
-                message: describe(&e),
-                retryable: is_transient(&e),
-            })?;
+            .map_err(|e| self.sdk_error("receive", &e))?;
         Ok(out.messages.unwrap_or_default())
     }
 
@@ -81,12 +93,7 @@ impl Queue {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| QueueError {
-                queue_url: self.url.clone(),
-                operation: "delete",
-                message: describe(&e),
-                retryable: is_transient(&e),
-            })
+            .map_err(|e| self.sdk_error("delete", &e))
     }
 
     /// Restarts the message's visibility clock at `timeout` from now (0 releases it).
@@ -103,12 +110,7 @@ impl Queue {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| QueueError {
-                queue_url: self.url.clone(),
-                operation: "change_visibility",
-                message: describe(&e),
-                retryable: is_transient(&e),
-            })
+            .map_err(|e| self.sdk_error("change_visibility", &e))
     }
 
     /// The queue's visibility timeout, for heartbeats.
@@ -120,12 +122,7 @@ impl Queue {
             .attribute_names(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)
             .send()
             .await
-            .map_err(|e| QueueError {
-                queue_url: self.url.clone(),
-                operation: "get_attributes",
-                message: describe(&e),
-                retryable: is_transient(&e),
-            })?;
+            .map_err(|e| self.sdk_error("get_attributes", &e))?;
         let secs = out
             .attributes()
             .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout))

@@ -40,6 +40,24 @@ pub enum DispatchError {
 }
 
 impl DispatchError {
+    /// An S3 call on `bucket`/`key` failed.
+    pub fn s3<E, R>(
+        bucket: &str,
+        key: &str,
+        error: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+    ) -> Self
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + framefleet_core::aws::HasStatus,
+    {
+        Self::S3 {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            message: framefleet_core::aws::describe(error),
+            retryable: framefleet_core::aws::is_transient(error),
+        }
+    }
+
     /// True when the message should be left for redelivery; false when it can never succeed
     /// and should go to the DLQ.
     pub fn is_retryable(&self) -> bool {

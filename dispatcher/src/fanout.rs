@@ -92,6 +92,7 @@ async fn complete(
         tracing::warn!("no frames captured; job FAILED");
         return Ok(());
     }
+    let total = keys.len() as u64;
     let batches = plan_batches(
         &video_id,
         &inner.settings.resources.frames_bucket,
@@ -99,7 +100,6 @@ async fn complete(
         inner.settings.dispatcher.batch_size,
         &inner.params,
     );
-    let total: u64 = batches.iter().map(|b| b.frame_keys.len() as u64).sum();
     if record.status != JobStatus::Processing {
         let moved = inner
             .jobs
@@ -171,12 +171,7 @@ async fn list_frames(
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| DispatchError::S3 {
-            bucket: bucket.to_string(),
-            key: prefix.to_string(),
-            message: framefleet_core::aws::describe(&e),
-            retryable: framefleet_core::aws::is_transient(&e),
-        })?;
+        let page = page.map_err(|e| DispatchError::s3(bucket, prefix, &e))?;
         for object in page.contents() {
             if let Some(key) = object.key() {
                 if let Some(index) = frame_index(key) {

@@ -128,12 +128,7 @@ async fn head(inner: &Inner, object: &ObjectCreated) -> Result<(String, u64), Di
         .key(&object.key)
         .send()
         .await
-        .map_err(|e| DispatchError::S3 {
-            bucket: object.bucket.clone(),
-            key: object.key.clone(),
-            message: framefleet_core::aws::describe(&e),
-            retryable: framefleet_core::aws::is_transient(&e),
-        })?;
+        .map_err(|e| DispatchError::s3(&object.bucket, &object.key, &e))?;
     Ok((
         out.e_tag()
             .unwrap_or_default()
