@@ -3,14 +3,21 @@
 //!
 //! Per output row: a vertical FIR over the input rows (u8 → u16 at 8 fractional bits), a
 //! horizontal FIR over that row (u16 → i16 at [`FRAC_BITS`] fractional bits) into a ring of three
-//! blurred rows, then Sobel and magnitude from the ring straight into the output row. Every
-//! inner loop is a plain slice loop over 16-bit lanes with no data-dependent branches, so it
-//! auto-vectorises to SSE2 on x86_64 and NEON on aarch64 without `unsafe` or `std::arch`.
+//! blurred rows, then Sobel and magnitude from the ring straight into the output row.
+//!
+//! The loop is written once ([`edge_map_with`]) over the row steps of [`RowOps`]. [`Portable`]
+//! implements them as plain slice loops over 16-bit lanes with no data-dependent branches,
+//! which the compiler vectorises (SSE2 on x86_64, NEON on aarch64); it is the definition the
+//! others must match bit for bit. `avx2` implements them in intrinsics and is picked at run
+//! time on x86_64 CPUs that have AVX2.
 //!
 //! Fixed point: taps are quantised to sum exactly 65536 and applied with a 16×16→high-16
 //! multiply (`pmulhuw` / `umull`+`shrn`), so a flat area stays exactly flat. Blurred values
 //! keep 5 fractional bits (max 255·32 = 8160), which lets the Sobel sums (max 4·8160 = 32640)
 //! stay in i16; only the squared magnitude widens to i32 and f32 for the square root.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 
 /// Fractional bits of the blurred values fed to the Sobel operator.
 const FRAC_BITS: u32 = 5;
@@ -94,11 +101,110 @@ fn mul_add_into(acc: &mut [u16], src: &[u16], t: u16) {
     }
 }
 
-/// Computes the edge map of a width×height luma plane into `out` (same size).
-///
-/// On x86_64 CPUs with AVX2 the same portable code is compiled a second time with AVX2
-/// enabled (twice the lanes) and picked at run time; everywhere else, including aarch64 where
-/// NEON is part of the baseline, the portable build runs.
+/// The row steps that have hand-written SIMD versions. [`Portable`] is the reference every
+/// other implementation must match bit for bit; the kernel's loop is generic over this trait
+/// so that all implementations share it.
+pub(crate) trait RowOps: Copy {
+    /// Vertical FIR of radius `R`: `acc[x]` = the blurred `centre[x]` at 8 fractional bits,
+    /// from the `R` rows above (`up[0]` nearest) and below. Taps: `tc` for the centre, `ts[i]`
+    /// (doubled) for the pair at distance `i + 1`.
+    fn vblur<const R: usize>(
+        self,
+        centre: &[u8],
+        up: &[&[u8]; R],
+        down: &[&[u8]; R],
+        tc: u16,
+        ts: &[u16; R],
+        acc: &mut [u16],
+    );
+
+    /// Horizontal FIR of radius `R` over `vrow` (`out.len() + 2R` values, ends replicated)
+    /// into `out` at [`FRAC_BITS`].
+    fn hblur<const R: usize>(self, vrow: &[u16], tc: u16, ts: &[u16; R], out: &mut [i16]);
+
+    /// Sobel magnitude of the middle row `b` (rows `a` above and `c` below, all
+    /// `out.len() + 2` long with replicated ends) into `out`, rounded and clamped to 255.
+    fn sobel(self, a: &[i16], b: &[i16], c: &[i16], out: &mut [u8]);
+}
+
+/// The row steps in portable Rust: plain slice loops over 16-bit lanes with no data-dependent
+/// branches, which the compiler vectorises for whatever target features its caller enables
+/// (SSE2 on x86_64, NEON on aarch64).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Portable;
+
+impl RowOps for Portable {
+    #[inline(always)]
+    fn vblur<const R: usize>(
+        self,
+        centre: &[u8],
+        up: &[&[u8]; R],
+        down: &[&[u8]; R],
+        tc: u16,
+        ts: &[u16; R],
+        acc: &mut [u16],
+    ) {
+        let width = acc.len();
+        let centre = &centre[..width];
+        let up: [&[u8]; R] = std::array::from_fn(|i| &up[i][..width]);
+        let down: [&[u8]; R] = std::array::from_fn(|i| &down[i][..width]);
+        for x in 0..width {
+            let mut a = mulhi(u16::from(centre[x]) << 8, tc);
+            for i in 0..R {
+                a += mulhi((u16::from(up[i][x]) + u16::from(down[i][x])) << 7, ts[i]);
+            }
+            acc[x] = a;
+        }
+    }
+
+    #[inline(always)]
+    fn hblur<const R: usize>(self, vrow: &[u16], tc: u16, ts: &[u16; R], out: &mut [i16]) {
+        let width = out.len();
+        let mid = &vrow[R..R + width];
+        let left: [&[u16]; R] = std::array::from_fn(|i| &vrow[R - 1 - i..][..width]);
+        let right: [&[u16]; R] = std::array::from_fn(|i| &vrow[R + 1 + i..][..width]);
+        for x in 0..width {
+            let mut a = mulhi(mid[x], tc);
+            for i in 0..R {
+                a += mulhi(avg(left[i][x], right[i][x]), ts[i]);
+            }
+            out[x] = narrow(a);
+        }
+    }
+
+    #[inline(always)]
+    fn sobel(self, a: &[i16], b: &[i16], c: &[i16], out: &mut [u8]) {
+        let w = out.len();
+        let (a0, a1, a2) = (&a[..w], &a[1..w + 1], &a[2..w + 2]);
+        let (b0, b2) = (&b[..w], &b[2..w + 2]);
+        let (c0, c1, c2) = (&c[..w], &c[1..w + 1], &c[2..w + 2]);
+        for x in 0..w {
+            let gx = (a2[x] + 2 * b2[x] + c2[x]) - (a0[x] + 2 * b0[x] + c0[x]);
+            let gy = (c0[x] - a0[x]) + 2 * (c1[x] - a1[x]) + (c2[x] - a2[x]);
+            out[x] = magnitude(squared_magnitude(gx, gy));
+        }
+    }
+}
+
+/// `gx² + gy²`, exact: |g| ≤ 32640, so the sum is below 2^31 (`pmaddwd` / `smull`+`smlal`).
+#[inline(always)]
+fn squared_magnitude(gx: i16, gy: i16) -> i32 {
+    i32::from(gx) * i32::from(gx) + i32::from(gy) * i32::from(gy)
+}
+
+/// `sqrt(sq)` at [`FRAC_BITS`] → grey level, rounded to nearest (ties to even) and clamped
+/// to 255; every implementation computes it exactly this way, in f32.
+#[inline(always)]
+fn magnitude(sq: i32) -> u8 {
+    let m = (sq as f32).sqrt() * (1.0 / (1u32 << FRAC_BITS) as f32);
+    // Round without a float → int cast (Rust's saturating casts are lowered lane by lane):
+    // adding 2^23 to a value in 0..=255 leaves it, rounded, in the low mantissa bits.
+    (m.min(255.0) + ROUNDING_BIAS).to_bits() as u8
+}
+
+/// Computes the edge map of a width×height luma plane into `out` (same size), with the
+/// fastest row steps this CPU supports: AVX2 on x86_64 CPUs that have it, [`Portable`]
+/// everywhere else (on aarch64 that is NEON, part of the baseline).
 pub(crate) fn edge_map(
     src: &[u8],
     width: usize,
@@ -108,34 +214,18 @@ pub(crate) fn edge_map(
     s: &mut KernelScratch,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        #[allow(unsafe_code)]
-        // SAFETY: `edge_map_avx2` only requires AVX2, which was detected just above.
-        unsafe {
-            return edge_map_avx2(src, width, height, taps, out, s);
-        }
+    if let Some(avx2) = avx2::Avx2::detect() {
+        return avx2.edge_map(src, width, height, taps, out, s);
     }
-    edge_map_portable(src, width, height, taps, out, s)
+    edge_map_with(Portable, src, width, height, taps, out, s)
 }
 
-/// [`edge_map_portable`] compiled with AVX2 enabled.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn edge_map_avx2(
-    src: &[u8],
-    width: usize,
-    height: usize,
-    taps: &Taps,
-    out: &mut [u8],
-    s: &mut KernelScratch,
-) {
-    edge_map_portable(src, width, height, taps, out, s)
-}
-
-/// The kernel in portable Rust; everything it calls is `#[inline(always)]` so that it is
+/// The kernel's loop: blurs each input row once into a ring of three rows and writes one
+/// Sobel row per output row. `#[inline(always)]`, with everything it calls, so that it is
 /// compiled for whichever target features its caller enables.
 #[inline(always)]
-pub(crate) fn edge_map_portable(
+pub(crate) fn edge_map_with<K: RowOps>(
+    k: K,
     src: &[u8],
     width: usize,
     height: usize,
@@ -162,6 +252,7 @@ pub(crate) fn edge_map_portable(
                 .find(|&k| !need.contains(&held[k]))
                 .expect("three slots for three rows");
             blur_row(
+                k,
                 src,
                 width,
                 height,
@@ -179,7 +270,7 @@ pub(crate) fn edge_map_portable(
             &s.ring[at(need[1])],
             &s.ring[at(need[2])],
         );
-        sobel_row(a, b, c, &mut out[y * width..(y + 1) * width]);
+        k.sobel(a, b, c, &mut out[y * width..(y + 1) * width]);
     }
 }
 
@@ -198,7 +289,8 @@ fn narrow(a: u16) -> i16 {
 /// Blurs input row `row` into `dst` (width + 2, replicated ends) at [`FRAC_BITS`].
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn blur_row(
+fn blur_row<K: RowOps>(
+    k: K,
     src: &[u8],
     width: usize,
     height: usize,
@@ -218,10 +310,10 @@ fn blur_row(
                 *d = i16::from(p) << FRAC_BITS;
             }
         }
-        1 => blur_row_fixed::<1>(line, width, &taps.0, vrow, dst),
-        2 => blur_row_fixed::<2>(line, width, &taps.0, vrow, dst),
-        3 => blur_row_fixed::<3>(line, width, &taps.0, vrow, dst),
-        4 => blur_row_fixed::<4>(line, width, &taps.0, vrow, dst),
+        1 => blur_row_fixed::<K, 1>(k, line, width, &taps.0, vrow, dst),
+        2 => blur_row_fixed::<K, 2>(k, line, width, &taps.0, vrow, dst),
+        3 => blur_row_fixed::<K, 3>(k, line, width, &taps.0, vrow, dst),
+        4 => blur_row_fixed::<K, 4>(k, line, width, &taps.0, vrow, dst),
         _ => blur_row_any(line, width, taps, vrow, hacc, dst),
     }
     dst[0] = dst[1];
@@ -232,7 +324,8 @@ fn blur_row(
 /// one loop over the row with every tap applied in registers, so a pixel is loaded and stored
 /// once per pass instead of once per tap.
 #[inline(always)]
-fn blur_row_fixed<'a, const R: usize>(
+fn blur_row_fixed<'a, K: RowOps, const R: usize>(
+    k: K,
     line: impl Fn(isize) -> &'a [u8],
     width: usize,
     t: &[u16],
@@ -244,34 +337,14 @@ fn blur_row_fixed<'a, const R: usize>(
     // are below 1/3, so 2·t fits u16).
     let ts: [u16; R] = std::array::from_fn(|i| t[R + 1 + i] * 2);
     // Vertical: u8 rows → u16 with 8 fractional bits, into the middle of `vrow`.
-    {
-        let centre = &line(0)[..width];
-        let up: [&[u8]; R] = std::array::from_fn(|i| &line(-(i as isize) - 1)[..width]);
-        let down: [&[u8]; R] = std::array::from_fn(|i| &line(i as isize + 1)[..width]);
-        let acc = &mut vrow[R..R + width];
-        for x in 0..width {
-            let mut a = mulhi(u16::from(centre[x]) << 8, tc);
-            for i in 0..R {
-                a += mulhi((u16::from(up[i][x]) + u16::from(down[i][x])) << 7, ts[i]);
-            }
-            acc[x] = a;
-        }
-    }
+    let up: [&[u8]; R] = std::array::from_fn(|i| line(-(i as isize) - 1));
+    let down: [&[u8]; R] = std::array::from_fn(|i| line(i as isize + 1));
+    k.vblur::<R>(line(0), &up, &down, tc, &ts, &mut vrow[R..R + width]);
     let (first, last) = (vrow[R], vrow[R + width - 1]);
     vrow[..R].fill(first);
     vrow[R + width..R + width + R].fill(last);
     // Horizontal: u16 → i16 at FRAC_BITS, pairs averaged (rounding) so the sum cannot overflow.
-    let mid = &vrow[R..R + width];
-    let left: [&[u16]; R] = std::array::from_fn(|i| &vrow[R - 1 - i..][..width]);
-    let right: [&[u16]; R] = std::array::from_fn(|i| &vrow[R + 1 + i..][..width]);
-    let out = &mut dst[1..width + 1];
-    for x in 0..width {
-        let mut a = mulhi(mid[x], tc);
-        for i in 0..R {
-            a += mulhi(avg(left[i][x], right[i][x]), ts[i]);
-        }
-        out[x] = narrow(a);
-    }
+    k.hblur::<R>(&vrow[..width + 2 * R], tc, &ts, &mut dst[1..width + 1]);
 }
 
 /// [`blur_row`] for any radius, one pass per tap.
@@ -321,29 +394,6 @@ fn blur_row_any<'a>(
     }
     for (d, &a) in dst[1..width + 1].iter_mut().zip(hacc.iter()) {
         *d = narrow(a);
-    }
-}
-
-/// Sobel magnitude of the middle row `b` (rows `a` above and `c` below, all width + 2 with
-/// replicated ends) into `out`, rounded and clamped to 255.
-#[inline(always)]
-fn sobel_row(a: &[i16], b: &[i16], c: &[i16], out: &mut [u8]) {
-    let w = out.len();
-    let (a0, a1, a2) = (&a[..w], &a[1..w + 1], &a[2..w + 2]);
-    let (b0, b2) = (&b[..w], &b[2..w + 2]);
-    let (c0, c1, c2) = (&c[..w], &c[1..w + 1], &c[2..w + 2]);
-    let scale = 1.0 / (1u32 << FRAC_BITS) as f32;
-    for x in 0..w {
-        let gx = (a2[x] + 2 * b2[x] + c2[x]) - (a0[x] + 2 * b0[x] + c0[x]);
-        let gy = (c0[x] - a0[x]) + 2 * (c1[x] - a1[x]) + (c2[x] - a2[x]);
-        // Squares in f32 (one multiply each instead of a 32-bit integer multiply, which
-        // x86 splits in two); the rounding of the sum is far below a grey level.
-        let (gx, gy) = (f32::from(gx), f32::from(gy));
-        let m = (gx * gx + gy * gy).sqrt() * scale;
-        // Round to nearest without a float → int cast (Rust's saturating casts are lowered
-        // lane by lane): adding 2^23 to a value in 0..=255 leaves it, rounded, in the low
-        // mantissa bits.
-        out[x] = (m.min(255.0) + ROUNDING_BIAS).to_bits() as u8;
     }
 }
 
@@ -403,22 +453,88 @@ mod tests {
         }
     }
 
-    #[test]
-    fn dispatched_and_portable_builds_agree() {
-        let (w, h) = (203, 61);
-        let mut state = 12345u32;
-        let src: Vec<u8> = (0..w * h)
+    fn noise(len: usize, seed: u32) -> Vec<u8> {
+        let mut state = seed;
+        (0..len)
             .map(|_| {
                 state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
                 (state >> 23) as u8
             })
-            .collect();
-        for sigma in [0.0, 0.25, 0.57, 2.5] {
-            let taps = Taps::gaussian(sigma);
-            let (mut a, mut b) = (vec![0u8; w * h], vec![0u8; w * h]);
-            edge_map(&src, w, h, &taps, &mut a, &mut KernelScratch::default());
-            edge_map_portable(&src, w, h, &taps, &mut b, &mut KernelScratch::default());
-            assert_eq!(a, b, "sigma {sigma}");
+            .collect()
+    }
+
+    /// Taps of exactly radius `r`, from the first sigma in 0.10, 0.11, … that has it.
+    fn with_radius(r: usize) -> Taps {
+        (10..300)
+            .map(|i| Taps::gaussian(i as f32 / 100.0))
+            .find(|t| t.radius() == r)
+            .expect("some sigma has this radius")
+    }
+
+    /// The dispatched kernel (AVX2 on CPUs that have it) must give exactly the portable
+    /// kernel's bytes, at widths below, at and around the vector width, for every radius
+    /// with its own code path and for the any-radius blur.
+    #[test]
+    fn dispatched_and_portable_kernels_agree_exactly() {
+        for (w, h) in [
+            (1, 3),
+            (15, 4),
+            (16, 5),
+            (17, 6),
+            (31, 3),
+            (203, 61),
+            (1280, 9),
+        ] {
+            let src = noise(w * h, (w * 31 + h) as u32);
+            for sigma in [0.0, 0.25, 0.57, 0.9, 1.2, 2.5] {
+                let taps = Taps::gaussian(sigma);
+                let (mut a, mut b) = (vec![0u8; w * h], vec![0u8; w * h]);
+                edge_map(&src, w, h, &taps, &mut a, &mut KernelScratch::default());
+                edge_map_with(
+                    Portable,
+                    &src,
+                    w,
+                    h,
+                    &taps,
+                    &mut b,
+                    &mut KernelScratch::default(),
+                );
+                assert_eq!(a, b, "{w}x{h}, sigma {sigma}");
+            }
+        }
+    }
+
+    /// Gradients at and near the extremes, and exact rounding ties, give the same grey level
+    /// in both builds.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_sobel_matches_portable_on_extreme_rows() {
+        let Some(avx2) = avx2::Avx2::detect() else {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        };
+        let max = 255i16 << FRAC_BITS;
+        let w = 40;
+        let rows: Vec<Vec<i16>> = vec![
+            vec![0; w + 2],
+            vec![max; w + 2],
+            (0..w + 2)
+                .map(|x| if x % 2 == 0 { 0 } else { max })
+                .collect(),
+            (0..w + 2).map(|x| (x as i16 * 16) % (max + 1)).collect(),
+            (0..w + 2)
+                .map(|x| if x < w / 2 { 0 } else { max })
+                .collect(),
+        ];
+        for a in &rows {
+            for b in &rows {
+                for c in &rows {
+                    let (mut p, mut q) = (vec![0u8; w], vec![0u8; w]);
+                    Portable.sobel(a, b, c, &mut p);
+                    avx2.sobel(a, b, c, &mut q);
+                    assert_eq!(p, q);
+                }
+            }
         }
     }
 
@@ -427,13 +543,7 @@ mod tests {
         fn check<const R: usize>(taps: &Taps) {
             assert_eq!(taps.radius(), R);
             let (w, h) = (67, 13);
-            let mut state = 777u32;
-            let src: Vec<u8> = (0..w * h)
-                .map(|_| {
-                    state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                    (state >> 23) as u8
-                })
-                .collect();
+            let src = noise(w * h, 777);
             for row in 0..h {
                 let line = |k: isize| -> &[u8] {
                     let y = (row as isize + k).clamp(0, h as isize - 1) as usize;
@@ -442,17 +552,11 @@ mod tests {
                 let (mut v1, mut v2, mut hacc) =
                     (vec![0; w + 2 * R], vec![0; w + 2 * R], vec![0; w]);
                 let (mut a, mut b) = (vec![0i16; w + 2], vec![0i16; w + 2]);
-                blur_row_fixed::<R>(line, w, &taps.0, &mut v1, &mut a);
+                blur_row_fixed::<Portable, R>(Portable, line, w, &taps.0, &mut v1, &mut a);
                 blur_row_any(line, w, taps, &mut v2, &mut hacc, &mut b);
                 assert_eq!(a, b, "radius {R}, row {row}");
             }
         }
-        let with_radius = |r: usize| {
-            (10..300)
-                .map(|i| Taps::gaussian(i as f32 / 100.0))
-                .find(|t| t.radius() == r)
-                .expect("some sigma has this radius")
-        };
         check::<1>(&with_radius(1));
         check::<2>(&with_radius(2));
         check::<3>(&with_radius(3));
