@@ -79,6 +79,8 @@ def table(lines):
     ratios = [
         ("edge vs seed (speed-up)", "seed", "edge", False),
         ("edge / codec-floor (time)", "edge", "codec-floor", False),
+        ("edge / codec-floor-edges (time: kernel share)", "edge", "codec-floor-edges", False),
+        ("codec-floor-edges / codec-floor (time: free kernel)", "codec-floor-edges", "codec-floor", False),
         ("edge-parallel vs edge (speed-up)", "edge", "edge-parallel", True),
         ("edge vs opencv, per core (speed-up)", "opencv", "edge", False),
         ("ceiling: opencv / opencv-codec-floor", "opencv", "opencv-codec-floor", False),
@@ -89,7 +91,7 @@ def table(lines):
             value = ms(num) / ms(den)
             if parallel:
                 label += f" on {rows['edge-parallel']['threads']} threads"
-            print(f"{label:<48} {value:6.2f}x")
+            print(f"{label:<52} {value:6.2f}x")
 
 
 def main():

@@ -90,28 +90,56 @@ fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
 /// Runs on the calling thread; call it from several threads to use several cores. Never
 /// panics on bad input: every failure is an [`EdgeError`].
 pub fn process(input: &[u8], params: &EdgeParams) -> Result<EdgeMap, EdgeError> {
-    run(input, params, true)
+    run(input, params, Encoded::Edges)
 }
 
-/// Decode, optionally the kernel, encode: [`process`] with `edges`, [`transcode_luma`] without.
-fn run(input: &[u8], params: &EdgeParams, edges: bool) -> Result<EdgeMap, EdgeError> {
+/// What [`run`] encodes after decoding.
+#[derive(Clone, Copy)]
+enum Encoded<'a> {
+    /// The edge map, computed by the kernel: [`process`].
+    Edges,
+    /// The decoded luma plane itself: [`transcode_luma`].
+    Luma,
+    /// A plane computed beforehand: [`transcode_precomputed`].
+    Precomputed(&'a LumaImage),
+}
+
+/// Decode, then encode what `encoded` says, through the thread-local codecs.
+fn run(input: &[u8], params: &EdgeParams, encoded: Encoded<'_>) -> Result<EdgeMap, EdgeError> {
     params.validate()?;
     with_scratch(|s| {
         let (width, height) = decode_scaled(input, params, s)?;
-        let plane: &[u8] = if edges {
-            let taps = kernel::Taps::gaussian(params.blur.sigma(width, height));
-            s.edges.resize(width as usize * height as usize, 0);
-            kernel::edge_map(
-                &s.luma,
-                width as usize,
-                height as usize,
-                &taps,
-                &mut s.edges,
-                &mut s.kernel,
-            );
-            &s.edges
-        } else {
-            &s.luma
+        let plane: &[u8] = match encoded {
+            Encoded::Edges => {
+                let taps = kernel::Taps::gaussian(params.blur.sigma(width, height));
+                s.edges.resize(width as usize * height as usize, 0);
+                kernel::edge_map(
+                    &s.luma,
+                    width as usize,
+                    height as usize,
+                    &taps,
+                    &mut s.edges,
+                    &mut s.kernel,
+                );
+                &s.edges
+            }
+            Encoded::Luma => &s.luma,
+            Encoded::Precomputed(plane) => {
+                if (plane.width, plane.height) != (width, height)
+                    || plane.pixels.len() != width as usize * height as usize
+                {
+                    return Err(EdgeError::InvalidParams {
+                        name: "plane",
+                        reason: format!(
+                            "{}x{} with {} pixels does not match the decoded {width}x{height}",
+                            plane.width,
+                            plane.height,
+                            plane.pixels.len()
+                        ),
+                    });
+                }
+                &plane.pixels
+            }
         };
         let bytes = encode::encode_into(
             plane,
@@ -221,5 +249,20 @@ pub fn encode(plane: &LumaImage, format: OutputFormat, quality: u8) -> Result<Ed
 /// no blur or Sobel, through the same thread-local codecs as [`process`]. Benchmarks compare
 /// [`process`] against it to show how much the kernel itself costs.
 pub fn transcode_luma(input: &[u8], params: &EdgeParams) -> Result<EdgeMap, EdgeError> {
-    run(input, params, false)
+    run(input, params, Encoded::Luma)
+}
+
+/// The codec floor of [`process`] itself: decode `input` as [`process`] does, then encode
+/// `plane`, computed beforehand (normally `input`'s edge map from [`edge_plane`]), in place
+/// of running the kernel. How fast JPEG encodes depends on the content (an edge map of a
+/// grainy frame has more detail than the frame), so this is [`process`]'s exact cost with a
+/// free kernel, where [`transcode_luma`] is the cost of re-encoding the frame.
+///
+/// Fails with [`EdgeError::InvalidParams`] if `plane` is not the size `input` decodes to.
+pub fn transcode_precomputed(
+    input: &[u8],
+    plane: &LumaImage,
+    params: &EdgeParams,
+) -> Result<EdgeMap, EdgeError> {
+    run(input, params, Encoded::Precomputed(plane))
 }

@@ -2,7 +2,8 @@
 //! refuse with a typed error instead of a panic.
 
 use framefleet_edge::{
-    decode_luma, probe, process, Blur, EdgeError, EdgeParams, InputFormat, OutputFormat,
+    decode_luma, edge_plane, encode, probe, process, transcode_precomputed, Blur, EdgeError,
+    EdgeParams, InputFormat, OutputFormat,
 };
 use turbojpeg::{Compressor, Image, PixelFormat, Subsamp};
 
@@ -477,4 +478,29 @@ fn refuses_invalid_params_before_decoding() {
         "{err:?}"
     );
     assert!(!err.is_bad_input());
+}
+
+#[test]
+fn transcode_precomputed_encodes_the_given_plane_and_checks_its_size() {
+    let input = jpeg(96, 64, Subsamp::Sub2x2, false);
+    let params = EdgeParams::default();
+    let luma = decode_luma(&input, &params).unwrap();
+    let edges = edge_plane(&luma, params.blur.sigma(luma.width, luma.height));
+    // Same bytes as the kernel's own pipeline: the floor encodes exactly what process does.
+    let floor = transcode_precomputed(&input, &edges, &params).unwrap();
+    assert_eq!(floor, process(&input, &params).unwrap());
+    assert_eq!(
+        floor,
+        encode(&edges, OutputFormat::Jpeg, params.quality).unwrap()
+    );
+    let cropped = framefleet_edge::LumaImage {
+        width: 95,
+        height: 64,
+        pixels: vec![0; 95 * 64],
+    };
+    assert!(matches!(
+        transcode_precomputed(&input, &cropped, &params),
+        Err(EdgeError::InvalidParams { name: "plane", .. })
+    ));
+    assert!(transcode_precomputed(b"not an image", &edges, &params).is_err());
 }

@@ -96,7 +96,8 @@ pub struct BenchArgs {
     /// Stop repeating passes of a pipeline once this many seconds were spent on it.
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
-    /// Only these pipelines (comma-separated): edge, edge-parallel, seed, codec-floor.
+    /// Only these pipelines (comma-separated): edge, edge-parallel, seed, codec-floor,
+    /// codec-floor-edges.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub only: Vec<bench::Pipeline>,
 }

@@ -5,10 +5,11 @@
 //! fastest pass is reported, which filters out a noisy neighbour better than a mean would.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use framefleet_edge::EdgeParams;
+use framefleet_edge::{EdgeError, EdgeParams, LumaImage};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -25,14 +26,18 @@ pub enum Pipeline {
     Seed,
     /// Our luma decode and JPEG encode alone, no blur or Sobel, one thread.
     CodecFloor,
+    /// The codecs of `edge` alone, one thread: decode the frame, encode its edge map computed
+    /// before timing. `edge` minus this is what the blur and Sobel cost.
+    CodecFloorEdges,
 }
 
 impl Pipeline {
-    const ALL: [Pipeline; 4] = [
+    const ALL: [Pipeline; 5] = [
         Pipeline::Edge,
         Pipeline::EdgeParallel,
         Pipeline::Seed,
         Pipeline::CodecFloor,
+        Pipeline::CodecFloorEdges,
     ];
 
     /// The name used in the JSON output and on the command line.
@@ -42,6 +47,7 @@ impl Pipeline {
             Pipeline::EdgeParallel => "edge-parallel",
             Pipeline::Seed => "seed",
             Pipeline::CodecFloor => "codec-floor",
+            Pipeline::CodecFloorEdges => "codec-floor-edges",
         }
     }
 
@@ -63,6 +69,11 @@ impl Pipeline {
                 .bytes
                 .len(),
             Pipeline::Seed => seed::edges(&frame.bytes)?.len(),
+            Pipeline::CodecFloorEdges => {
+                framefleet_edge::transcode_precomputed(&frame.bytes, frame.edge_map()?, &params)?
+                    .bytes
+                    .len()
+            }
         };
         Ok(bytes)
     }
@@ -102,6 +113,23 @@ pub struct Measurement {
 struct Frame {
     path: PathBuf,
     bytes: Vec<u8>,
+    /// The frame's edge map (not encoded) for `codec-floor-edges`, computed before timing.
+    edges: OnceLock<LumaImage>,
+}
+
+impl Frame {
+    /// The frame's edge map with default parameters, computed on first use.
+    fn edge_map(&self) -> Result<&LumaImage, EdgeError> {
+        if let Some(plane) = self.edges.get() {
+            return Ok(plane);
+        }
+        let params = EdgeParams::default();
+        let luma = framefleet_edge::decode_luma(&self.bytes, &params)?;
+        let sigma = params.blur.sigma(luma.width, luma.height);
+        Ok(self
+            .edges
+            .get_or_init(|| framefleet_edge::edge_plane(&luma, sigma)))
+    }
 }
 
 /// Loads every `.jpg`/`.jpeg` in `dir`, sorted by name.
@@ -124,7 +152,11 @@ fn load_frames(dir: &Path) -> anyhow::Result<Vec<Frame>> {
         .map(|path| {
             let bytes =
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            Ok(Frame { path, bytes })
+            Ok(Frame {
+                path,
+                bytes,
+                edges: OnceLock::new(),
+            })
         })
         .collect()
 }
@@ -136,6 +168,11 @@ fn measure_frames(
     passes: u32,
     budget: Duration,
 ) -> anyhow::Result<Duration> {
+    if pipeline == Pipeline::CodecFloorEdges {
+        for frame in frames {
+            frame.edge_map()?;
+        }
+    }
     pipeline.run_one(&frames[0])?;
     let started = Instant::now();
     let mut best = Duration::MAX;
@@ -204,7 +241,7 @@ fn print_table(results: &[Measurement]) {
         );
     }
     println!(
-        "{:<14} {:>7} {:>10} {:>9} {:>10} {:>12} {:>9}",
+        "{:<17} {:>7} {:>10} {:>9} {:>10} {:>12} {:>9}",
         "pipeline", "threads", "ms/frame", "fps", "vs seed", "vs floor", "vs edge"
     );
     for m in results {
@@ -213,7 +250,7 @@ fn print_table(results: &[Measurement]) {
         };
         let over = floor.map_or("-".to_string(), |f| format!("{:.2}x", m.ms_per_frame / f));
         println!(
-            "{:<14} {:>7} {:>10.3} {:>9.1} {:>10} {:>12} {:>9}",
+            "{:<17} {:>7} {:>10.3} {:>9.1} {:>10} {:>12} {:>9}",
             m.pipeline,
             m.threads,
             m.ms_per_frame,
