@@ -93,7 +93,7 @@ pub struct BenchArgs {
     /// Most timed passes over the frames per pipeline; the fastest pass is reported.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub passes: u32,
-    /// Stop repeating passes of a pipeline once this many seconds were spent on it.
+    /// Stop the rounds of passes once this many seconds per pipeline were spent.
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
     /// Only these pipelines (comma-separated): edge, edge-parallel, seed, codec-floor,

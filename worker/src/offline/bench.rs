@@ -1,8 +1,11 @@
 //! `worker bench`: every pipeline timed on the same in-memory frames with default parameters.
 //!
-//! Each pipeline first runs once on one frame (so codec instances and buffers exist), then
-//! makes up to `--passes` timed passes over all frames, stopping early after `--seconds`; the
-//! fastest pass is reported, which filters out a noisy neighbour better than a mean would.
+//! Each pipeline first runs once on one frame (so codec instances and buffers exist). Then
+//! come up to `--passes` rounds, each one timed pass over all frames per pipeline, in turn, so
+//! that a slow spell of the machine falls on every pipeline alike instead of on whichever
+//! happened to be running; rounds stop early once `--seconds` per pipeline were spent. The
+//! fastest pass of each pipeline is reported, which filters out a noisy neighbour better than
+//! a mean would.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -161,25 +164,30 @@ fn load_frames(dir: &Path) -> anyhow::Result<Vec<Frame>> {
         .collect()
 }
 
-/// Times one pipeline over all frames: the fastest of up to `passes` passes.
-fn measure_frames(
-    pipeline: Pipeline,
+/// Times each pipeline over all frames: the fastest of its passes, in `pipelines` order.
+fn measure(
+    pipelines: &[Pipeline],
     frames: &[Frame],
     passes: u32,
-    budget: Duration,
-) -> anyhow::Result<Duration> {
-    if pipeline == Pipeline::CodecFloorEdges {
-        for frame in frames {
-            frame.edge_map()?;
+    budget_per_pipeline: Duration,
+) -> anyhow::Result<Vec<Duration>> {
+    for &pipeline in pipelines {
+        if pipeline == Pipeline::CodecFloorEdges {
+            for frame in frames {
+                frame.edge_map()?;
+            }
         }
+        pipeline.run_one(&frames[0])?;
     }
-    pipeline.run_one(&frames[0])?;
+    let budget = budget_per_pipeline.saturating_mul(pipelines.len() as u32);
     let started = Instant::now();
-    let mut best = Duration::MAX;
+    let mut best = vec![Duration::MAX; pipelines.len()];
     for _ in 0..passes {
-        let t = Instant::now();
-        std::hint::black_box(pipeline.run_pass(frames)?);
-        best = best.min(t.elapsed());
+        for (best, &pipeline) in best.iter_mut().zip(pipelines) {
+            let t = Instant::now();
+            std::hint::black_box(pipeline.run_pass(frames)?);
+            *best = (*best).min(t.elapsed());
+        }
         if started.elapsed() >= budget {
             break;
         }
@@ -198,9 +206,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.only.clone()
     };
     let budget = Duration::from_secs_f64(args.seconds.max(0.0));
+    let timings = measure(&pipelines, &frames, args.passes, budget)?;
     let mut results = Vec::new();
-    for pipeline in pipelines {
-        let best = measure_frames(pipeline, &frames, args.passes, budget)?;
+    for (pipeline, best) in pipelines.into_iter().zip(timings) {
         let seconds = best.as_secs_f64();
         let m = Measurement {
             pipeline: pipeline.name(),
@@ -282,9 +290,14 @@ mod tests {
         std::fs::write(dir.path().join("notes.txt"), b"ignored").unwrap();
         let frames = load_frames(dir.path()).unwrap();
         assert_eq!(frames.len(), 2);
-        for p in Pipeline::ALL {
-            let best = measure_frames(p, &frames, 2, Duration::from_secs(1)).unwrap();
-            assert!(best > Duration::ZERO, "{}", p.name());
+        let best = measure(&Pipeline::ALL, &frames, 2, Duration::from_secs(1)).unwrap();
+        assert_eq!(best.len(), Pipeline::ALL.len());
+        for (p, best) in Pipeline::ALL.iter().zip(best) {
+            assert!(
+                best > Duration::ZERO && best < Duration::MAX,
+                "{}",
+                p.name()
+            );
         }
         let empty = tempfile::tempdir().unwrap();
         assert!(load_frames(empty.path()).is_err());
