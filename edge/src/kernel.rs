@@ -1,9 +1,11 @@
 //! The fused kernel: separable fixed-point Gaussian blur and 3×3 Sobel magnitude, one output
 //! row at a time, borders replicated.
 //!
-//! Per output row: a vertical FIR over the input rows (u8 → u16 at 8 fractional bits), a
-//! horizontal FIR over that row (u16 → i16 at [`FRAC_BITS`] fractional bits) into a ring of three
-//! blurred rows, then Sobel and magnitude from the ring straight into the output row.
+//! Each input row is widened once (u8 → u16 at 8 fractional bits) into a ring of the last
+//! `2r + 1`. Per output row: a vertical FIR over that ring, a horizontal FIR over its result
+//! (u16 → i16 at [`FRAC_BITS`] fractional bits) into a ring of three blurred rows, then Sobel
+//! and magnitude from those three straight into the output row. Every buffer but the planes
+//! is a row, so the working set stays in L1.
 //!
 //! The loop is written once ([`edge_map_with`]) over the row steps of [`RowOps`]. [`Portable`]
 //! implements them as plain slice loops over 16-bit lanes with no data-dependent branches,
@@ -27,13 +29,25 @@ const ROUNDING_BIAS: f32 = 8_388_608.0;
 
 /// Symmetric Gaussian taps quantised to sum 65536, or empty for "no blur".
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Taps(Vec<u16>);
+pub(crate) struct Taps {
+    /// All `2r + 1` taps.
+    all: Vec<u16>,
+    /// `pair[i]`: twice the tap at distance `i + 1`, applied to the rounded average of the two
+    /// pixels at that distance (side taps are below 1/3, so twice one fits u16). Kept in
+    /// memory rather than doubled in the loop: a multiplier the compiler can see is even gets
+    /// folded into the product, which then no longer fits a 16×16→high-16 multiply.
+    pair: Vec<u16>,
+}
 
 impl Taps {
     /// Taps for `sigma`, truncated at 4·sigma and with negligible outer taps dropped.
     pub(crate) fn gaussian(sigma: f32) -> Taps {
+        let none = Taps {
+            all: Vec::new(),
+            pair: Vec::new(),
+        };
         if sigma.is_nan() || sigma <= 0.0 {
-            return Taps(Vec::new());
+            return none;
         }
         let sigma = f64::from(sigma);
         let radius = (4.0 * sigma).ceil().max(1.0) as usize;
@@ -49,29 +63,40 @@ impl Taps {
             side.pop();
         }
         if side.is_empty() {
-            return Taps(Vec::new());
+            return none;
         }
         let centre = 65536 - 2 * side.iter().map(|&t| u32::from(t)).sum::<u32>();
-        let mut taps: Vec<u16> = side.iter().rev().copied().collect();
-        taps.push(centre as u16);
-        taps.extend_from_slice(&side);
-        Taps(taps)
+        let mut all: Vec<u16> = side.iter().rev().copied().collect();
+        all.push(centre as u16);
+        all.extend_from_slice(&side);
+        let pair = side.iter().map(|&t| t * 2).collect();
+        Taps { all, pair }
     }
 
     /// Half-width of the kernel: 0 for no blur.
     pub(crate) fn radius(&self) -> usize {
-        self.0.len() / 2
+        self.pair.len()
+    }
+
+    /// The centre tap (only meaningful when the radius is not 0).
+    fn centre(&self) -> u16 {
+        self.all[self.radius()]
     }
 
     #[cfg(test)]
     pub(crate) fn as_slice(&self) -> &[u16] {
-        &self.0
+        &self.all
     }
 }
 
 /// Reusable row buffers, so a worker thread allocates them once per frame size.
 #[derive(Debug, Default)]
 pub(crate) struct KernelScratch {
+    /// Ring of the last `2r + 1` input rows, widened to u16 with 8 fractional bits, so each
+    /// input row is widened once rather than once per blurred row that reads it.
+    wide: Vec<Vec<u16>>,
+    /// Input row held by each slot of `wide`.
+    wide_held: Vec<usize>,
     /// Vertically blurred row with `radius` replicated pixels on each side.
     vrow: Vec<u16>,
     /// Horizontal accumulator.
@@ -85,34 +110,21 @@ fn mulhi(a: u16, b: u16) -> u16 {
     ((u32::from(a) * u32::from(b)) >> 16) as u16
 }
 
-/// `acc[x] = mulhi(src[x], t)`.
-#[inline(always)]
-fn mul_into(acc: &mut [u16], src: &[u16], t: u16) {
-    for (a, &v) in acc.iter_mut().zip(src) {
-        *a = mulhi(v, t);
-    }
-}
-
-/// `acc[x] += mulhi(src[x], t)`; callers guarantee the sum stays within u16.
-#[inline(always)]
-fn mul_add_into(acc: &mut [u16], src: &[u16], t: u16) {
-    for (a, &v) in acc.iter_mut().zip(src) {
-        *a += mulhi(v, t);
-    }
-}
-
 /// The row steps that have hand-written SIMD versions. [`Portable`] is the reference every
 /// other implementation must match bit for bit; the kernel's loop is generic over this trait
 /// so that all implementations share it.
 pub(crate) trait RowOps: Copy {
-    /// Vertical FIR of radius `R`: `acc[x]` = the blurred `centre[x]` at 8 fractional bits,
-    /// from the `R` rows above (`up[0]` nearest) and below. Taps: `tc` for the centre, `ts[i]`
-    /// (doubled) for the pair at distance `i + 1`.
+    /// `out[x] = src[x] << 8`: an input row at 8 fractional bits.
+    fn widen(self, src: &[u8], out: &mut [u16]);
+
+    /// Vertical FIR of radius `R` over widened rows: `acc[x]` = the blurred `centre[x]`, from
+    /// the `R` rows above (`up[0]` nearest) and below. Taps: `tc` for the centre, `ts[i]` (a
+    /// [`Taps::pair`] tap) for the rounded average of the pair at distance `i + 1`.
     fn vblur<const R: usize>(
         self,
-        centre: &[u8],
-        up: &[&[u8]; R],
-        down: &[&[u8]; R],
+        centre: &[u16],
+        up: &[&[u16]; R],
+        down: &[&[u16]; R],
         tc: u16,
         ts: &[u16; R],
         acc: &mut [u16],
@@ -135,23 +147,30 @@ pub(crate) struct Portable;
 
 impl RowOps for Portable {
     #[inline(always)]
+    fn widen(self, src: &[u8], out: &mut [u16]) {
+        for (o, &p) in out.iter_mut().zip(src) {
+            *o = u16::from(p) << 8;
+        }
+    }
+
+    #[inline(always)]
     fn vblur<const R: usize>(
         self,
-        centre: &[u8],
-        up: &[&[u8]; R],
-        down: &[&[u8]; R],
+        centre: &[u16],
+        up: &[&[u16]; R],
+        down: &[&[u16]; R],
         tc: u16,
         ts: &[u16; R],
         acc: &mut [u16],
     ) {
         let width = acc.len();
         let centre = &centre[..width];
-        let up: [&[u8]; R] = std::array::from_fn(|i| &up[i][..width]);
-        let down: [&[u8]; R] = std::array::from_fn(|i| &down[i][..width]);
+        let up: [&[u16]; R] = std::array::from_fn(|i| &up[i][..width]);
+        let down: [&[u16]; R] = std::array::from_fn(|i| &down[i][..width]);
         for x in 0..width {
-            let mut a = mulhi(u16::from(centre[x]) << 8, tc);
+            let mut a = mulhi(centre[x], tc);
             for i in 0..R {
-                a += mulhi((u16::from(up[i][x]) + u16::from(down[i][x])) << 7, ts[i]);
+                a += mulhi(avg(up[i][x], down[i][x]), ts[i]);
             }
             acc[x] = a;
         }
@@ -236,6 +255,13 @@ pub(crate) fn edge_map_with<K: RowOps>(
     assert!(width > 0 && height > 0, "edge_map needs a non-empty plane");
     assert!(src.len() >= width * height && out.len() >= width * height);
     let r = taps.radius();
+    let slots = if r == 0 { 0 } else { 2 * r + 1 };
+    s.wide.resize_with(slots, Vec::new);
+    for row in &mut s.wide {
+        row.resize(width, 0);
+    }
+    s.wide_held.clear();
+    s.wide_held.resize(slots, usize::MAX);
     s.vrow.resize(width + 2 * r, 0);
     s.hacc.resize(width, 0);
     for row in &mut s.ring {
@@ -251,17 +277,8 @@ pub(crate) fn edge_map_with<K: RowOps>(
             let slot = (0..3)
                 .find(|&k| !need.contains(&held[k]))
                 .expect("three slots for three rows");
-            blur_row(
-                k,
-                src,
-                width,
-                height,
-                row,
-                taps,
-                &mut s.vrow,
-                &mut s.hacc,
-                &mut s.ring[slot],
-            );
+            let input = Input { src, width, height };
+            blur_row(k, input, row, taps, s, slot);
             held[slot] = row;
         }
         let at = |row: usize| held.iter().position(|&h| h == row).expect("row is held");
@@ -271,6 +288,25 @@ pub(crate) fn edge_map_with<K: RowOps>(
             &s.ring[at(need[2])],
         );
         k.sobel(a, b, c, &mut out[y * width..(y + 1) * width]);
+    }
+}
+
+/// The input plane, with rows outside it replicated from its first and last row.
+#[derive(Clone, Copy)]
+struct Input<'a> {
+    src: &'a [u8],
+    width: usize,
+    height: usize,
+}
+
+impl<'a> Input<'a> {
+    /// Input row `y` clamped into the plane.
+    fn clamp(self, y: isize) -> usize {
+        y.clamp(0, self.height as isize - 1) as usize
+    }
+
+    fn row(self, y: usize) -> &'a [u8] {
+        &self.src[y * self.width..(y + 1) * self.width]
     }
 }
 
@@ -286,35 +322,46 @@ fn narrow(a: u16) -> i16 {
     ((a + (1 << (7 - FRAC_BITS))) >> (8 - FRAC_BITS)) as i16
 }
 
-/// Blurs input row `row` into `dst` (width + 2, replicated ends) at [`FRAC_BITS`].
-#[allow(clippy::too_many_arguments)]
+/// Blurs input row `row` into `s.ring[slot]` (width + 2, replicated ends) at [`FRAC_BITS`].
+///
+/// Rows are blurred in increasing order, so each input row enters the widened ring once.
+/// Within the plane, a pair average of two rows `u·256` and `d·256` is exactly
+/// `(u + d)·128`: the rounding bit of the average is always 0.
 #[inline(always)]
 fn blur_row<K: RowOps>(
     k: K,
-    src: &[u8],
-    width: usize,
-    height: usize,
+    input: Input<'_>,
     row: usize,
     taps: &Taps,
-    vrow: &mut [u16],
-    hacc: &mut [u16],
-    dst: &mut [i16],
+    s: &mut KernelScratch,
+    slot: usize,
 ) {
-    let line = |k: isize| -> &[u8] {
-        let y = (row as isize + k).clamp(0, height as isize - 1) as usize;
-        &src[y * width..(y + 1) * width]
-    };
-    match taps.radius() {
-        0 => {
-            for (d, &p) in dst[1..width + 1].iter_mut().zip(line(0)) {
-                *d = i16::from(p) << FRAC_BITS;
+    let width = input.width;
+    let r = taps.radius();
+    let dst = &mut s.ring[slot];
+    if r == 0 {
+        for (d, &p) in dst[1..width + 1].iter_mut().zip(input.row(row)) {
+            *d = i16::from(p) << FRAC_BITS;
+        }
+    } else {
+        let slots = 2 * r + 1;
+        for dy in -(r as isize)..=r as isize {
+            let y = input.clamp(row as isize + dy);
+            if s.wide_held[y % slots] != y {
+                k.widen(input.row(y), &mut s.wide[y % slots]);
+                s.wide_held[y % slots] = y;
             }
         }
-        1 => blur_row_fixed::<K, 1>(k, line, width, &taps.0, vrow, dst),
-        2 => blur_row_fixed::<K, 2>(k, line, width, &taps.0, vrow, dst),
-        3 => blur_row_fixed::<K, 3>(k, line, width, &taps.0, vrow, dst),
-        4 => blur_row_fixed::<K, 4>(k, line, width, &taps.0, vrow, dst),
-        _ => blur_row_any(line, width, taps, vrow, hacc, dst),
+        let wide = &s.wide;
+        let line = |dy: isize| -> &[u16] { &wide[input.clamp(row as isize + dy) % slots] };
+        let (vrow, hacc) = (&mut s.vrow, &mut s.hacc);
+        match r {
+            1 => blur_row_fixed::<K, 1>(k, line, width, taps, vrow, dst),
+            2 => blur_row_fixed::<K, 2>(k, line, width, taps, vrow, dst),
+            3 => blur_row_fixed::<K, 3>(k, line, width, taps, vrow, dst),
+            4 => blur_row_fixed::<K, 4>(k, line, width, taps, vrow, dst),
+            _ => blur_row_any(line, width, taps, vrow, hacc, dst),
+        }
     }
     dst[0] = dst[1];
     dst[width + 1] = dst[width];
@@ -326,31 +373,29 @@ fn blur_row<K: RowOps>(
 #[inline(always)]
 fn blur_row_fixed<'a, K: RowOps, const R: usize>(
     k: K,
-    line: impl Fn(isize) -> &'a [u8],
+    line: impl Fn(isize) -> &'a [u16],
     width: usize,
-    t: &[u16],
+    taps: &Taps,
     vrow: &mut [u16],
     dst: &mut [i16],
 ) {
-    let tc = t[R];
-    // Symmetric taps: add the pair first (max 510 << 7 fits u16), double the tap (side taps
-    // are below 1/3, so 2·t fits u16).
-    let ts: [u16; R] = std::array::from_fn(|i| t[R + 1 + i] * 2);
-    // Vertical: u8 rows → u16 with 8 fractional bits, into the middle of `vrow`.
-    let up: [&[u8]; R] = std::array::from_fn(|i| line(-(i as isize) - 1));
-    let down: [&[u8]; R] = std::array::from_fn(|i| line(i as isize + 1));
-    k.vblur::<R>(line(0), &up, &down, tc, &ts, &mut vrow[R..R + width]);
+    let tc = taps.centre();
+    let ts: &[u16; R] = taps.pair[..R].try_into().expect("radius R");
+    // Vertical: widened rows → u16 with 8 fractional bits, into the middle of `vrow`.
+    let up: [&[u16]; R] = std::array::from_fn(|i| line(-(i as isize) - 1));
+    let down: [&[u16]; R] = std::array::from_fn(|i| line(i as isize + 1));
+    k.vblur::<R>(line(0), &up, &down, tc, ts, &mut vrow[R..R + width]);
     let (first, last) = (vrow[R], vrow[R + width - 1]);
     vrow[..R].fill(first);
     vrow[R + width..R + width + R].fill(last);
     // Horizontal: u16 → i16 at FRAC_BITS, pairs averaged (rounding) so the sum cannot overflow.
-    k.hblur::<R>(&vrow[..width + 2 * R], tc, &ts, &mut dst[1..width + 1]);
+    k.hblur::<R>(&vrow[..width + 2 * R], tc, ts, &mut dst[1..width + 1]);
 }
 
 /// [`blur_row`] for any radius, one pass per tap.
 #[inline(always)]
 fn blur_row_any<'a>(
-    line: impl Fn(isize) -> &'a [u8],
+    line: impl Fn(isize) -> &'a [u16],
     width: usize,
     taps: &Taps,
     vrow: &mut [u16],
@@ -358,38 +403,31 @@ fn blur_row_any<'a>(
     dst: &mut [i16],
 ) {
     let r = taps.radius();
-    let t = &taps.0;
-    // Vertical: u8 rows → u16 with 8 fractional bits, into the middle of `vrow`. The u8
-    // inputs are first widened into `hacc` (free until the horizontal pass) so that the
-    // multiply-accumulate sees plain u16 lanes and compiles to pmulhuw / umull.
+    let tc = taps.centre();
     {
         let acc = &mut vrow[r..r + width];
-        let wide = &mut hacc[..width];
-        for (w, &p) in wide.iter_mut().zip(line(0)) {
-            *w = u16::from(p) << 8;
+        for (a, &c) in acc.iter_mut().zip(line(0)) {
+            *a = mulhi(c, tc);
         }
-        mul_into(acc, wide, t[r]);
-        for i in 1..=r {
-            let (up, down) = (line(-(i as isize)), line(i as isize));
-            for ((w, &u), &d) in wide.iter_mut().zip(up).zip(down) {
-                *w = (u16::from(u) + u16::from(d)) << 7;
+        for (i, &t) in taps.pair.iter().enumerate() {
+            let (up, down) = (line(-(i as isize) - 1), line(i as isize + 1));
+            for ((a, &u), &d) in acc.iter_mut().zip(up).zip(down) {
+                *a += mulhi(avg(u, d), t);
             }
-            mul_add_into(acc, wide, t[r + i] * 2);
         }
     }
     let (first, last) = (vrow[r], vrow[r + width - 1]);
     vrow[..r].fill(first);
     vrow[r + width..].fill(last);
     let vrow = &vrow[..width + 2 * r];
-    let tc = t[r];
     for (a, &v) in hacc.iter_mut().zip(&vrow[r..r + width]) {
         *a = mulhi(v, tc);
     }
-    for i in 1..=r {
-        let t2 = t[r + i] * 2;
-        let (left, right) = (&vrow[r - i..r - i + width], &vrow[r + i..r + i + width]);
+    for (i, &t) in taps.pair.iter().enumerate() {
+        let d = i + 1;
+        let (left, right) = (&vrow[r - d..r - d + width], &vrow[r + d..r + d + width]);
         for ((a, &l), &rt) in hacc.iter_mut().zip(left).zip(right) {
-            *a += mulhi(avg(l, rt), t2);
+            *a += mulhi(avg(l, rt), t);
         }
     }
     for (d, &a) in dst[1..width + 1].iter_mut().zip(hacc.iter()) {
@@ -544,15 +582,18 @@ mod tests {
             assert_eq!(taps.radius(), R);
             let (w, h) = (67, 13);
             let src = noise(w * h, 777);
+            let wide: Vec<Vec<u16>> = src
+                .chunks(w)
+                .map(|row| row.iter().map(|&p| u16::from(p) << 8).collect())
+                .collect();
             for row in 0..h {
-                let line = |k: isize| -> &[u8] {
-                    let y = (row as isize + k).clamp(0, h as isize - 1) as usize;
-                    &src[y * w..(y + 1) * w]
+                let line = |k: isize| -> &[u16] {
+                    &wide[(row as isize + k).clamp(0, h as isize - 1) as usize]
                 };
                 let (mut v1, mut v2, mut hacc) =
                     (vec![0; w + 2 * R], vec![0; w + 2 * R], vec![0; w]);
                 let (mut a, mut b) = (vec![0i16; w + 2], vec![0i16; w + 2]);
-                blur_row_fixed::<Portable, R>(Portable, line, w, &taps.0, &mut v1, &mut a);
+                blur_row_fixed::<Portable, R>(Portable, line, w, taps, &mut v1, &mut a);
                 blur_row_any(line, w, taps, &mut v2, &mut hacc, &mut b);
                 assert_eq!(a, b, "radius {R}, row {row}");
             }

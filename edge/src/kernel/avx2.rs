@@ -57,11 +57,20 @@ fn edge_map(
 
 impl RowOps for Avx2 {
     #[inline(always)]
+    fn widen(self, src: &[u8], out: &mut [u16]) {
+        if out.len() < LANES {
+            return Portable.widen(src, out);
+        }
+        // SAFETY: an `Avx2` exists only on a CPU with AVX2.
+        unsafe { widen(src, out) }
+    }
+
+    #[inline(always)]
     fn vblur<const R: usize>(
         self,
-        centre: &[u8],
-        up: &[&[u8]; R],
-        down: &[&[u8]; R],
+        centre: &[u16],
+        up: &[&[u16]; R],
+        down: &[&[u16]; R],
         tc: u16,
         ts: &[u16; R],
         acc: &mut [u16],
@@ -145,10 +154,23 @@ fn mulhi(a: __m256i, b: __m256i) -> __m256i {
 }
 
 #[target_feature(enable = "avx2")]
+fn widen(src: &[u8], out: &mut [u16]) {
+    let w = out.len();
+    assert!(w >= LANES && src.len() >= w);
+    for at in starts(w) {
+        // SAFETY: `at + LANES <= w <= src.len()`, and `out` is `w` long.
+        unsafe {
+            let v = _mm256_slli_epi16::<8>(load_u8(src, at));
+            _mm256_storeu_si256(out.as_mut_ptr().add(at).cast(), v);
+        }
+    }
+}
+
+#[target_feature(enable = "avx2")]
 fn vblur<const R: usize>(
-    centre: &[u8],
-    up: &[&[u8]; R],
-    down: &[&[u8]; R],
+    centre: &[u16],
+    up: &[&[u16]; R],
+    down: &[&[u16]; R],
     tc: u16,
     ts: &[u16; R],
     acc: &mut [u16],
@@ -164,12 +186,10 @@ fn vblur<const R: usize>(
     for at in starts(w) {
         // SAFETY: `at + LANES <= w`, and every row (and `acc`) is at least `w` long.
         unsafe {
-            let c = _mm256_slli_epi16::<8>(load_u8(centre, at));
-            let mut a = mulhi(c, tc);
-            for i in 0..R {
-                let pair = _mm256_add_epi16(load_u8(up[i], at), load_u8(down[i], at));
-                let pair = _mm256_slli_epi16::<7>(pair);
-                a = _mm256_add_epi16(a, mulhi(pair, tv[i]));
+            let mut a = mulhi(load_16(centre, at), tc);
+            for (i, &t) in tv.iter().enumerate() {
+                let pair = _mm256_avg_epu16(load_16(up[i], at), load_16(down[i], at));
+                a = _mm256_add_epi16(a, mulhi(pair, t));
             }
             _mm256_storeu_si256(acc.as_mut_ptr().add(at).cast(), a);
         }
