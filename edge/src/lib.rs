@@ -12,7 +12,9 @@
 //!    pass, borders replicated, so the edge map has the frame's size;
 //! 5. `encode` writes greyscale JPEG (libjpeg-turbo) or PNG (`png`, fast compression).
 //!
-//! `turbo` is the only module with `unsafe`: a small FFI wrapper over TurboJPEG 3.
+//! Two modules use `unsafe`: `turbo`, a small FFI wrapper over TurboJPEG 3, and
+//! `kernel::avx2`, the kernel's row steps in AVX2 intrinsics (x86_64 only, checked byte for
+//! byte against the portable code).
 //! [`process`] keeps its codec instances and buffers in thread-local scratch, so a worker
 //! thread reuses them frame after frame; the step functions ([`decode_luma`], [`edge_plane`],
 //! [`encode`]) are public for benchmarks and tools.
