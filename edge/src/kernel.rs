@@ -267,6 +267,7 @@ pub(crate) fn edge_map_with<K: RowOps>(
     for row in &mut s.ring {
         row.resize(width + 2, 0);
     }
+    let input = Input { src, width, height };
     let mut held = [usize::MAX; 3];
     for y in 0..height {
         let need = [y.saturating_sub(1), y, (y + 1).min(height - 1)];
@@ -277,7 +278,6 @@ pub(crate) fn edge_map_with<K: RowOps>(
             let slot = (0..3)
                 .find(|&k| !need.contains(&held[k]))
                 .expect("three slots for three rows");
-            let input = Input { src, width, height };
             blur_row(k, input, row, taps, s, slot);
             held[slot] = row;
         }
