@@ -6,6 +6,7 @@ use framefleet_core::queue::QueueError;
 use crate::events::EventError;
 use crate::mediaconvert::CreateJobError;
 use crate::notification::NotificationError;
+use crate::pin::PinError;
 
 /// Handling one message failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,11 @@ pub enum DispatchError {
     /// MediaConvert failed in a way worth retrying.
     #[error(transparent)]
     MediaConvert(#[from] CreateJobError),
+    /// Copying the upload to the job's own key failed (other than the upload being gone,
+    /// which fails the job instead).
+    /// Boxed: its context (two locations, the operation) would make every result large.
+    #[error(transparent)]
+    Pin(Box<PinError>),
     /// Reading from S3 failed.
     #[error("s3://{bucket}/{key}: {message}")]
     S3 {
@@ -37,6 +43,12 @@ pub enum DispatchError {
         /// True for throttling, 5xx, timeouts.
         retryable: bool,
     },
+}
+
+impl From<PinError> for DispatchError {
+    fn from(error: PinError) -> Self {
+        Self::Pin(Box::new(error))
+    }
 }
 
 impl DispatchError {
@@ -66,6 +78,7 @@ impl DispatchError {
             Self::Jobs(e) => e.is_retryable(),
             Self::Queue(e) => e.is_retryable(),
             Self::MediaConvert(e) => e.retryable,
+            Self::Pin(e) => e.is_retryable(),
             Self::S3 { retryable, .. } => *retryable,
         }
     }

@@ -7,6 +7,7 @@ use tracing::Instrument;
 use crate::error::DispatchError;
 use crate::mediaconvert::{create_capture_job, CaptureRequest};
 use crate::notification::{self, Notification, ObjectCreated};
+use crate::pin::{pin_upload, PinError, PinLimits, PinnedSource, Upload};
 use crate::rate::{probe_rate, CaptureRate, ProbeError};
 use crate::service::Inner;
 use crate::source::S3Object;
@@ -69,7 +70,13 @@ async fn register_upload(inner: &Inner, object: &ObjectCreated) -> Result<(), Di
         fail(inner, &video_id, "the upload is empty (0 bytes)").await?;
         return Ok(());
     }
-    let rate = match choose_rate(inner, object, size).await {
+    // Every read from here on (the rate probe, MediaConvert) reads the job's own copy of the
+    // registered bytes, never the key another upload may overwrite meanwhile (see `pin`).
+    let pinned = match pin(inner, object, &etag, size, &video_id).await? {
+        Some(pinned) => pinned,
+        None => return Ok(()),
+    };
+    let rate = match choose_rate(inner, &pinned, size).await {
         Ok(rate) => rate,
         Err(RateChoice::Unusable(reason)) => {
             fail(inner, &video_id, &reason).await?;
@@ -79,7 +86,7 @@ async fn register_upload(inner: &Inner, object: &ObjectCreated) -> Result<(), Di
     };
     let request = CaptureRequest {
         video_id: &video_id,
-        input_url: format!("s3://{}/{}", object.bucket, object.key),
+        input_url: pinned.url(),
         destination: format!(
             "s3://{}/{}/",
             inner.settings.resources.frames_bucket, video_id
@@ -111,6 +118,42 @@ async fn register_upload(inner: &Inner, object: &ObjectCreated) -> Result<(), Di
         .await?;
     tracing::info!(mediaconvert_job_id = %job_id, capture_rate = %rate, "frame capture started");
     Ok(())
+}
+
+/// Pins the registered content; `None` when it is gone and the job is recorded FAILED.
+async fn pin(
+    inner: &Inner,
+    object: &ObjectCreated,
+    etag: &str,
+    size: u64,
+    video_id: &VideoId,
+) -> Result<Option<PinnedSource>, DispatchError> {
+    let upload = Upload {
+        bucket: &object.bucket,
+        key: &object.key,
+        etag,
+        size,
+    };
+    let frames_bucket = &inner.settings.resources.frames_bucket;
+    match pin_upload(
+        &inner.clients.s3,
+        upload,
+        frames_bucket,
+        video_id,
+        &PinLimits::default(),
+    )
+    .await
+    {
+        Ok(pinned) => {
+            tracing::info!(pinned = %pinned.url(), "content pinned");
+            Ok(Some(pinned))
+        }
+        Err(gone @ PinError::Gone { .. }) => {
+            fail(inner, video_id, &gone.to_string()).await?;
+            Ok(None)
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 async fn fail(inner: &Inner, video_id: &VideoId, reason: &str) -> Result<(), DispatchError> {
@@ -145,7 +188,7 @@ enum RateChoice {
 
 async fn choose_rate(
     inner: &Inner,
-    object: &ObjectCreated,
+    pinned: &PinnedSource,
     size: u64,
 ) -> Result<CaptureRate, RateChoice> {
     let config = &inner.settings.dispatcher;
@@ -158,8 +201,8 @@ async fn choose_rate(
     }
     let reader = S3Object {
         client: &inner.clients.s3,
-        bucket: &object.bucket,
-        key: &object.key,
+        bucket: &pinned.bucket,
+        key: &pinned.key,
     };
     match probe_rate(&reader, size).await {
         Ok(rate) => {

@@ -3,6 +3,7 @@
 //!
 //! - [`settings`]: what it reads at start-up, validated with the key named on error.
 //! - [`notification`]: S3 event notifications (test events, encoded keys, several records).
+//! - [`pin`]: the job's own copy of exactly the registered upload, which every later read uses.
 //! - [`rate`]: the capture rate, configured or read from the MP4 header by ranged reads.
 //! - [`mediaconvert`]: the CreateJob request.
 //! - [`events`]: MediaConvert job state change events.
@@ -15,6 +16,7 @@ mod fanout;
 mod ingress;
 pub mod mediaconvert;
 pub mod notification;
+pub mod pin;
 pub mod rate;
 pub mod service;
 pub mod settings;
