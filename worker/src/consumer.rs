@@ -1,7 +1,9 @@
 //! The worker's consumer loop: long-poll the frames queue for as many batches as there are free
 //! slots, process each on its own task with a visibility heartbeat, delete it once counted.
-//! SIGTERM stops receiving; in-flight batches get `drain_timeout_secs` to finish.
+//! SIGTERM stops receiving: the receive in flight is finished and what it got is handed back;
+//! in-flight batches get `drain_timeout_secs` to finish, and are handed back if they do not.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +33,44 @@ pub struct Outcome {
     pub rejected: usize,
     /// Jobs this round completed.
     pub completed_jobs: usize,
+}
+
+/// What [`Worker::run`] did, so a stop can be checked: the drain really finished what was in
+/// flight, and nothing received was left invisible.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Batches processed, counted and deleted.
+    pub handled: usize,
+    /// Of those, the batches that were in flight when shutdown came and finished in the drain.
+    pub drained: usize,
+    /// Messages received as shutdown came, handed back at once instead of started.
+    pub released: usize,
+    /// Batches still running when the drain timed out, abandoned and handed back at once.
+    pub abandoned: usize,
+}
+
+/// [`RunSummary`] as the batch tasks update it.
+#[derive(Debug, Default)]
+struct Counters {
+    handled: AtomicUsize,
+    drained: AtomicUsize,
+    released: AtomicUsize,
+    abandoned: AtomicUsize,
+}
+
+impl Counters {
+    fn add(&self, counter: &AtomicUsize, n: usize) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn summary(&self) -> RunSummary {
+        RunSummary {
+            handled: self.handled.load(Ordering::Relaxed),
+            drained: self.drained.load(Ordering::Relaxed),
+            released: self.released.load(Ordering::Relaxed),
+            abandoned: self.abandoned.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The worker service.
@@ -74,11 +114,25 @@ impl Worker {
         })
     }
 
-    /// Runs until `shutdown`, then drains in-flight batches.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// Runs until `shutdown`, then drains in-flight batches and returns what it did.
+    ///
+    /// Shutdown never drops a receive in flight: SQS may already have handed that call messages,
+    /// which would then stay invisible to every worker for the whole visibility timeout. The
+    /// call is finished instead (at most one long poll, 20 s, run alongside the drain), and what
+    /// it returns is handed back at once (visibility 0) rather than started: the fleet's other
+    /// workers take it immediately, and work begun on a stopping worker could outlast the drain
+    /// and be lost anyway. Batches in flight when shutdown came get `drain_timeout_secs` to
+    /// finish; any still running then are abandoned and handed back at once too, so a stopped
+    /// worker leaves nothing invisible behind. ("ChangeMessageVisibility", Amazon SQS API
+    /// Reference: a timeout of 0 makes the message visible to other consumers immediately,
+    /// <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibility.html>.)
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<RunSummary> {
         let slots = Arc::new(Semaphore::new(self.settings.worker.batches_in_flight));
         let tracker = TaskTracker::new();
+        let abandon = CancellationToken::new();
+        let counters = Arc::new(Counters::default());
         let mut backoff = Duration::from_millis(200);
+        let mut pending_receive = None;
         tracing::info!(
             batches_in_flight = self.settings.worker.batches_in_flight,
             "worker started"
@@ -90,9 +144,18 @@ impl Worker {
                 permit = slots.clone().acquire_owned() => permit?,
             };
             let free = 1 + slots.available_permits();
+            let frames = self.frames.clone();
+            let mut receive = Box::pin(async move {
+                frames
+                    .receive(free.min(10) as i32, Duration::from_secs(20))
+                    .await
+            });
             let received = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                received = self.frames.receive(free.min(10) as i32, Duration::from_secs(20)) => received,
+                _ = shutdown.cancelled() => {
+                    pending_receive = Some(receive);
+                    break;
+                }
+                received = &mut receive => received,
             };
             self.heartbeat.beat();
             let messages = match received {
@@ -111,6 +174,11 @@ impl Worker {
                     continue;
                 }
             };
+            if shutdown.is_cancelled() {
+                // Received as the signal came: hand back, do not start.
+                counters.add(&counters.released, self.release_all(messages).await);
+                break;
+            }
             let mut first = Some(first);
             for message in messages {
                 let permit = match first.take() {
@@ -118,23 +186,83 @@ impl Worker {
                     None => slots.clone().acquire_owned().await?,
                 };
                 let worker = self.clone();
+                let shutdown = shutdown.clone();
+                let abandon = abandon.clone();
+                let counters = Arc::clone(&counters);
                 tracker.spawn(async move {
                     let _permit = permit;
-                    worker.handle_message(message).await;
+                    let receipt = message.receipt_handle().unwrap_or_default().to_string();
+                    match abandon
+                        .run_until_cancelled(worker.handle_message(message))
+                        .await
+                    {
+                        Some(Handled::Done(_)) => {
+                            counters.add(&counters.handled, 1);
+                            if shutdown.is_cancelled() {
+                                counters.add(&counters.drained, 1);
+                            }
+                        }
+                        Some(Handled::Retry | Handled::Rejected) => {}
+                        None => {
+                            counters.add(&counters.abandoned, 1);
+                            worker.release(&receipt).await;
+                        }
+                    }
                 });
             }
         }
         tracker.close();
         let drain = Duration::from_secs(self.settings.worker.drain_timeout_secs);
         tracing::info!(in_flight = tracker.len(), "draining");
-        if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
-            tracing::warn!(
-                in_flight = tracker.len(),
-                "drain timed out; unfinished batches will be redelivered"
-            );
+        let drained = async {
+            if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+                tracing::warn!(
+                    in_flight = tracker.len(),
+                    "drain timed out; handing unfinished batches back for redelivery"
+                );
+                abandon.cancel();
+                tracker.wait().await;
+            }
+        };
+        let released = async {
+            match pending_receive {
+                Some(receive) => match receive.await {
+                    Ok(messages) => self.release_all(messages).await,
+                    Err(error) => {
+                        tracing::warn!(%error, "the receive in flight at shutdown failed");
+                        0
+                    }
+                },
+                None => 0,
+            }
+        };
+        let ((), released) = tokio::join!(drained, released);
+        counters.add(&counters.released, released);
+        let summary = counters.summary();
+        tracing::info!(?summary, "worker stopped");
+        Ok(summary)
+    }
+
+    /// Hands `messages` back to the queue at once; returns how many.
+    async fn release_all(&self, messages: Vec<aws_sdk_sqs::types::Message>) -> usize {
+        let count = messages.len();
+        futures::future::join_all(
+            messages
+                .iter()
+                .map(|m| self.release(m.receipt_handle().unwrap_or_default())),
+        )
+        .await;
+        if count > 0 {
+            tracing::info!(count, "stopping; batches handed back to the queue");
         }
-        tracing::info!("worker stopped");
-        Ok(())
+        count
+    }
+
+    /// Makes one message visible to other workers now.
+    async fn release(&self, receipt: &str) {
+        if let Err(error) = self.frames.set_visibility(receipt, Duration::ZERO).await {
+            tracing::warn!(%error, "cannot hand a batch back; it is redelivered after its visibility timeout");
+        }
     }
 
     /// Receives once (up to `max` batches, waiting up to `wait`) and handles every batch.

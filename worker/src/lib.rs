@@ -15,5 +15,5 @@ pub mod offline;
 pub mod protection;
 pub mod settings;
 
-pub use consumer::{Outcome, Worker};
+pub use consumer::{Outcome, RunSummary, Worker};
 pub use settings::WorkerSettings;

@@ -61,7 +61,7 @@ async fn serve(config_file: Option<&std::path::Path>) -> ExitCode {
     let shutdown = framefleet_core::shutdown::on_signal();
     let clients = AwsClients::from_env().await;
     let result = match Worker::new(settings, clients).await {
-        Ok(worker) => worker.run(shutdown).await,
+        Ok(worker) => worker.run(shutdown).await.map(|_summary| ()),
         Err(error) => Err(error),
     };
     match result {
