@@ -630,6 +630,7 @@ impl JobTable {
             vec![
                 ("status", s(JobStatus::Complete.as_str())),
                 ("manifest_key", s(manifest_key)),
+                ("fanned_out", AttributeValue::Bool(true)),
             ],
             None,
         )

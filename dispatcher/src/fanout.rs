@@ -74,6 +74,13 @@ async fn complete(
 ) -> Result<(), DispatchError> {
     let video_id = record.video_id.clone();
     let keys = match record.status {
+        JobStatus::Finalizing | JobStatus::Complete if !record.fanned_out => {
+            // A dispatcher stopped between the last send and recording it, and the workers
+            // counted every frame since: the batches were all sent, so say so.
+            inner.jobs.mark_fanned_out(&video_id).await?;
+            tracing::info!(status = %record.status, "duplicate COMPLETE; recorded the fan-out");
+            return Ok(());
+        }
         JobStatus::Finalizing | JobStatus::Complete | JobStatus::Failed => {
             tracing::info!(status = %record.status, "duplicate COMPLETE for a finished job");
             return Ok(());
