@@ -12,10 +12,13 @@ moto 5.2.1 ignores `x-amz-copy-source-if-match` on CopyObject and UploadPartCopy
 only `-if-none-match`), and answers an UploadPartCopy of a missing source with an empty 404.
 framefleet pins an upload's content with exactly that condition, so this launcher enforces it
 as S3 does: 412 PreconditionFailed (Condition `x-amz-copy-source-If-Match`) when the source's
-eTag differs, NoSuchKey when the source is gone. See "CopyObject" and "UploadPartCopy" in the
-Amazon S3 API Reference:
+eTag differs, NoSuchKey when the source is gone. It also names CompleteMultipartUpload's result
+`CompleteMultipartUploadResult`, as S3 does (moto answers `...Response`, which the Rust SDK
+cannot parse). See "CopyObject", "UploadPartCopy" and "CompleteMultipartUpload" in the Amazon S3
+API Reference:
 https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html
 https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPartCopy.html
+https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html
 
 Arguments are moto_server's (-H HOST -p PORT).
 """
@@ -73,6 +76,28 @@ def _copy_source_if_match(method):
 
 S3Response.copy_object = _copy_source_if_match(S3Response.copy_object)
 S3Response.upload_part_copy = _copy_source_if_match(S3Response.upload_part_copy)
+
+
+def _complete_multipart_result(method):
+    """Names CompleteMultipartUpload's XML root as S3 does (`CompleteMultipartUploadResult`);
+    moto 5.2.1 writes `CompleteMultipartUploadResponse`, which the AWS SDK for Rust refuses."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        status, headers, body = method(self, *args, **kwargs)
+        wrong, right = "CompleteMultipartUploadResponse", "CompleteMultipartUploadResult"
+        if isinstance(body, bytes):
+            body = body.replace(wrong.encode(), right.encode())
+        elif isinstance(body, str):
+            body = body.replace(wrong, right)
+        if "content-length" in headers:
+            headers["content-length"] = str(len(body if isinstance(body, bytes) else body.encode()))
+        return status, headers, body
+
+    return call
+
+
+S3Response._key_response_post = _complete_multipart_result(S3Response._key_response_post)
 
 if __name__ == "__main__":
     sys.exit(main())
