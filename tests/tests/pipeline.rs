@@ -483,38 +483,81 @@ async fn cancelled_worker_drains_and_another_finishes_the_job() {
     })
     .await
     .unwrap();
-    let (video, frames) = video_bytes(64, 48, "10", 2.0).await;
+    // Frames big enough that a batch takes a while, so batches are in flight at the signal.
+    let (video, frames) = video_bytes(640, 360, "10", 2.0).await;
     let video_id = stack.upload("drain.mp4", video).await.unwrap();
     stack
         .wait_for(&video_id, &[JobStatus::Processing], Duration::from_secs(60))
         .await
         .unwrap();
+    let frames_queue = &stack.provisioned.frames_queue_url;
     // SIGTERM arrives while the first worker is busy: it stops receiving, finishes what it
-    // holds and returns; nothing it held is lost or counted twice.
+    // holds within the drain time, counts it itself, and returns holding nothing.
     let shutdown = tokio_util::sync::CancellationToken::new();
     let first = stack.worker().await.unwrap();
     let running = tokio::spawn(first.run(shutdown.clone()));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
+        // One batch counted and others still held by the worker (it is the only consumer).
         let record = stack.jobs.get(&video_id).await.unwrap().unwrap();
-        if record.processed_frames > 0 || std::time::Instant::now() > deadline {
+        if record.processed_frames > 0 && not_visible(&stack, frames_queue).await > 0 {
             break;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never held a batch"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(30), running)
+    let summary = tokio::time::timeout(Duration::from_secs(30), running)
         .await
         .expect("the worker returns after draining")
         .unwrap()
         .unwrap();
+    assert!(
+        summary.drained >= 1,
+        "batches in flight at the signal were finished by this worker: {summary:?}"
+    );
+    assert_eq!(
+        summary.abandoned, 0,
+        "the drain finished in time: {summary:?}"
+    );
+    assert_eq!(
+        not_visible(&stack, frames_queue).await,
+        0,
+        "nothing left invisible: {summary:?}"
+    );
     let second = stack.worker().await.unwrap();
     let finisher = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn(second.run(finisher.clone()));
     let record = stack.wait_final(&video_id).await.unwrap();
     finisher.cancel();
-    running.await.unwrap().unwrap();
+    let rest = running.await.unwrap().unwrap();
     assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
     assert_eq!(record.processed_frames, frames);
     assert_eq!(record.failed_frames, 0);
+    assert_eq!(
+        (summary.handled + rest.handled) as u64,
+        record.batches.unwrap(),
+        "every batch counted by exactly one worker: {summary:?} then {rest:?}"
+    );
+}
+
+/// Messages received from `queue_url` and not yet deleted or released (exact on moto).
+async fn not_visible(stack: &Stack, queue_url: &str) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let out = stack
+        .clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    out.attributes()
+        .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
