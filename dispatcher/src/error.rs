@@ -27,16 +27,16 @@ pub enum DispatchError {
     #[error(transparent)]
     MediaConvert(#[from] CreateJobError),
     /// Copying the upload to the job's own key failed (other than the upload being gone,
-    /// which fails the job instead).
-    /// Boxed: its context (two locations, the operation) would make every result large.
+    /// which fails the job instead). Boxed: its context (two locations, the operation) would
+    /// make every result large.
     #[error(transparent)]
     Pin(Box<PinError>),
     /// Reading from S3 failed.
     #[error("s3://{bucket}/{key}: {message}")]
     S3 {
-        /// Bucket.
+        /// The ingress bucket (a HEAD of the upload) or the frames bucket (a listing).
         bucket: String,
-        /// Key or prefix.
+        /// The upload's key, or the frames prefix that was listed.
         key: String,
         /// Code and message.
         message: String,
