@@ -672,6 +672,31 @@ impl JobTable {
     }
 }
 
+impl JobTable {
+    /// True when batch `batch_index` of the job has been counted (its marker exists). One
+    /// strongly consistent read, so a redelivered batch that was counted is not processed again.
+    pub async fn is_counted(
+        &self,
+        video_id: &VideoId,
+        batch_index: u32,
+    ) -> Result<bool, JobTableError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(
+                video_id,
+                &format!("batch#{batch_index:06}"),
+            )))
+            .projection_expression("pk")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error("is_counted", video_id, e))?;
+        Ok(out.item().is_some())
+    }
+}
+
 fn get_s(item: &Item, field: &str) -> Option<String> {
     item.get(field)
         .and_then(|v| v.as_s().ok())

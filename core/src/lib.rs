@@ -9,7 +9,8 @@
 //! - [`message`]: the frame batch message the dispatcher sends and the workers consume.
 //! - [`jobs`]: the DynamoDB job table: registration, forward-only status, exactly-once counting.
 //! - [`queue`]: small SQS helpers shared by the consumers (receive, delete, heartbeat).
-//! - [`health`]: heartbeat files behind the `healthcheck` subcommands.
+//! - [`health`]: heartbeat files behind the `healthcheck` subcommands, one per service loop.
+//! - [`lease`]: keeping a message invisible while it is worked on (visibility heartbeats).
 //! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token.
 
 pub mod aws;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod frames;
 pub mod health;
 pub mod jobs;
+pub mod lease;
 pub mod message;
 pub mod queue;
 pub mod shutdown;

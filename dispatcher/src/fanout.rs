@@ -10,9 +10,9 @@ use framefleet_core::message::plan_batches;
 use framefleet_core::video::VideoId;
 use tracing::Instrument;
 
+use crate::context::Inner;
 use crate::error::DispatchError;
 use crate::events::{self, JobState};
-use crate::service::Inner;
 
 /// Handles one job-events message.
 pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchError> {
@@ -29,6 +29,18 @@ pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchErro
             tracing::warn!("event for an unknown job; ignoring");
             return Ok(());
         };
+        if let Some(own) = record.mediaconvert_job_id.as_deref() {
+            if own != event.job_id {
+                // A second CreateJob for the same video (a handler cut off after CreateJob and
+                // redelivered after the client-token window): only the recorded job speaks for
+                // the video, so the other's ERROR cannot fail a healthy job.
+                tracing::warn!(
+                    recorded_job_id = own,
+                    "event of a MediaConvert job that is not the one recorded for this video; ignoring"
+                );
+                return Ok(());
+            }
+        }
         match event.state {
             JobState::Progress { percent } => {
                 if let Some(percent) = percent {

@@ -4,11 +4,11 @@ use framefleet_core::jobs::{JobRecord, JobStatus, Registration};
 use framefleet_core::video::VideoId;
 use tracing::Instrument;
 
+use crate::context::Inner;
 use crate::error::DispatchError;
 use crate::mediaconvert::{create_capture_job, CaptureRequest};
 use crate::notification::{self, Notification, ObjectCreated};
 use crate::rate::{probe_rate, CaptureRate, ProbeError};
-use crate::service::Inner;
 use crate::source::S3Object;
 
 /// Handles one ingress message: every record in it, in order.

@@ -31,7 +31,7 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck) = cli.command {
-        return framefleet_core::health::check("dispatcher");
+        return framefleet_core::health::check_all(&framefleet_dispatcher::service::HEARTBEATS);
     }
     let settings = match config::load::<DispatcherSettings>(cli.config.as_deref(), None)
         .and_then(|s| s.validate().map(|()| s))

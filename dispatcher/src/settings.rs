@@ -47,6 +47,13 @@ pub struct DispatcherConfig {
     pub video_suffixes: Vec<String>,
     /// Messages handled at once per queue.
     pub concurrency: usize,
+    /// Seconds after SIGTERM for in-flight messages to finish (keep under the container's
+    /// stop timeout: 60 s in the template). Includes finishing a long poll already under way.
+    pub drain_timeout_secs: u64,
+    /// Seconds one message may take before its handler is stopped and the message handed back
+    /// for redelivery (and, after `maxReceiveCount` tries, the DLQ), so one stuck message
+    /// cannot hold a slot for ever.
+    pub handler_timeout_secs: u64,
 }
 
 impl Default for DispatcherConfig {
@@ -66,6 +73,8 @@ impl Default for DispatcherConfig {
             .map(String::from)
             .to_vec(),
             concurrency: 4,
+            drain_timeout_secs: 45,
+            handler_timeout_secs: 900,
         }
     }
 }
@@ -167,6 +176,12 @@ impl DispatcherSettings {
             return Err(ConfigError::rule(
                 "dispatcher.concurrency",
                 "must be between 1 and 64",
+            ));
+        }
+        if !(1..=3600).contains(&d.handler_timeout_secs) {
+            return Err(ConfigError::rule(
+                "dispatcher.handler_timeout_secs",
+                "must be between 1 and 3600",
             ));
         }
         self.kernel

@@ -92,6 +92,22 @@ impl BatchProcessor {
     ) -> Result<BatchReport, BatchError> {
         let span = tracing::info_span!("batch", video_id = %batch.video_id, batch_index = batch.batch_index, frames = batch.frame_keys.len());
         async move {
+            if redelivered
+                && self
+                    .jobs
+                    .is_counted(&batch.video_id, batch.batch_index)
+                    .await?
+            {
+                // Counted by an earlier delivery that died before deleting the message: only
+                // the completion may still be owed.
+                tracing::info!("batch was counted before (redelivery); skipping its frames");
+                let completed_job = self.finish_if_last(batch, redelivered).await?;
+                return Ok(BatchReport {
+                    outcome: BatchOutcome::default(),
+                    counting: Counting::AlreadyCounted,
+                    completed_job,
+                });
+            }
             // Futures built eagerly: a lazy `map` closure over borrowed state is not `Send`
             // for every lifetime, which `tokio::spawn` needs.
             let frames: Vec<_> = batch
