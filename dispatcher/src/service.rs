@@ -21,8 +21,8 @@ use framefleet_core::health::Heartbeat;
 use framefleet_core::jobs::JobTable;
 use framefleet_core::queue::{receive_count, Queue};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::context::Inner;
 use crate::error::DispatchError;
@@ -135,7 +135,7 @@ impl Dispatcher {
     async fn run_loop(self, feed: Feed, shutdown: CancellationToken) {
         let config = &self.inner.settings.dispatcher;
         let slots = Arc::new(Semaphore::new(config.concurrency));
-        let tracker = TaskTracker::new();
+        let mut handlers = JoinSet::new();
         let heartbeat = Heartbeat::new(feed.heartbeat_name());
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -151,7 +151,7 @@ impl Dispatcher {
             // Not raced against shutdown: see the module docs.
             let received = self
                 .queue(feed)
-                .receive(free as i32, Duration::from_secs(20))
+                .receive(free as i32, Duration::from_secs(config.poll_wait_secs))
                 .await;
             heartbeat.beat();
             let messages = match received {
@@ -170,6 +170,8 @@ impl Dispatcher {
                     continue;
                 }
             };
+            // Reap finished handlers so the set does not grow with the service's age.
+            while handlers.try_join_next().is_some() {}
             let mut first = Some(first);
             for message in messages {
                 let permit = match first.take() {
@@ -181,7 +183,7 @@ impl Dispatcher {
                     },
                 };
                 let this = self.clone();
-                tracker.spawn(async move {
+                handlers.spawn(async move {
                     let _permit: OwnedSemaphorePermit = permit;
                     this.handle_message(feed, message).await;
                 });
@@ -190,17 +192,21 @@ impl Dispatcher {
                 break;
             }
         }
-        tracker.close();
         let drain = Duration::from_secs(config.drain_timeout_secs);
-        if !tracker.is_empty() {
-            tracing::info!(?feed, in_flight = tracker.len(), "draining");
+        if !handlers.is_empty() {
+            tracing::info!(?feed, in_flight = handlers.len(), "draining");
         }
-        if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+        let drained = tokio::time::timeout(drain, async {
+            while handlers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
             tracing::warn!(
                 ?feed,
-                in_flight = tracker.len(),
-                "drain timed out; unfinished messages will be redelivered"
+                in_flight = handlers.len(),
+                "drain timed out; stopping the handlers left, their messages will be redelivered"
             );
+            handlers.shutdown().await;
         }
     }
 

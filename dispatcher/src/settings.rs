@@ -54,6 +54,9 @@ pub struct DispatcherConfig {
     /// for redelivery (and, after `maxReceiveCount` tries, the DLQ), so one stuck message
     /// cannot hold a slot for ever.
     pub handler_timeout_secs: u64,
+    /// Long-poll wait of each receive, seconds (1..=20). 20 costs the fewest empty receives;
+    /// a receive under way is finished on shutdown, so this also bounds how long that takes.
+    pub poll_wait_secs: u64,
 }
 
 impl Default for DispatcherConfig {
@@ -75,6 +78,7 @@ impl Default for DispatcherConfig {
             concurrency: 4,
             drain_timeout_secs: 45,
             handler_timeout_secs: 900,
+            poll_wait_secs: 20,
         }
     }
 }
@@ -176,6 +180,12 @@ impl DispatcherSettings {
             return Err(ConfigError::rule(
                 "dispatcher.concurrency",
                 "must be between 1 and 64",
+            ));
+        }
+        if !(1..=20).contains(&d.poll_wait_secs) {
+            return Err(ConfigError::rule(
+                "dispatcher.poll_wait_secs",
+                "must be between 1 and 20 (SQS's longest long poll)",
             ));
         }
         if !(1..=3600).contains(&d.handler_timeout_secs) {

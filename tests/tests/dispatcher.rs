@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use framefleet_core::jobs::JobStatus;
 use framefleet_core::video::VideoId;
+use framefleet_dispatcher::settings::DispatcherConfig;
 use framefleet_dispatcher::Feed;
 use framefleet_e2e::media::make_video;
 use framefleet_e2e::stack::{spawn_stack_with, Stack, StackOptions};
@@ -74,11 +75,17 @@ async fn sigterm_lets_the_handler_under_way_finish() {
     let stack = spawn_stack_with(StackOptions {
         dispatcher: false,
         workers: 0,
+        dispatcher_config: DispatcherConfig {
+            // A receive under way is finished on shutdown; a short one leaves the handler
+            // still running when the loop stops, so only the drain lets it finish.
+            poll_wait_secs: 1,
+            ..StackOptions::default().dispatcher_config
+        },
         ..StackOptions::default()
     })
     .await
     .unwrap();
-    let ids = one_message_of_many_uploads(&stack, 24).await;
+    let ids = one_message_of_many_uploads(&stack, 40).await;
     let dispatcher = stack.dispatcher().await.unwrap();
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(dispatcher.run(shutdown.clone()));
@@ -145,6 +152,12 @@ async fn a_message_stays_invisible_while_its_handler_runs() {
             .await
             .unwrap()
     });
+    // The first dispatcher holds the message once it has registered an upload from it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status_of(&stack, &ids[0]).await.is_none() {
+        assert!(Instant::now() < deadline, "the message was never handled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut stolen = 0;
     while !handling.is_finished() {
         let outcome = second
