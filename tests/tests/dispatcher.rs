@@ -186,3 +186,121 @@ async fn a_message_stays_invisible_while_its_handler_runs() {
         "the handler took {elapsed:?}, within the 1 s visibility timeout"
     );
 }
+
+fn state_change(job_id: &str, video_id: &VideoId, status: &str, extra: &str) -> String {
+    format!(
+        r#"{{"version":"0","id":"e","detail-type":"MediaConvert Job State Change","source":"aws.mediaconvert","account":"123456789012","time":"2026-11-30T00:00:00Z","region":"us-east-1","resources":[],"detail":{{"timestamp":1,"accountId":"123456789012","queue":"q","jobId":"{job_id}","status":"{status}","userMetadata":{{"application":"framefleet","video_id":"{video_id}"}}{extra}}}}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_of_another_mediaconvert_job_do_not_touch_the_job() {
+    let stack = spawn_stack_with(StackOptions {
+        dispatcher: false,
+        workers: 0,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let dispatcher = stack.dispatcher().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clip.mp4");
+    make_video(&path, 64, 48, "5", 0.4).await.unwrap();
+    let id = stack
+        .upload("clip.mp4", std::fs::read(&path).unwrap())
+        .await
+        .unwrap();
+    while status_of(&stack, &id).await.is_none() {
+        dispatcher
+            .run_once(Feed::Ingress, Duration::from_secs(1))
+            .await
+            .unwrap();
+    }
+    let record = stack.jobs.get(&id).await.unwrap().unwrap();
+    let own = record.mediaconvert_job_id.clone().expect("capture started");
+    // A second CreateJob for the same video (a handler cut off after CreateJob, redelivered
+    // after the client-token window) fails: its ERROR must not fail the job.
+    let stray = state_change(
+        "1111111111111-stray1",
+        &id,
+        "ERROR",
+        r#","errorCode":1010,"errorMessage":"Unable to open input file""#,
+    );
+    dispatcher.handle_job_event(&stray).await.unwrap();
+    let record = stack.jobs.get(&id).await.unwrap().unwrap();
+    assert_ne!(record.status, JobStatus::Failed, "{record:#?}");
+    // The job's own ERROR still fails it, with MediaConvert's code and message.
+    let own_error = state_change(
+        &own,
+        &id,
+        "ERROR",
+        r#","errorCode":1030,"errorMessage":"Video codec not supported""#,
+    );
+    dispatcher.handle_job_event(&own_error).await.unwrap();
+    let record = stack.jobs.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, JobStatus::Failed, "{record:#?}");
+    assert_eq!(
+        record.last_error.as_deref(),
+        Some("MediaConvert error 1030: Video codec not supported")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_counted_batch_delivered_again_is_not_processed_again() {
+    use framefleet_core::message::{FrameBatch, FRAME_BATCH_VERSION};
+    use framefleet_worker::batch::BatchProcessor;
+
+    let stack = framefleet_e2e::stack::spawn_stack().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clip.mp4");
+    make_video(&path, 64, 48, "5", 1.0).await.unwrap();
+    let id = stack
+        .upload("clip.mp4", std::fs::read(&path).unwrap())
+        .await
+        .unwrap();
+    let record = stack.wait_final(&id).await.unwrap();
+    assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
+    // Batch 0 as the dispatcher planned it: the first `batch_size` frames.
+    let frames_bucket = &stack.resources.frames_bucket;
+    let mut keys = stack.list(frames_bucket, &format!("{id}/")).await.unwrap();
+    keys.retain(|k| framefleet_core::frames::frame_index(k).is_some());
+    keys.truncate(stack.dispatcher_settings.dispatcher.batch_size);
+    let batch = FrameBatch {
+        version: FRAME_BATCH_VERSION,
+        video_id: id.clone(),
+        batch_index: 0,
+        frames_bucket: frames_bucket.clone(),
+        frame_keys: keys.clone(),
+        params: stack.dispatcher_settings.kernel.params(),
+    };
+    // Were the frames read again, their absence would show as failed frames.
+    for key in &keys {
+        stack
+            .clients
+            .s3
+            .delete_object()
+            .bucket(frames_bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    }
+    let processor = BatchProcessor::new(
+        stack.clients.s3.clone(),
+        stack.jobs.clone(),
+        &stack.resources.processed_bucket,
+        4,
+    );
+    let report = processor.process(&batch, true).await.unwrap();
+    assert_eq!(
+        report.counting,
+        framefleet_core::jobs::Counting::AlreadyCounted
+    );
+    assert_eq!(
+        report.outcome,
+        Default::default(),
+        "frames were processed again"
+    );
+    let record = stack.jobs.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.failed_frames, 0, "{record:#?}");
+}
