@@ -5,8 +5,8 @@
 //! counted once by its marker), and `fanned_out` keeps a duplicate COMPLETE from repeating it.
 
 use framefleet_core::frames::{frame_index, frame_key, parse_s3_url};
-use framefleet_core::jobs::{JobRecord, JobStatus, Transition};
-use framefleet_core::message::plan_batches;
+use framefleet_core::jobs::{BatchPlan, JobRecord, JobStatus, Transition};
+use framefleet_core::message::{plan_batches, FrameBatch};
 use framefleet_core::video::VideoId;
 use tracing::Instrument;
 
@@ -85,7 +85,7 @@ async fn complete(
     last_output: Option<String>,
 ) -> Result<(), DispatchError> {
     let video_id = record.video_id.clone();
-    let keys = match record.status {
+    match record.status {
         JobStatus::Finalizing | JobStatus::Complete | JobStatus::Failed => {
             tracing::info!(status = %record.status, "duplicate COMPLETE for a finished job");
             return Ok(());
@@ -94,9 +94,20 @@ async fn complete(
             tracing::info!("duplicate COMPLETE; batches already sent");
             return Ok(());
         }
-        _ => frame_keys(inner, &video_id, last_output.as_deref()).await?,
+        _ => {}
+    }
+    // A fan-out cut short is repeated with the plan it started with, never with settings
+    // changed by a redeploy since, so `batch#N` names the same frames either way.
+    let plan = match (record.status, &record.plan) {
+        (JobStatus::Processing, Some(plan)) => plan.clone(),
+        _ => BatchPlan {
+            batch_size: inner.settings.dispatcher.batch_size,
+            params: inner.params.clone(),
+            last_frame: last_output,
+        },
     };
-    if keys.is_empty() {
+    let batches = plan_job(inner, &video_id, &plan).await?;
+    if batches.is_empty() {
         inner
             .jobs
             .fail(&video_id, "MediaConvert completed but captured no frames")
@@ -104,18 +115,11 @@ async fn complete(
         tracing::warn!("no frames captured; job FAILED");
         return Ok(());
     }
-    let total = keys.len() as u64;
-    let batches = plan_batches(
-        &video_id,
-        &inner.settings.resources.frames_bucket,
-        keys,
-        inner.settings.dispatcher.batch_size,
-        &inner.params,
-    );
+    let total: u64 = batches.iter().map(|b| b.frame_keys.len() as u64).sum();
     if record.status != JobStatus::Processing {
         let moved = inner
             .jobs
-            .start_processing(&video_id, job_id, total, batches.len() as u64)
+            .start_processing(&video_id, job_id, total, batches.len() as u64, &plan)
             .await?;
         if moved == Transition::NotApplicable {
             // Another dispatcher moved it first, or it failed meanwhile: re-read and decide.
@@ -135,6 +139,34 @@ async fn complete(
         "frames fanned out"
     );
     Ok(())
+}
+
+/// Fans out a job the reconciler found complete at MediaConvert (or fanned out only in part),
+/// as a COMPLETE event would: `GetJob` names no output files, so the frames are listed unless
+/// the stored plan names the last one.
+pub(crate) async fn complete_from_reconciler(
+    inner: &Inner,
+    record: JobRecord,
+    job_id: &str,
+) -> Result<(), DispatchError> {
+    let last = record.plan.as_ref().and_then(|p| p.last_frame.clone());
+    complete(inner, record, job_id, last).await
+}
+
+/// The job's batches as `plan` cuts them: the same `batch#N` every time it is asked.
+pub(crate) async fn plan_job(
+    inner: &Inner,
+    video_id: &VideoId,
+    plan: &BatchPlan,
+) -> Result<Vec<FrameBatch>, DispatchError> {
+    let keys = frame_keys(inner, video_id, plan.last_frame.as_deref()).await?;
+    Ok(plan_batches(
+        video_id,
+        &inner.settings.resources.frames_bucket,
+        keys,
+        plan.batch_size,
+        &plan.params,
+    ))
 }
 
 /// The keys of every captured frame, from the last output path or, without one, a listing.

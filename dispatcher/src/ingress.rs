@@ -36,7 +36,10 @@ fn is_video(key: &str, suffixes: &[String]) -> bool {
     })
 }
 
-async fn register_upload(inner: &Inner, object: &ObjectCreated) -> Result<(), DispatchError> {
+pub(crate) async fn register_upload(
+    inner: &Inner,
+    object: &ObjectCreated,
+) -> Result<(), DispatchError> {
     if object.key.ends_with('/') {
         tracing::info!("folder marker; skipping");
         return Ok(());
@@ -111,6 +114,34 @@ async fn register_upload(inner: &Inner, object: &ObjectCreated) -> Result<(), Di
         .await?;
     tracing::info!(mediaconvert_job_id = %job_id, capture_rate = %rate, "frame capture started");
     Ok(())
+}
+
+/// Creates the capture job of a CAPTURING job again, with the request the first one had, when
+/// MediaConvert no longer knows the recorded job. Returns the new MediaConvert job id.
+pub(crate) async fn recapture(inner: &Inner, record: &JobRecord) -> Result<String, DispatchError> {
+    let rate = record
+        .capture_rate
+        .as_deref()
+        .and_then(|rate| CaptureRate::parse(rate).ok())
+        .ok_or_else(|| DispatchError::Reconcile {
+            video_id: record.video_id.to_string(),
+            message: "the job records no usable capture rate".into(),
+        })?;
+    let request = CaptureRequest {
+        video_id: &record.video_id,
+        input_url: format!("s3://{}/{}", record.source_bucket, record.source_key),
+        destination: format!(
+            "s3://{}/{}/",
+            inner.settings.resources.frames_bucket, record.video_id
+        ),
+        rate,
+    };
+    Ok(create_capture_job(
+        &inner.clients.mediaconvert,
+        &inner.settings.dispatcher,
+        &request,
+    )
+    .await?)
 }
 
 async fn fail(inner: &Inner, video_id: &VideoId, reason: &str) -> Result<(), DispatchError> {

@@ -76,7 +76,11 @@ impl Feed {
 }
 
 /// Every loop's heartbeat, for the healthcheck.
-pub const HEARTBEATS: [&str; 2] = ["dispatcher-ingress", "dispatcher-job-events"];
+pub const HEARTBEATS: [&str; 3] = [
+    "dispatcher-ingress",
+    "dispatcher-job-events",
+    "dispatcher-reconciler",
+];
 
 /// The dispatcher. Cheap to clone; clones share clients.
 #[derive(Debug, Clone)]
@@ -120,7 +124,8 @@ impl Dispatcher {
         tracing::info!("dispatcher started");
         let ingress = self.clone().run_loop(Feed::Ingress, shutdown.clone());
         let events = self.clone().run_loop(Feed::JobEvents, shutdown.clone());
-        tokio::join!(ingress, events);
+        let reconciler = self.clone().run_reconciler(shutdown.clone());
+        tokio::join!(ingress, events, reconciler);
         tracing::info!("dispatcher stopped");
         Ok(())
     }
@@ -208,6 +213,41 @@ impl Dispatcher {
             );
             handlers.shutdown().await;
         }
+    }
+
+    async fn run_reconciler(self, shutdown: CancellationToken) {
+        let config = &self.inner.settings.reconcile;
+        let heartbeat = Heartbeat::new(HEARTBEATS[2]);
+        let mut ticker = tokio::time::interval(Duration::from_secs(config.interval_secs));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            if !config.enabled {
+                heartbeat.beat();
+                continue;
+            }
+            // A pass is short (a Query per shard, an action per stale job) and every action is
+            // safe to cut off and repeat, so it is not raced against shutdown's drain.
+            match self.reconcile_once().await {
+                Ok(report) if !report.actions.is_empty() => {
+                    tracing::info!(
+                        examined = report.examined,
+                        acted = report.actions.len(),
+                        "reconciler pass"
+                    );
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "reconciler pass failed; next interval"),
+            }
+            heartbeat.beat();
+        }
+    }
+
+    /// One reconciler pass: acts on every job that stopped moving (see [`crate::reconcile`]).
+    pub async fn reconcile_once(&self) -> Result<crate::reconcile::ReconcileReport, DispatchError> {
+        crate::reconcile::reconcile_once(&self.inner).await
     }
 
     /// Receives once from `feed` (waiting up to `wait`) and handles what arrived, each message

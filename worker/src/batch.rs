@@ -178,12 +178,21 @@ impl BatchProcessor {
     }
 
     async fn write_manifest(&self, batch: &FrameBatch) -> Result<(), BatchError> {
-        let video_id = &batch.video_id;
+        self.finish_job(&batch.video_id, &batch.params).await
+    }
+
+    /// Writes the manifest of a FINALIZING job and marks it COMPLETE: what the winner of the
+    /// completion does, and what the dispatcher's reconciler does for a winner that died.
+    pub async fn finish_job(
+        &self,
+        video_id: &framefleet_core::video::VideoId,
+        params: &EdgeParams,
+    ) -> Result<(), BatchError> {
         let Some(record) = self.jobs.get(video_id).await? else {
             return Ok(());
         };
         let failed = self.jobs.failed_frames(video_id).await?;
-        let document = manifest::build(&record, &batch.params, &self.processed_bucket, failed);
+        let document = manifest::build(&record, params, &self.processed_bucket, failed);
         let key = format!("{video_id}/manifest.json");
         let body = serde_json::to_vec_pretty(&document).unwrap_or_default();
         self.put(&key, body, "application/json").await?;
