@@ -88,6 +88,7 @@ pub(crate) async fn register_upload(
             inner.settings.resources.frames_bucket, video_id
         ),
         rate,
+        attempt: 0,
     };
     let job_id = match create_capture_job(
         &inner.clients.mediaconvert,
@@ -135,6 +136,7 @@ pub(crate) async fn recapture(inner: &Inner, record: &JobRecord) -> Result<Strin
             inner.settings.resources.frames_bucket, record.video_id
         ),
         rate,
+        attempt: record.reconcile_attempts + 1,
     };
     Ok(create_capture_job(
         &inner.clients.mediaconvert,
