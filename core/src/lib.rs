@@ -9,6 +9,7 @@
 //! - [`message`]: the frame batch message the dispatcher sends and the workers consume.
 //! - [`jobs`]: the DynamoDB job table: registration, forward-only status, exactly-once counting.
 //! - [`queue`]: small SQS helpers shared by the consumers (receive, delete, heartbeat).
+//! - [`redrive`]: moving dead-lettered messages back, which cannot count anything twice.
 //! - [`health`]: heartbeat files behind the `healthcheck` subcommands, one per service loop.
 //! - [`lease`]: keeping a message invisible while it is worked on (visibility heartbeats).
 //! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token.
@@ -21,6 +22,7 @@ pub mod jobs;
 pub mod lease;
 pub mod message;
 pub mod queue;
+pub mod redrive;
 pub mod shutdown;
 pub mod telemetry;
 pub mod video;

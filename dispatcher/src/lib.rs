@@ -6,6 +6,7 @@
 //! - [`rate`]: the capture rate, configured or read from the MP4 header by ranged reads.
 //! - [`mediaconvert`]: the CreateJob request.
 //! - [`events`]: MediaConvert job state change events.
+//! - [`redrive`]: `dispatcher redrive`, dead-lettered messages back to their queue.
 //! - [`reconcile`]: finds jobs that stopped moving and makes each one end.
 //! - [`service`]: the two consumer loops and their `run_once`; each message is handled on a
 //!   task of its own (a panic fails that message only), `ingress` and `fanout` hold what each
@@ -20,6 +21,7 @@ pub mod mediaconvert;
 pub mod notification;
 pub mod rate;
 pub mod reconcile;
+pub mod redrive;
 pub mod service;
 pub mod settings;
 pub mod source;

@@ -25,6 +25,16 @@ struct Cli {
 enum Command {
     /// Exit 0 if the dispatcher in this container polled recently.
     Healthcheck,
+    /// Move the messages of a dead-letter queue back to its queue (run with credentials that
+    /// may read the DLQ and send to the queue); prints how many moved.
+    Redrive {
+        /// Which queue's DLQ.
+        #[arg(value_enum)]
+        queue: framefleet_dispatcher::redrive::QueueKind,
+        /// Move at most this many.
+        #[arg(long)]
+        max: Option<usize>,
+    },
 }
 
 #[tokio::main]
@@ -45,9 +55,14 @@ async fn main() -> ExitCode {
     let _telemetry = framefleet_core::telemetry::init("dispatcher", &settings.telemetry);
     let shutdown = framefleet_core::shutdown::on_signal();
     let clients = AwsClients::from_env().await;
-    let result = match Dispatcher::new(settings, clients).await {
-        Ok(dispatcher) => dispatcher.run(shutdown).await,
-        Err(error) => Err(error),
+    let result = match cli.command {
+        Some(Command::Redrive { queue, max }) => {
+            framefleet_dispatcher::redrive::run(&settings, &clients, queue, max).await
+        }
+        _ => match Dispatcher::new(settings, clients).await {
+            Ok(dispatcher) => dispatcher.run(shutdown).await,
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
