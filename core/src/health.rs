@@ -1,5 +1,7 @@
-//! Liveness for containers without a shell: each service loop touches a heartbeat file after
-//! every receive, and the binary's `healthcheck` subcommand checks how old it is.
+//! Liveness for containers without a shell: each service loop touches a heartbeat file of its
+//! own after every receive, and the binary's `healthcheck` subcommand checks how old they are.
+//! One file per loop, so a service whose one loop is stuck is reported unhealthy even while its
+//! other loop is fine.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -35,13 +37,25 @@ impl Heartbeat {
     }
 }
 
-/// The exit status of a `healthcheck` subcommand: healthy when a beat came in the last 90 s
-/// (long polls last 20 s, so a live loop beats several times in that window).
+/// How old a beat may be: long polls last 20 s, so a live loop beats several times in it.
+const MAX_AGE: Duration = Duration::from_secs(90);
+
+/// The exit status of a `healthcheck` subcommand: healthy when a beat came in the last 90 s.
 pub fn check(service: &str) -> std::process::ExitCode {
-    if Heartbeat::new(service).is_fresh(Duration::from_secs(90)) {
+    check_all(&[service])
+}
+
+/// Like [`check`], for a service with several loops: healthy only when every loop beat.
+pub fn check_all(loops: &[&str]) -> std::process::ExitCode {
+    let stale: Vec<&str> = loops
+        .iter()
+        .copied()
+        .filter(|name| !Heartbeat::new(name).is_fresh(MAX_AGE))
+        .collect();
+    if stale.is_empty() {
         std::process::ExitCode::SUCCESS
     } else {
-        eprintln!("{service}: no heartbeat in the last 90 s");
+        eprintln!("no heartbeat in the last 90 s from: {}", stale.join(", "));
         std::process::ExitCode::FAILURE
     }
 }

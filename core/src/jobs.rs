@@ -7,6 +7,13 @@
 //! "already counted". The job is finalized when `done_frames = total_frames`, a comparison
 //! DynamoDB can evaluate (it has no arithmetic in conditions, hence the extra `done_frames`);
 //! the one worker that wins that write writes the manifest and then marks the job COMPLETE.
+//!
+//! Jobs that are not finished carry `open_shard` (one of [`OPEN_SHARDS`] values, from the video
+//! id), the partition key of the sparse index [`OPEN_JOBS_INDEX`] whose sort key is
+//! `updated_at`: the reconciler finds jobs that stopped moving with one Query per shard, never
+//! a scan, and the attribute is removed when the job ends, so finished jobs leave the index.
+//! Sharded because every counted batch rewrites `updated_at`, and one index partition takes
+//! about 1,000 writes a second.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,6 +30,35 @@ use crate::video::VideoId;
 const JOB_SK: &str = "job";
 /// Markers outlive any redelivery by far; DynamoDB's TTL removes them after this.
 const MARKER_TTL_SECS: i64 = 30 * 24 * 3600;
+
+/// The sparse index of unfinished jobs: partition key `open_shard`, sort key `updated_at`,
+/// keys only.
+pub const OPEN_JOBS_INDEX: &str = "open-jobs";
+/// How many `open_shard` values unfinished jobs spread over.
+pub const OPEN_SHARDS: u32 = 8;
+
+/// The `open_shard` of a job: stable for its life, spread by a hash of its id.
+pub fn open_shard(video_id: &VideoId) -> String {
+    let hash = video_id
+        .as_str()
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    format!("open#{}", hash % OPEN_SHARDS)
+}
+
+/// How a job's frames were cut into batches, stored when fan-out starts, so that a repeated
+/// COMPLETE event or the reconciler rebuilds exactly the same `batch#N` (same frames, same
+/// parameters) whatever the dispatcher's settings are by then.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchPlan {
+    /// Frames per batch.
+    pub batch_size: usize,
+    /// Kernel parameters of every batch.
+    pub params: framefleet_edge::EdgeParams,
+    /// `s3://…` of the last captured frame, when MediaConvert named it; without it the frames
+    /// are listed (the frames bucket does not change under a job).
+    pub last_frame: Option<String>,
+}
 
 /// Where a job is. The order is the only order transitions may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +160,10 @@ pub struct JobRecord {
     pub processing_started_at: Option<String>,
     /// When the job reached COMPLETE or FAILED.
     pub finished_at: Option<String>,
+    /// How the frames were batched, once fan-out started.
+    pub plan: Option<BatchPlan>,
+    /// How many times the reconciler acted on this job (re-sent batches, restarted a capture).
+    pub reconcile_attempts: u64,
 }
 
 impl JobRecord {
@@ -152,6 +192,8 @@ impl JobRecord {
             capture_started_at: None,
             processing_started_at: None,
             finished_at: None,
+            plan: None,
+            reconcile_attempts: 0,
         }
     }
 }
@@ -311,6 +353,7 @@ impl JobTable {
         item.insert("done_frames".into(), n(0));
         item.insert("created_at".into(), s(&record.created_at));
         item.insert("updated_at".into(), s(&record.updated_at));
+        item.insert("open_shard".into(), s(open_shard(&record.video_id)));
         let result = self
             .client
             .put_item()
@@ -354,6 +397,12 @@ impl JobTable {
         set: Vec<(&str, AttributeValue)>,
         extra_condition: Option<&str>,
     ) -> Result<Transition, JobTableError> {
+        let finishing = set.iter().any(|(field, value)| {
+            *field == "status"
+                && value
+                    .as_s()
+                    .is_ok_and(|v| JobStatus::parse(v).is_some_and(JobStatus::is_final))
+        });
         let mut names = status_names();
         let mut values: Item = HashMap::new();
         let mut sets = vec!["updated_at = :now".to_string()];
@@ -378,12 +427,14 @@ impl JobTable {
         if let Some(extra) = extra_condition {
             condition = format!("{condition} AND ({extra})");
         }
+        // A finished job leaves the open-jobs index.
+        let remove = if finishing { " REMOVE open_shard" } else { "" };
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(video_id, JOB_SK)))
-            .update_expression(format!("SET {}", sets.join(", ")))
+            .update_expression(format!("SET {}{remove}", sets.join(", ")))
             .condition_expression(condition)
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
@@ -448,7 +499,9 @@ impl JobTable {
         mediaconvert_job_id: &str,
         total_frames: u64,
         batches: u64,
+        plan: &BatchPlan,
     ) -> Result<Transition, JobTableError> {
+        let plan = serde_json::to_string(plan).unwrap_or_default();
         self.transition(
             "start_processing",
             video_id,
@@ -461,6 +514,7 @@ impl JobTable {
                 ("batches", n(batches)),
                 ("capture_progress", n(100)),
                 ("processing_started_at", s(now_rfc3339())),
+                ("plan", s(plan)),
             ],
             None,
         )
@@ -673,6 +727,165 @@ impl JobTable {
     }
 }
 
+impl JobTable {
+    /// True when batch `batch_index` of the job has been counted (its marker exists). One
+    /// strongly consistent read, so a redelivered batch that was counted is not processed again.
+    pub async fn is_counted(
+        &self,
+        video_id: &VideoId,
+        batch_index: u32,
+    ) -> Result<bool, JobTableError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(
+                video_id,
+                &format!("batch#{batch_index:06}"),
+            )))
+            .projection_expression("pk")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error("is_counted", video_id, e))?;
+        Ok(out.item().is_some())
+    }
+
+    /// Unfinished jobs whose `updated_at` is older than `cutoff` (RFC 3339), from the open-jobs
+    /// index: one Query per shard, never a scan. The index is eventually consistent: re-read a
+    /// job ([`JobTable::get`]) before acting on it.
+    pub async fn stale_jobs(&self, cutoff: &str) -> Result<Vec<VideoId>, JobTableError> {
+        let scope = VideoId::from_raw("open-jobs");
+        let mut found = Vec::new();
+        for shard in 0..OPEN_SHARDS {
+            let mut pages = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(OPEN_JOBS_INDEX)
+                .key_condition_expression("open_shard = :shard AND updated_at < :cutoff")
+                .expression_attribute_values(":shard", s(format!("open#{shard}")))
+                .expression_attribute_values(":cutoff", s(cutoff))
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(item) = pages.next().await {
+                let item = item.map_err(|e| self.error("stale_jobs", &scope, e))?;
+                if let Some(pk) = get_s(&item, "pk") {
+                    found.push(VideoId::from_raw(pk));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The indices of the job's counted batches (their markers), read consistently.
+    pub async fn counted_batches(
+        &self,
+        video_id: &VideoId,
+    ) -> Result<std::collections::BTreeSet<u32>, JobTableError> {
+        let mut counted = std::collections::BTreeSet::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :batch)")
+            .expression_attribute_values(":pk", s(video_id.as_str()))
+            .expression_attribute_values(":batch", s("batch#"))
+            .projection_expression("sk")
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| self.error("counted_batches", video_id, e))?;
+            if let Some(index) = get_s(&item, "sk")
+                .and_then(|sk| sk.strip_prefix("batch#").and_then(|n| n.parse().ok()))
+            {
+                counted.insert(index);
+            }
+        }
+        Ok(counted)
+    }
+
+    /// Records that the reconciler acted on a job still in `expected`: counts the attempt,
+    /// says what it did in `last_error`, and moves `updated_at`, so the job is looked at again
+    /// only after another stale period.
+    pub async fn note_reconcile(
+        &self,
+        video_id: &VideoId,
+        expected: JobStatus,
+        note: &str,
+    ) -> Result<Transition, JobTableError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(video_id, JOB_SK)))
+            .update_expression(
+                "SET #attempts = if_not_exists(#attempts, :zero) + :one, #error = :note, updated_at = :now",
+            )
+            .condition_expression("#status = :expected")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#attempts", "reconcile_attempts")
+            .expression_attribute_names("#error", "last_error")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":note", s(note))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .expression_attribute_values(":expected", s(expected.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Transition::Applied),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Transition::NotApplicable)
+            }
+            Err(error) => Err(self.error("note_reconcile", video_id, error)),
+        }
+    }
+
+    /// CAPTURING → CAPTURING under a new MediaConvert job, when the recorded one
+    /// (`expected_job_id`) is gone; a second reconciler racing this one finds the id changed.
+    pub async fn restart_capture(
+        &self,
+        video_id: &VideoId,
+        expected_job_id: &str,
+        mediaconvert_job_id: &str,
+    ) -> Result<Transition, JobTableError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(video_id, JOB_SK)))
+            .update_expression("SET #job = :job, capture_started_at = :now, updated_at = :now")
+            .condition_expression("#status = :capturing AND #job = :expected")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#job", "mediaconvert_job_id")
+            .expression_attribute_values(":job", s(mediaconvert_job_id))
+            .expression_attribute_values(":expected", s(expected_job_id))
+            .expression_attribute_values(":capturing", s(JobStatus::Capturing.as_str()))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Transition::Applied),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Transition::NotApplicable)
+            }
+            Err(error) => Err(self.error("restart_capture", video_id, error)),
+        }
+    }
+}
+
 fn get_s(item: &Item, field: &str) -> Option<String> {
     item.get(field)
         .and_then(|v| v.as_s().ok())
@@ -714,6 +927,8 @@ fn record_from_item(item: &Item) -> JobRecord {
         capture_started_at: get_s(item, "capture_started_at"),
         processing_started_at: get_s(item, "processing_started_at"),
         finished_at: get_s(item, "finished_at"),
+        plan: get_s(item, "plan").and_then(|text| serde_json::from_str(&text).ok()),
+        reconcile_attempts: get_n(item, "reconcile_attempts").unwrap_or_default(),
     }
 }
 

@@ -9,7 +9,9 @@
 //! - [`message`]: the frame batch message the dispatcher sends and the workers consume.
 //! - [`jobs`]: the DynamoDB job table: registration, forward-only status, exactly-once counting.
 //! - [`queue`]: small SQS helpers shared by the consumers (receive, delete, heartbeat).
-//! - [`health`]: heartbeat files behind the `healthcheck` subcommands.
+//! - [`redrive`]: moving dead-lettered messages back, which cannot count anything twice.
+//! - [`health`]: heartbeat files behind the `healthcheck` subcommands, one per service loop.
+//! - [`lease`]: keeping a message invisible while it is worked on (visibility heartbeats).
 //! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token.
 
 pub mod aws;
@@ -17,8 +19,10 @@ pub mod config;
 pub mod frames;
 pub mod health;
 pub mod jobs;
+pub mod lease;
 pub mod message;
 pub mod queue;
+pub mod redrive;
 pub mod shutdown;
 pub mod telemetry;
 pub mod video;

@@ -31,6 +31,14 @@ pub enum DispatchError {
     /// make every result large.
     #[error(transparent)]
     Pin(Box<PinError>),
+    /// The reconciler cannot act on a job as it is recorded.
+    #[error("reconciling `{video_id}`: {message}")]
+    Reconcile {
+        /// The job.
+        video_id: String,
+        /// What is missing.
+        message: String,
+    },
     /// Reading from S3 failed.
     #[error("s3://{bucket}/{key}: {message}")]
     S3 {
@@ -74,7 +82,7 @@ impl DispatchError {
     /// and should go to the DLQ.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Notification(_) | Self::Event(_) => false,
+            Self::Notification(_) | Self::Event(_) | Self::Reconcile { .. } => false,
             Self::Jobs(e) => e.is_retryable(),
             Self::Queue(e) => e.is_retryable(),
             Self::MediaConvert(e) => e.retryable,

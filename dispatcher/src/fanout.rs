@@ -5,14 +5,14 @@
 //! counted once by its marker), and `fanned_out` keeps a duplicate COMPLETE from repeating it.
 
 use framefleet_core::frames::{frame_index, frame_key, parse_s3_url};
-use framefleet_core::jobs::{JobRecord, JobStatus, Transition};
-use framefleet_core::message::plan_batches;
+use framefleet_core::jobs::{BatchPlan, JobRecord, JobStatus, Transition};
+use framefleet_core::message::{plan_batches, FrameBatch};
 use framefleet_core::video::VideoId;
 use tracing::Instrument;
 
+use crate::context::Inner;
 use crate::error::DispatchError;
 use crate::events::{self, JobState};
-use crate::service::Inner;
 
 /// Handles one job-events message.
 pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchError> {
@@ -29,6 +29,18 @@ pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchErro
             tracing::warn!("event for an unknown job; ignoring");
             return Ok(());
         };
+        if let Some(own) = record.mediaconvert_job_id.as_deref() {
+            if own != event.job_id {
+                // A second CreateJob for the same video (a handler cut off after CreateJob and
+                // redelivered after the client-token window): only the recorded job speaks for
+                // the video, so the other's ERROR cannot fail a healthy job.
+                tracing::warn!(
+                    recorded_job_id = own,
+                    "event of a MediaConvert job that is not the one recorded for this video; ignoring"
+                );
+                return Ok(());
+            }
+        }
         match event.state {
             JobState::Progress { percent } => {
                 if let Some(percent) = percent {
@@ -73,7 +85,7 @@ async fn complete(
     last_output: Option<String>,
 ) -> Result<(), DispatchError> {
     let video_id = record.video_id.clone();
-    let keys = match record.status {
+    match record.status {
         JobStatus::Finalizing | JobStatus::Complete if !record.fanned_out => {
             // A dispatcher stopped between the last send and recording it, and the workers
             // counted every frame since: the batches were all sent, so say so.
@@ -89,9 +101,20 @@ async fn complete(
             tracing::info!("duplicate COMPLETE; batches already sent");
             return Ok(());
         }
-        _ => frame_keys(inner, &video_id, last_output.as_deref()).await?,
+        _ => {}
+    }
+    // A fan-out cut short is repeated with the plan it started with, never with settings
+    // changed by a redeploy since, so `batch#N` names the same frames either way.
+    let plan = match (record.status, &record.plan) {
+        (JobStatus::Processing, Some(plan)) => plan.clone(),
+        _ => BatchPlan {
+            batch_size: inner.settings.dispatcher.batch_size,
+            params: inner.params.clone(),
+            last_frame: last_output,
+        },
     };
-    if keys.is_empty() {
+    let batches = plan_job(inner, &video_id, &plan).await?;
+    if batches.is_empty() {
         inner
             .jobs
             .fail(&video_id, "MediaConvert completed but captured no frames")
@@ -99,18 +122,11 @@ async fn complete(
         tracing::warn!("no frames captured; job FAILED");
         return Ok(());
     }
-    let total = keys.len() as u64;
-    let batches = plan_batches(
-        &video_id,
-        &inner.settings.resources.frames_bucket,
-        keys,
-        inner.settings.dispatcher.batch_size,
-        &inner.params,
-    );
+    let total: u64 = batches.iter().map(|b| b.frame_keys.len() as u64).sum();
     if record.status != JobStatus::Processing {
         let moved = inner
             .jobs
-            .start_processing(&video_id, job_id, total, batches.len() as u64)
+            .start_processing(&video_id, job_id, total, batches.len() as u64, &plan)
             .await?;
         if moved == Transition::NotApplicable {
             // Another dispatcher moved it first, or it failed meanwhile: re-read and decide.
@@ -130,6 +146,34 @@ async fn complete(
         "frames fanned out"
     );
     Ok(())
+}
+
+/// Fans out a job the reconciler found complete at MediaConvert (or fanned out only in part),
+/// as a COMPLETE event would: `GetJob` names no output files, so the frames are listed unless
+/// the stored plan names the last one.
+pub(crate) async fn complete_from_reconciler(
+    inner: &Inner,
+    record: JobRecord,
+    job_id: &str,
+) -> Result<(), DispatchError> {
+    let last = record.plan.as_ref().and_then(|p| p.last_frame.clone());
+    complete(inner, record, job_id, last).await
+}
+
+/// The job's batches as `plan` cuts them: the same `batch#N` every time it is asked.
+pub(crate) async fn plan_job(
+    inner: &Inner,
+    video_id: &VideoId,
+    plan: &BatchPlan,
+) -> Result<Vec<FrameBatch>, DispatchError> {
+    let keys = frame_keys(inner, video_id, plan.last_frame.as_deref()).await?;
+    Ok(plan_batches(
+        video_id,
+        &inner.settings.resources.frames_bucket,
+        keys,
+        plan.batch_size,
+        &plan.params,
+    ))
 }
 
 /// The keys of every captured frame, from the last output path or, without one, a listing.

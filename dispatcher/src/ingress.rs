@@ -4,12 +4,12 @@ use framefleet_core::jobs::{JobRecord, JobStatus, Registration};
 use framefleet_core::video::VideoId;
 use tracing::Instrument;
 
+use crate::context::Inner;
 use crate::error::DispatchError;
 use crate::mediaconvert::{create_capture_job, CaptureRequest};
 use crate::notification::{self, Notification, ObjectCreated};
 use crate::pin::{pin_upload, PinError, PinLimits, PinnedSource, Upload};
 use crate::rate::{probe_rate, CaptureRate, ProbeError};
-use crate::service::Inner;
 use crate::source::S3Object;
 
 /// Handles one ingress message: every record in it, in order.
@@ -37,7 +37,10 @@ fn is_video(key: &str, suffixes: &[String]) -> bool {
     })
 }
 
-async fn register_upload(inner: &Inner, object: &ObjectCreated) -> Result<(), DispatchError> {
+pub(crate) async fn register_upload(
+    inner: &Inner,
+    object: &ObjectCreated,
+) -> Result<(), DispatchError> {
     if object.key.ends_with('/') {
         tracing::info!("folder marker; skipping");
         return Ok(());
@@ -92,6 +95,7 @@ async fn register_upload(inner: &Inner, object: &ObjectCreated) -> Result<(), Di
             inner.settings.resources.frames_bucket, video_id
         ),
         rate,
+        attempt: 0,
     };
     let job_id = match create_capture_job(
         &inner.clients.mediaconvert,
@@ -154,6 +158,40 @@ async fn pin(
         }
         Err(error) => Err(error.into()),
     }
+}
+
+/// Creates the capture job of a CAPTURING job again, with the request the first one had, when
+/// MediaConvert no longer knows the recorded job. Returns the new MediaConvert job id.
+pub(crate) async fn recapture(inner: &Inner, record: &JobRecord) -> Result<String, DispatchError> {
+    let rate = record
+        .capture_rate
+        .as_deref()
+        .and_then(|rate| CaptureRate::parse(rate).ok())
+        .ok_or_else(|| DispatchError::Reconcile {
+            video_id: record.video_id.to_string(),
+            message: "the job records no usable capture rate".into(),
+        })?;
+    let request = CaptureRequest {
+        video_id: &record.video_id,
+        input_url: PinnedSource::location(
+            &inner.settings.resources.frames_bucket,
+            &record.video_id,
+            &record.source_key,
+        )
+        .url(),
+        destination: format!(
+            "s3://{}/{}/",
+            inner.settings.resources.frames_bucket, record.video_id
+        ),
+        rate,
+        attempt: record.reconcile_attempts + 1,
+    };
+    Ok(create_capture_job(
+        &inner.clients.mediaconvert,
+        &inner.settings.dispatcher,
+        &request,
+    )
+    .await?)
 }
 
 async fn fail(inner: &Inner, video_id: &VideoId, reason: &str) -> Result<(), DispatchError> {

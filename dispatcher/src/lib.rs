@@ -7,9 +7,13 @@
 //! - [`rate`]: the capture rate, configured or read from the MP4 header by ranged reads.
 //! - [`mediaconvert`]: the CreateJob request.
 //! - [`events`]: MediaConvert job state change events.
-//! - [`service`]: the two consumer loops and their `run_once`; `ingress` and `fanout` hold
-//!   what each message kind does.
+//! - [`redrive`]: `dispatcher redrive`, dead-lettered messages back to their queue.
+//! - [`reconcile`]: finds jobs that stopped moving and makes each one end.
+//! - [`service`]: the two consumer loops and their `run_once`; each message is handled on a
+//!   task of its own (a panic fails that message only), `ingress` and `fanout` hold what each
+//!   message kind does, and `context` what the loops and handlers share.
 
+mod context;
 pub mod error;
 pub mod events;
 mod fanout;
@@ -18,6 +22,8 @@ pub mod mediaconvert;
 pub mod notification;
 pub mod pin;
 pub mod rate;
+pub mod reconcile;
+pub mod redrive;
 pub mod service;
 pub mod settings;
 pub mod source;

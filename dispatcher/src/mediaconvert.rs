@@ -35,6 +35,10 @@ pub struct CaptureRequest<'a> {
     pub destination: String,
     /// Frames per second to capture.
     pub rate: CaptureRate,
+    /// 0 for the video's capture job; n for the n-th one the reconciler creates after
+    /// MediaConvert lost the previous, so the request token (idempotent for about a minute)
+    /// does not hand back the lost job.
+    pub attempt: u64,
 }
 
 /// Creates the capture job and returns its id. The request token is derived from the video id,
@@ -60,7 +64,10 @@ pub async fn create_capture_job(
         .settings(settings)
         .user_metadata("application", "framefleet")
         .user_metadata("video_id", request.video_id.as_str())
-        .client_request_token(format!("framefleet-{}", request.video_id))
+        .client_request_token(match request.attempt {
+            0 => format!("framefleet-{}", request.video_id),
+            n => format!("framefleet-{}-r{n}", request.video_id),
+        })
         .status_update_interval(StatusUpdateInterval::Seconds10);
     if !config.mediaconvert_queue.is_empty() {
         call = call.queue(&config.mediaconvert_queue);

@@ -2,20 +2,37 @@
 //! job-events queue. Each message ends in one of three ways: handled (deleted), left for
 //! redelivery (a transient error), or released at once so the redrive policy moves it to the
 //! DLQ after a few receives (a message that can never be handled).
+//!
+//! Every message is handled on a task of its own, holding one of `dispatcher.concurrency`
+//! slots: a handler that panics fails its message only (released towards the DLQ), a handler
+//! that runs past `dispatcher.handler_timeout_secs` is stopped and its message handed back, and
+//! the loop keeps receiving for the free slots meanwhile. While a handler runs, its message's
+//! visibility is extended ([`framefleet_core::lease`]), so a long fan-out is never picked up by a
+//! second dispatcher. On shutdown a loop finishes the receive call under way (SQS may already
+//! have handed it messages, which would otherwise stay invisible for the whole visibility
+//! timeout), stops receiving, and gives in-flight handlers `dispatcher.drain_timeout_secs`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_sqs::types::Message;
 use framefleet_core::aws::{queue_url, AwsClients};
 use framefleet_core::health::Heartbeat;
 use framefleet_core::jobs::JobTable;
 use framefleet_core::queue::{receive_count, Queue};
-use framefleet_edge::EdgeParams;
-use futures::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::context::Inner;
 use crate::error::DispatchError;
 use crate::settings::DispatcherSettings;
+
+/// How long a handler holds its message per visibility extension.
+const LEASE: Duration = Duration::from_secs(60);
+/// How often it is extended: early, so the first extension comes long before any sane queue
+/// visibility timeout (the template's is 120 s, the tests' 30 s) runs out.
+const LEASE_EVERY: Duration = Duration::from_secs(10);
 
 /// What one receive-and-handle round did, for tests and logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,9 +41,9 @@ pub struct Outcome {
     pub received: usize,
     /// Messages handled and deleted.
     pub handled: usize,
-    /// Messages left for redelivery after a transient error.
+    /// Messages left for redelivery after a transient error or a handler timeout.
     pub retried: usize,
-    /// Messages released towards the DLQ.
+    /// Messages released towards the DLQ (cannot be handled, or their handler panicked).
     pub rejected: usize,
 }
 
@@ -48,22 +65,27 @@ pub enum Feed {
     JobEvents,
 }
 
+impl Feed {
+    /// The name of this loop's heartbeat, which `dispatcher healthcheck` checks.
+    pub fn heartbeat_name(self) -> &'static str {
+        match self {
+            Self::Ingress => "dispatcher-ingress",
+            Self::JobEvents => "dispatcher-job-events",
+        }
+    }
+}
+
+/// Every loop's heartbeat, for the healthcheck.
+pub const HEARTBEATS: [&str; 3] = [
+    "dispatcher-ingress",
+    "dispatcher-job-events",
+    "dispatcher-reconciler",
+];
+
 /// The dispatcher. Cheap to clone; clones share clients.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
     pub(crate) inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) settings: DispatcherSettings,
-    pub(crate) clients: AwsClients,
-    pub(crate) jobs: JobTable,
-    pub(crate) ingress: Queue,
-    pub(crate) job_events: Queue,
-    pub(crate) frames: Queue,
-    pub(crate) params: EdgeParams,
-    heartbeat: Heartbeat,
 }
 
 impl Dispatcher {
@@ -93,111 +115,233 @@ impl Dispatcher {
                 job_events,
                 frames,
                 params,
-                heartbeat: Heartbeat::new("dispatcher"),
             }),
         })
     }
 
-    /// Runs both loops until `shutdown`; in-flight messages finish first.
+    /// Runs both loops until `shutdown`, then drains in-flight messages.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!("dispatcher started");
         let ingress = self.clone().run_loop(Feed::Ingress, shutdown.clone());
         let events = self.clone().run_loop(Feed::JobEvents, shutdown.clone());
-        tokio::join!(ingress, events);
+        let reconciler = self.clone().run_reconciler(shutdown.clone());
+        tokio::join!(ingress, events, reconciler);
         tracing::info!("dispatcher stopped");
         Ok(())
     }
 
+    fn queue(&self, feed: Feed) -> &Queue {
+        match feed {
+            Feed::Ingress => &self.inner.ingress,
+            Feed::JobEvents => &self.inner.job_events,
+        }
+    }
+
     async fn run_loop(self, feed: Feed, shutdown: CancellationToken) {
+        let config = &self.inner.settings.dispatcher;
+        let slots = Arc::new(Semaphore::new(config.concurrency));
+        let mut handlers = JoinSet::new();
+        let heartbeat = Heartbeat::new(feed.heartbeat_name());
         let mut backoff = Duration::from_millis(200);
-        while !shutdown.is_cancelled() {
-            let round = tokio::select! {
+        loop {
+            // Wait for a free slot; cancellation only between receives.
+            let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                round = self.run_once(feed, Duration::from_secs(20)) => round,
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
             };
-            self.inner.heartbeat.beat();
-            match round {
-                Ok(_) => backoff = Duration::from_millis(200),
+            let free = (1 + slots.available_permits()).min(10);
+            // Not raced against shutdown: see the module docs.
+            let received = self
+                .queue(feed)
+                .receive(free as i32, Duration::from_secs(config.poll_wait_secs))
+                .await;
+            heartbeat.beat();
+            let messages = match received {
+                Ok(messages) => {
+                    backoff = Duration::from_millis(200);
+                    messages
+                }
                 Err(error) => {
-                    tracing::warn!(?feed, error = %error, "receive failed; backing off");
+                    drop(first);
+                    tracing::warn!(?feed, %error, "receive failed; backing off");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
                 }
+            };
+            // Reap finished handlers so the set does not grow with the service's age.
+            while handlers.try_join_next().is_some() {}
+            let mut first = Some(first);
+            for message in messages {
+                let permit = match first.take() {
+                    Some(permit) => permit,
+                    // Received no more than the free slots, so this does not wait long.
+                    None => match slots.clone().acquire_owned().await {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                };
+                let this = self.clone();
+                handlers.spawn(async move {
+                    let _permit: OwnedSemaphorePermit = permit;
+                    this.handle_message(feed, message).await;
+                });
             }
+            if shutdown.is_cancelled() {
+                break;
+            }
+        }
+        let drain = Duration::from_secs(config.drain_timeout_secs);
+        if !handlers.is_empty() {
+            tracing::info!(?feed, in_flight = handlers.len(), "draining");
+        }
+        let drained = tokio::time::timeout(drain, async {
+            while handlers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                ?feed,
+                in_flight = handlers.len(),
+                "drain timed out; stopping the handlers left, their messages will be redelivered"
+            );
+            handlers.shutdown().await;
         }
     }
 
-    /// Receives once from `feed` (waiting up to `wait`) and handles what arrived.
+    async fn run_reconciler(self, shutdown: CancellationToken) {
+        let config = &self.inner.settings.reconcile;
+        let heartbeat = Heartbeat::new(HEARTBEATS[2]);
+        let mut ticker = tokio::time::interval(Duration::from_secs(config.interval_secs));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            if !config.enabled {
+                heartbeat.beat();
+                continue;
+            }
+            // A pass is short (a Query per shard, an action per stale job) and every action is
+            // safe to cut off and repeat, so it is not raced against shutdown's drain.
+            match self.reconcile_once().await {
+                Ok(report) if !report.actions.is_empty() => {
+                    tracing::info!(
+                        examined = report.examined,
+                        acted = report.actions.len(),
+                        "reconciler pass"
+                    );
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "reconciler pass failed; next interval"),
+            }
+            heartbeat.beat();
+        }
+    }
+
+    /// One reconciler pass: acts on every job that stopped moving (see [`crate::reconcile`]).
+    pub async fn reconcile_once(&self) -> Result<crate::reconcile::ReconcileReport, DispatchError> {
+        crate::reconcile::reconcile_once(&self.inner).await
+    }
+
+    /// Receives once from `feed` (waiting up to `wait`) and handles what arrived, each message
+    /// on its own task as the loop does, waiting for all of them.
     pub async fn run_once(
         &self,
         feed: Feed,
         wait: Duration,
     ) -> Result<Outcome, framefleet_core::queue::QueueError> {
-        let queue = match feed {
-            Feed::Ingress => &self.inner.ingress,
-            Feed::JobEvents => &self.inner.job_events,
-        };
-        let messages = queue.receive(10, wait).await?;
-        let concurrency = self.inner.settings.dispatcher.concurrency;
+        let messages = self.queue(feed).receive(10, wait).await?;
         let handlers: Vec<_> = messages
             .into_iter()
-            .map(|message| self.handle_message(feed, queue, message))
+            .map(|message| {
+                let this = self.clone();
+                tokio::spawn(async move { this.handle_message(feed, message).await })
+            })
             .collect();
-        let outcomes: Vec<Outcome> = futures::stream::iter(handlers)
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
         let mut total = Outcome::default();
-        for outcome in outcomes {
-            total.add(outcome);
+        for handler in handlers {
+            // handle_message catches the handler's own panics; this one cannot panic.
+            total.add(handler.await.unwrap_or_default());
         }
         Ok(total)
     }
 
-    async fn handle_message(
-        &self,
-        feed: Feed,
-        queue: &Queue,
-        message: aws_sdk_sqs::types::Message,
-    ) -> Outcome {
+    /// Handles one message on a task of its own and settles it: deleted, left, or released.
+    async fn handle_message(&self, feed: Feed, message: Message) -> Outcome {
         let mut outcome = Outcome {
             received: 1,
             ..Outcome::default()
         };
-        let body = message.body().unwrap_or_default();
-        let receipt = message.receipt_handle().unwrap_or_default();
-        let message_id = message.message_id().unwrap_or_default();
-        let result = match feed {
-            Feed::Ingress => self.handle_ingress(body).await,
-            Feed::JobEvents => self.handle_job_event(body).await,
+        let queue = self.queue(feed).clone();
+        let receipt = message.receipt_handle().unwrap_or_default().to_string();
+        let message_id = message.message_id().unwrap_or_default().to_string();
+        let receives = receive_count(&message);
+        let body = message.body().unwrap_or_default().to_string();
+        let this = self.clone();
+        let lease_queue = queue.clone();
+        let lease_receipt = receipt.clone();
+        let work = async move {
+            // Held from the start, so the queue's own visibility timeout (however short) never
+            // runs out under a running handler.
+            if let Err(error) = lease_queue.set_visibility(&lease_receipt, LEASE).await {
+                tracing::warn!(%error, "cannot extend the message's visibility");
+            }
+            let handling = async {
+                match feed {
+                    Feed::Ingress => this.handle_ingress(&body).await,
+                    Feed::JobEvents => this.handle_job_event(&body).await,
+                }
+            };
+            framefleet_core::lease::hold_while(
+                handling,
+                &lease_queue,
+                &lease_receipt,
+                LEASE,
+                LEASE_EVERY,
+            )
+            .await
         };
+        let limit = Duration::from_secs(self.inner.settings.dispatcher.handler_timeout_secs);
+        let result = supervise(work, limit).await;
         match result {
-            Ok(()) => match queue.delete(receipt).await {
+            Handling::Done(Ok(())) => match queue.delete(&receipt).await {
                 Ok(()) => outcome.handled = 1,
                 Err(error) => {
                     tracing::warn!(message_id, %error, "handled but not deleted; it will be redelivered");
                     outcome.retried = 1;
                 }
             },
-            Err(error) if error.is_retryable() => {
+            Handling::Done(Err(error)) if error.is_retryable() => {
                 tracing::warn!(message_id, ?feed, error = %error, "transient failure; leaving the message for redelivery");
                 outcome.retried = 1;
             }
-            Err(error) => {
+            Handling::Done(Err(error)) => {
+                tracing::error!(message_id, ?feed, receive_count = receives, error = %error, "message cannot be handled; releasing it towards the DLQ");
+                release(&queue, &receipt, &message_id).await;
+                outcome.rejected = 1;
+            }
+            Handling::Panicked(panic) => {
                 tracing::error!(
                     message_id,
                     ?feed,
-                    receive_count = receive_count(&message),
-                    error = %error,
-                    "message cannot be handled; releasing it towards the DLQ"
+                    receive_count = receives,
+                    panic,
+                    "handler panicked (a bug); releasing the message towards the DLQ"
                 );
-                if let Err(release) = queue.set_visibility(receipt, Duration::ZERO).await {
-                    tracing::warn!(message_id, error = %release, "cannot release message");
-                }
+                release(&queue, &receipt, &message_id).await;
                 outcome.rejected = 1;
+            }
+            Handling::TimedOut => {
+                tracing::error!(message_id, ?feed, receive_count = receives, limit_secs = limit.as_secs(), "handler ran past dispatcher.handler_timeout_secs; stopped it and handed the message back");
+                release(&queue, &receipt, &message_id).await;
+                outcome.retried = 1;
             }
         }
         outcome
@@ -211,5 +355,90 @@ impl Dispatcher {
     /// Handles one job-events message body.
     pub async fn handle_job_event(&self, body: &str) -> Result<(), DispatchError> {
         crate::fanout::handle(&self.inner, body).await
+    }
+}
+
+/// How a supervised handler ended.
+#[derive(Debug)]
+enum Handling<T> {
+    /// It returned.
+    Done(T),
+    /// It panicked (the panic's message).
+    Panicked(String),
+    /// It ran past its limit and was stopped.
+    TimedOut,
+}
+
+/// Runs `work` on a task of its own, so that a panic ends that task only, and stops it after
+/// `limit`.
+async fn supervise<F>(work: F, limit: Duration) -> Handling<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let task = tokio::spawn(work);
+    let abort = task.abort_handle();
+    match tokio::time::timeout(limit, task).await {
+        Ok(Ok(output)) => Handling::Done(output),
+        Ok(Err(join)) => Handling::Panicked(match join.try_into_panic() {
+            Ok(payload) => payload
+                .downcast_ref::<&str>()
+                .map(ToString::to_string)
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into()),
+            Err(join) => join.to_string(),
+        }),
+        Err(_) => {
+            abort.abort();
+            Handling::TimedOut
+        }
+    }
+}
+
+/// Makes the message visible again at once, so redelivery (and after `maxReceiveCount`
+/// receives, the redrive to the DLQ) comes without waiting out the visibility timeout.
+async fn release(queue: &Queue, receipt: &str, message_id: &str) {
+    if let Err(error) = queue.set_visibility(receipt, Duration::ZERO).await {
+        tracing::warn!(message_id, %error, "cannot release message");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_fails_alone() {
+        let panicking = supervise(
+            async {
+                let bytes: &[u8] = &[1, 2, 3];
+                let end = bytes.len() + usize::from(bytes[0]);
+                bytes[..end].len()
+            },
+            Duration::from_secs(5),
+        );
+        let healthy = supervise(async { 7 }, Duration::from_secs(5));
+        let (panicking, healthy) = tokio::join!(panicking, healthy);
+        match panicking {
+            Handling::Panicked(message) => assert!(message.contains("out of range"), "{message}"),
+            other => panic!("expected a panic, got {other:?}"),
+        }
+        assert!(matches!(healthy, Handling::Done(7)));
+    }
+
+    #[tokio::test]
+    async fn a_stuck_handler_is_stopped() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let stuck = supervise(
+            async move {
+                let _dropped_on_abort = tx;
+                std::future::pending::<()>().await
+            },
+            Duration::from_millis(50),
+        )
+        .await;
+        assert!(matches!(stuck, Handling::TimedOut));
+        // The task was aborted, not left running: its captured sender is gone.
+        assert!(rx.await.is_err());
     }
 }

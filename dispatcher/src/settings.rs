@@ -17,6 +17,8 @@ pub struct DispatcherSettings {
     pub dispatcher: DispatcherConfig,
     /// Edge map parameters, recorded in every batch and in the manifest.
     pub kernel: KernelConfig,
+    /// Finding jobs that stopped moving and making them end.
+    pub reconcile: ReconcileConfig,
     /// Logging.
     pub telemetry: TelemetrySettings,
 }
@@ -47,6 +49,16 @@ pub struct DispatcherConfig {
     pub video_suffixes: Vec<String>,
     /// Messages handled at once per queue.
     pub concurrency: usize,
+    /// Seconds after SIGTERM for in-flight messages to finish (keep under the container's
+    /// stop timeout: 60 s in the template). Includes finishing a long poll already under way.
+    pub drain_timeout_secs: u64,
+    /// Seconds one message may take before its handler is stopped and the message handed back
+    /// for redelivery (and, after `maxReceiveCount` tries, the DLQ), so one stuck message
+    /// cannot hold a slot for ever.
+    pub handler_timeout_secs: u64,
+    /// Long-poll wait of each receive, seconds (1..=20). 20 costs the fewest empty receives;
+    /// a receive under way is finished on shutdown, so this also bounds how long that takes.
+    pub poll_wait_secs: u64,
 }
 
 impl Default for DispatcherConfig {
@@ -66,6 +78,48 @@ impl Default for DispatcherConfig {
             .map(String::from)
             .to_vec(),
             concurrency: 4,
+            drain_timeout_secs: 45,
+            handler_timeout_secs: 900,
+            poll_wait_secs: 20,
+        }
+    }
+}
+
+/// The reconciler (see the `reconcile` module): how often it looks, and how long a job may sit
+/// in each non-terminal state without its `updated_at` moving before it acts. Every counted
+/// batch and every MediaConvert status update (every 10 s while capturing) moves `updated_at`,
+/// so these are silences, not durations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReconcileConfig {
+    /// Run the reconciler loop in this dispatcher.
+    pub enabled: bool,
+    /// Seconds between passes.
+    pub interval_secs: u64,
+    /// Silence after which a REGISTERED job's registration is run again.
+    pub registered_after_secs: u64,
+    /// Silence after which MediaConvert is asked about a CAPTURING job.
+    pub capturing_after_secs: u64,
+    /// Silence after which a PROCESSING job's uncounted batches are sent again. Keep it above
+    /// the time a batch may wait in a backed-up frames queue: a re-send costs the work twice
+    /// (it is counted once), and after `max_attempts` re-sends the job fails.
+    pub processing_after_secs: u64,
+    /// Silence after which a FINALIZING job's manifest is written by the reconciler.
+    pub finalizing_after_secs: u64,
+    /// Re-sends (PROCESSING) or new capture jobs (CAPTURING) before the job is failed.
+    pub max_attempts: u64,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: 60,
+            registered_after_secs: 600,
+            capturing_after_secs: 900,
+            processing_after_secs: 1800,
+            finalizing_after_secs: 300,
+            max_attempts: 3,
         }
     }
 }
@@ -167,6 +221,39 @@ impl DispatcherSettings {
             return Err(ConfigError::rule(
                 "dispatcher.concurrency",
                 "must be between 1 and 64",
+            ));
+        }
+        let r = &self.reconcile;
+        for (key, value) in [
+            ("reconcile.interval_secs", r.interval_secs),
+            ("reconcile.registered_after_secs", r.registered_after_secs),
+            ("reconcile.capturing_after_secs", r.capturing_after_secs),
+            ("reconcile.processing_after_secs", r.processing_after_secs),
+            ("reconcile.finalizing_after_secs", r.finalizing_after_secs),
+        ] {
+            if !(1..=7 * 24 * 3600).contains(&value) {
+                return Err(ConfigError::rule(
+                    key,
+                    "must be between 1 and 604800 seconds",
+                ));
+            }
+        }
+        if !(1..=100).contains(&r.max_attempts) {
+            return Err(ConfigError::rule(
+                "reconcile.max_attempts",
+                "must be between 1 and 100",
+            ));
+        }
+        if !(1..=20).contains(&d.poll_wait_secs) {
+            return Err(ConfigError::rule(
+                "dispatcher.poll_wait_secs",
+                "must be between 1 and 20 (SQS's longest long poll)",
+            ));
+        }
+        if !(1..=3600).contains(&d.handler_timeout_secs) {
+            return Err(ConfigError::rule(
+                "dispatcher.handler_timeout_secs",
+                "must be between 1 and 3600",
             ));
         }
         self.kernel

@@ -12,13 +12,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
 use framefleet_core::aws::AwsClients;
 use framefleet_core::config::{ConfigError, Resources, TelemetrySettings};
+use framefleet_core::jobs::OPEN_JOBS_INDEX;
 use serde::{Deserialize, Serialize};
 
 /// Settings of the provisioning command.
@@ -308,6 +310,9 @@ async fn ensure_table(clients: &AwsClients, table: &str) -> anyhow::Result<()> {
         .key_schema(key("sk", KeyType::Range)?)
         .attribute_definitions(attribute("pk")?)
         .attribute_definitions(attribute("sk")?)
+        .attribute_definitions(attribute("open_shard")?)
+        .attribute_definitions(attribute("updated_at")?)
+        .global_secondary_indexes(open_jobs_index()?)
         .send()
         .await;
     match created {
@@ -319,6 +324,7 @@ async fn ensure_table(clients: &AwsClients, table: &str) -> anyhow::Result<()> {
         Err(error) => return Err(error).with_context(|| format!("create table {table}")),
     }
     wait_table_active(clients, table).await?;
+    ensure_open_jobs_index(clients, table).await?;
     let ttl = clients
         .dynamodb
         .describe_time_to_live()
@@ -346,6 +352,76 @@ async fn ensure_table(clients: &AwsClients, table: &str) -> anyhow::Result<()> {
             .with_context(|| format!("enable TTL on {table}"))?;
     }
     Ok(())
+}
+
+/// The sparse index of unfinished jobs the reconciler queries (see `framefleet_core::jobs`):
+/// only job items carry `open_shard`, and only until they finish; keys only, since the
+/// reconciler re-reads each job it finds.
+fn open_jobs_index() -> anyhow::Result<GlobalSecondaryIndex> {
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+    };
+    Ok(GlobalSecondaryIndex::builder()
+        .index_name(OPEN_JOBS_INDEX)
+        .key_schema(key("open_shard", KeyType::Hash)?)
+        .key_schema(key("updated_at", KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()?)
+}
+
+/// Adds the open-jobs index to a table made before it existed.
+async fn ensure_open_jobs_index(clients: &AwsClients, table: &str) -> anyhow::Result<()> {
+    let out = clients
+        .dynamodb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .with_context(|| format!("describe table {table}"))?;
+    let present = out
+        .table()
+        .map(|t| t.global_secondary_indexes())
+        .unwrap_or_default()
+        .iter()
+        .any(|index| index.index_name() == Some(OPEN_JOBS_INDEX));
+    if present {
+        return Ok(());
+    }
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    let index = open_jobs_index()?;
+    clients
+        .dynamodb
+        .update_table()
+        .table_name(table)
+        .attribute_definitions(attribute("open_shard")?)
+        .attribute_definitions(attribute("updated_at")?)
+        .global_secondary_index_updates(
+            GlobalSecondaryIndexUpdate::builder()
+                .create(
+                    CreateGlobalSecondaryIndexAction::builder()
+                        .index_name(OPEN_JOBS_INDEX)
+                        .set_key_schema(Some(index.key_schema().to_vec()))
+                        .set_projection(index.projection().cloned())
+                        .build()?,
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .with_context(|| format!("add index {OPEN_JOBS_INDEX} to {table}"))?;
+    wait_table_active(clients, table).await
 }
 
 async fn wait_table_active(clients: &AwsClients, table: &str) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 
 pub mod media;
 pub mod moto;
+pub mod processes;
 pub mod stack;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};

@@ -33,6 +33,8 @@ pub struct StackOptions {
     pub kernel: KernelConfig,
     /// Queue settings for the provisioner.
     pub queues: QueueSettings,
+    /// Run the MediaConvert stand-in in-process (off when the chaos suite runs it as a process).
+    pub standin: bool,
 }
 
 impl Default for StackOptions {
@@ -50,6 +52,7 @@ impl Default for StackOptions {
                 frames_visibility_timeout_secs: 30,
                 control_visibility_timeout_secs: 30,
             },
+            standin: true,
         }
     }
 }
@@ -123,24 +126,30 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
 
-    let standin = Standin::bind(
-        StandinConfig {
-            listen: "127.0.0.1:0".into(),
-            events_queue: provisioned.job_events_queue_url.clone(),
-            ..StandinConfig::default()
-        },
-        plain.s3.clone(),
-        plain.sqs.clone(),
-    )
-    .await
-    .context("starting the MediaConvert stand-in")?;
-    let standin_endpoint = format!("http://{}", standin.local_addr());
-    let token = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        if let Err(error) = standin.run(token).await {
-            tracing::error!(error = format!("{error:#}"), "stand-in failed");
-        }
-    }));
+    let standin_endpoint = if options.standin {
+        let standin = Standin::bind(
+            StandinConfig {
+                listen: "127.0.0.1:0".into(),
+                events_queue: provisioned.job_events_queue_url.clone(),
+                ..StandinConfig::default()
+            },
+            plain.s3.clone(),
+            plain.sqs.clone(),
+        )
+        .await
+        .context("starting the MediaConvert stand-in")?;
+        let standin_endpoint = format!("http://{}", standin.local_addr());
+        let token = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = standin.run(token).await {
+                tracing::error!(error = format!("{error:#}"), "stand-in failed");
+            }
+        }));
+        standin_endpoint
+    } else {
+        // Set by the caller's own stand-in process; nothing answers here until then.
+        format!("http://127.0.0.1:{}", crate::moto::free_port()?)
+    };
     let clients = AwsClients::from_config(&sdk, true, Some(&standin_endpoint));
 
     let dispatcher_settings = DispatcherSettings {

@@ -107,6 +107,7 @@ async fn overwrite_while_capture_is_queued_keeps_each_job_on_its_own_bytes() {
             input_url: format!("s3://{frames_bucket}/blocker/long.mp4"),
             destination: format!("s3://{frames_bucket}/blocker-frames/"),
             rate: CaptureRate::parse("30").unwrap(),
+            attempt: 0,
         },
     )
     .await

@@ -42,7 +42,9 @@ async fn concurrent_batches_count_once_and_one_worker_wins() {
         Transition::Applied
     );
     assert_eq!(
-        jobs.start_processing(&id, "mc-1", 40, 10).await.unwrap(),
+        jobs.start_processing(&id, "mc-1", 40, 10, &plan())
+            .await
+            .unwrap(),
         Transition::Applied
     );
     // Out-of-order and duplicate transitions are refused.
@@ -51,7 +53,9 @@ async fn concurrent_batches_count_once_and_one_worker_wins() {
         Transition::NotApplicable
     );
     assert_eq!(
-        jobs.start_processing(&id, "mc-1", 40, 10).await.unwrap(),
+        jobs.start_processing(&id, "mc-1", 40, 10, &plan())
+            .await
+            .unwrap(),
         Transition::NotApplicable
     );
 
@@ -120,7 +124,9 @@ async fn incomplete_job_does_not_complete() {
     jobs.register(&JobRecord::new(id.clone(), "in", "half.mp4", "e", 1))
         .await
         .unwrap();
-    jobs.start_processing(&id, "mc-2", 8, 2).await.unwrap();
+    jobs.start_processing(&id, "mc-2", 8, 2, &plan())
+        .await
+        .unwrap();
     let outcome = BatchOutcome {
         processed: 4,
         failed: Vec::new(),
@@ -145,4 +151,12 @@ async fn incomplete_job_does_not_complete() {
         record.last_error.as_deref(),
         Some("MediaConvert error 1010: unreadable")
     );
+}
+
+fn plan() -> framefleet_core::jobs::BatchPlan {
+    framefleet_core::jobs::BatchPlan {
+        batch_size: 4,
+        params: framefleet_edge::EdgeParams::default(),
+        last_frame: Some("s3://frames/v/clip.0000039.jpg".into()),
+    }
 }

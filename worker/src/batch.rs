@@ -92,6 +92,22 @@ impl BatchProcessor {
     ) -> Result<BatchReport, BatchError> {
         let span = tracing::info_span!("batch", video_id = %batch.video_id, batch_index = batch.batch_index, frames = batch.frame_keys.len());
         async move {
+            if redelivered
+                && self
+                    .jobs
+                    .is_counted(&batch.video_id, batch.batch_index)
+                    .await?
+            {
+                // Counted by an earlier delivery that died before deleting the message: only
+                // the completion may still be owed.
+                tracing::info!("batch was counted before (redelivery); skipping its frames");
+                let completed_job = self.finish_if_last(batch, redelivered).await?;
+                return Ok(BatchReport {
+                    outcome: BatchOutcome::default(),
+                    counting: Counting::AlreadyCounted,
+                    completed_job,
+                });
+            }
             // Futures built eagerly: a lazy `map` closure over borrowed state is not `Send`
             // for every lifetime, which `tokio::spawn` needs.
             let frames: Vec<_> = batch
@@ -162,12 +178,21 @@ impl BatchProcessor {
     }
 
     async fn write_manifest(&self, batch: &FrameBatch) -> Result<(), BatchError> {
-        let video_id = &batch.video_id;
+        self.finish_job(&batch.video_id, &batch.params).await
+    }
+
+    /// Writes the manifest of a FINALIZING job and marks it COMPLETE: what the winner of the
+    /// completion does, and what the dispatcher's reconciler does for a winner that died.
+    pub async fn finish_job(
+        &self,
+        video_id: &framefleet_core::video::VideoId,
+        params: &EdgeParams,
+    ) -> Result<(), BatchError> {
         let Some(record) = self.jobs.get(video_id).await? else {
             return Ok(());
         };
         let failed = self.jobs.failed_frames(video_id).await?;
-        let document = manifest::build(&record, &batch.params, &self.processed_bucket, failed);
+        let document = manifest::build(&record, params, &self.processed_bucket, failed);
         let key = format!("{video_id}/manifest.json");
         let body = serde_json::to_vec_pretty(&document).unwrap_or_default();
         self.put(&key, body, "application/json").await?;

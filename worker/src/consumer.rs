@@ -309,7 +309,15 @@ impl Worker {
         let _busy = self.protection.busy();
         let redelivered = receive_count(&message) > 1;
         let work = self.processor.process(&batch, redelivered);
-        let result = with_heartbeat(work, &self.frames, &receipt, self.visibility).await;
+        // Heartbeat at half the queue's timeout (ChangeMessageVisibility restarts the clock).
+        let result = framefleet_core::lease::hold_while(
+            work,
+            &self.frames,
+            &receipt,
+            self.visibility,
+            self.visibility / 2,
+        )
+        .await;
         // A loop whose slots are all busy does not receive; finished batches prove it lives.
         self.heartbeat.beat();
         match result {
@@ -332,26 +340,4 @@ enum Handled {
     Done(BatchReport),
     Retry,
     Rejected,
-}
-
-/// Runs `work` while extending the message's visibility every half timeout.
-async fn with_heartbeat<F: std::future::Future>(
-    work: F,
-    queue: &Queue,
-    receipt: &str,
-    visibility: Duration,
-) -> F::Output {
-    let period = (visibility / 2).max(Duration::from_secs(1));
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    tokio::pin!(work);
-    loop {
-        tokio::select! {
-            output = &mut work => return output,
-            _ = ticker.tick() => {
-                if let Err(error) = queue.set_visibility(receipt, visibility).await {
-                    tracing::warn!(%error, "visibility heartbeat failed");
-                }
-            }
-        }
-    }
 }
