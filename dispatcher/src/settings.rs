@@ -47,6 +47,14 @@ pub struct DispatcherConfig {
     pub video_suffixes: Vec<String>,
     /// Messages handled at once per queue.
     pub concurrency: usize,
+    /// Widest the MP4 preview may be, in pixels (an even number in 32..=8192). MediaConvert
+    /// refuses a job made only of frame captures, so every job also writes
+    /// `<video id>/preview.mp4` to the processed bucket, shrunk to fit inside
+    /// `preview_max_width` × `preview_max_height` with its aspect kept (never enlarged).
+    pub preview_max_width: u32,
+    /// Tallest the MP4 preview may be, in pixels (an even number in 32..=8192); see
+    /// `preview_max_width`.
+    pub preview_max_height: u32,
 }
 
 impl Default for DispatcherConfig {
@@ -66,6 +74,8 @@ impl Default for DispatcherConfig {
             .map(String::from)
             .to_vec(),
             concurrency: 4,
+            preview_max_width: 640,
+            preview_max_height: 360,
         }
     }
 }
@@ -163,6 +173,19 @@ impl DispatcherSettings {
                 "must list at least one suffix",
             ));
         }
+        // MediaConvert's VideoDescription Width and Height are 32..=8192; 4:2:0 H.264 needs
+        // even sizes.
+        for (key, value) in [
+            ("dispatcher.preview_max_width", d.preview_max_width),
+            ("dispatcher.preview_max_height", d.preview_max_height),
+        ] {
+            if !(32..=8192).contains(&value) || value % 2 != 0 {
+                return Err(ConfigError::rule(
+                    key,
+                    format!("must be an even number between 32 and 8192, not {value}"),
+                ));
+            }
+        }
         if !(1..=64).contains(&d.concurrency) {
             return Err(ConfigError::rule(
                 "dispatcher.concurrency",
@@ -225,6 +248,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("dispatcher.batch_size"), "{err}");
+        let err = load(&[(
+            "FRAMEFLEET__DISPATCHER__CAPTURE_RATE",
+            "2147483648/2147483647",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("dispatcher.capture_rate"), "{err}");
+        assert!(err.contains("2147483648/2147483647"), "{err}");
+        let err = load(&[("FRAMEFLEET__DISPATCHER__FALLBACK_RATE", "4294967295/1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dispatcher.fallback_rate"), "{err}");
+        for (key, value) in [
+            ("FRAMEFLEET__DISPATCHER__PREVIEW_MAX_WIDTH", "641"),
+            ("FRAMEFLEET__DISPATCHER__PREVIEW_MAX_WIDTH", "16"),
+            ("FRAMEFLEET__DISPATCHER__PREVIEW_MAX_HEIGHT", "9000"),
+        ] {
+            let err = load(&[(key, value)]).unwrap_err().to_string();
+            let named = key
+                .trim_start_matches("FRAMEFLEET__DISPATCHER__")
+                .to_lowercase();
+            assert!(err.contains(&format!("dispatcher.{named}")), "{err}");
+        }
+        let settings = load(&[
+            ("FRAMEFLEET__DISPATCHER__PREVIEW_MAX_WIDTH", "1280"),
+            ("FRAMEFLEET__DISPATCHER__PREVIEW_MAX_HEIGHT", "720"),
+        ])
+        .unwrap();
+        assert_eq!(settings.dispatcher.preview_max_width, 1280);
         let err = load(&[("FRAMEFLEET__DISPATCHER__BATCH_SIZ", "3")])
             .unwrap_err()
             .to_string();
