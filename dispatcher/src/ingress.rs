@@ -5,9 +5,9 @@ use framefleet_core::video::VideoId;
 use tracing::Instrument;
 
 use crate::error::DispatchError;
-use crate::mediaconvert::{create_capture_job, CaptureRequest};
+use crate::mediaconvert::{create_capture_job, CaptureRequest, PREVIEW_BASE_NAME};
 use crate::notification::{self, Notification, ObjectCreated};
-use crate::rate::{probe_rate, CaptureRate, ProbeError};
+use crate::rate::{probe_rate, CaptureRate, HeaderProbe, ProbeError};
 use crate::service::Inner;
 use crate::source::S3Object;
 
@@ -69,8 +69,11 @@ async fn register_upload(inner: &Inner, object: &ObjectCreated) -> Result<(), Di
         fail(inner, &video_id, "the upload is empty (0 bytes)").await?;
         return Ok(());
     }
-    let rate = match choose_rate(inner, object, size).await {
-        Ok(rate) => rate,
+    let HeaderProbe {
+        rate,
+        has_audio: source_has_audio,
+    } = match choose_rate(inner, object, size).await {
+        Ok(probe) => probe,
         Err(RateChoice::Unusable(reason)) => {
             fail(inner, &video_id, &reason).await?;
             return Ok(());
@@ -84,7 +87,12 @@ async fn register_upload(inner: &Inner, object: &ObjectCreated) -> Result<(), Di
             "s3://{}/{}/",
             inner.settings.resources.frames_bucket, video_id
         ),
+        preview_destination: format!(
+            "s3://{}/{}/{}",
+            inner.settings.resources.processed_bucket, video_id, PREVIEW_BASE_NAME
+        ),
         rate,
+        source_has_audio,
     };
     let job_id = match create_capture_job(
         &inner.clients.mediaconvert,
@@ -143,33 +151,44 @@ enum RateChoice {
     Retry(DispatchError),
 }
 
+/// The capture rate and whether the upload has sound. A container whose header is not read
+/// (AVI, MPEG-TS, …) gets `dispatcher.fallback_rate` and a silent preview: asking MediaConvert
+/// for audio the video lacks would fail the whole job.
 async fn choose_rate(
     inner: &Inner,
     object: &ObjectCreated,
     size: u64,
-) -> Result<CaptureRate, RateChoice> {
+) -> Result<HeaderProbe, RateChoice> {
     let config = &inner.settings.dispatcher;
     let fallback = || {
         CaptureRate::parse(&config.fallback_rate).map_err(|e| RateChoice::Unusable(e.to_string()))
     };
-    if config.capture_rate != "source" {
-        return CaptureRate::parse(&config.capture_rate)
-            .map_err(|e| RateChoice::Unusable(e.to_string()));
-    }
     let reader = S3Object {
         client: &inner.clients.s3,
         bucket: &object.bucket,
         key: &object.key,
     };
+    if config.capture_rate != "source" {
+        let rate = CaptureRate::parse(&config.capture_rate)
+            .map_err(|e| RateChoice::Unusable(e.to_string()))?;
+        // The header only decides the preview's audio here; MediaConvert judges the video.
+        let has_audio = probe_rate(&reader, size)
+            .await
+            .is_ok_and(|probe| probe.has_audio);
+        return Ok(HeaderProbe { rate, has_audio });
+    }
     match probe_rate(&reader, size).await {
-        Ok(rate) => {
-            tracing::info!(capture_rate = %rate, "frame rate read from the container header");
-            Ok(rate)
+        Ok(probe) => {
+            tracing::info!(capture_rate = %probe.rate, has_audio = probe.has_audio, "frame rate read from the container header");
+            Ok(probe)
         }
         Err(ProbeError::OtherContainer(kind)) => {
             let rate = fallback()?;
             tracing::info!(container = kind, capture_rate = %rate, "using dispatcher.fallback_rate");
-            Ok(rate)
+            Ok(HeaderProbe {
+                rate,
+                has_audio: false,
+            })
         }
         Err(ProbeError::Read(error)) if error.retryable => {
             Err(RateChoice::Retry(DispatchError::S3 {

@@ -10,7 +10,7 @@ use aws_sdk_mediaconvert::error::ProvideErrorMetadata;
 use aws_sdk_mediaconvert::types::{JobStatus, VideoCodec, VideoCodecSettings, VideoDescription};
 use aws_sdk_s3::primitives::ByteStream;
 use framefleet_core::aws::describe;
-use framefleet_dispatcher::mediaconvert::capture_job_settings;
+use framefleet_dispatcher::mediaconvert::{capture_job_settings, CaptureJob};
 use framefleet_e2e::media::{count_frames, make_faststart_video, make_video};
 use framefleet_e2e::moto::MotoServer;
 use mediaconvert_standin::{Standin, StandinConfig};
@@ -226,13 +226,14 @@ fn frame_capture(
         .create_job()
         .role(ROLE)
         .user_metadata("video_id", "vid-1")
-        .settings(capture_job_settings(
-            &format!("s3://{INPUTS}/{key}"),
-            destination,
-            rate,
+        .settings(capture_job_settings(&CaptureJob {
+            input_url: &format!("s3://{INPUTS}/{key}"),
+            frames_destination: destination,
+            framerate: rate,
             max_captures,
             quality,
-        ))
+            preview: None,
+        }))
 }
 
 fn statuses(events: &[Value]) -> Vec<&str> {
