@@ -152,8 +152,8 @@ enum RateChoice {
 }
 
 /// The capture rate and whether the upload has sound. A container whose header is not read
-/// (AVI, MPEG-TS, …) gets `dispatcher.fallback_rate` and a silent preview: asking MediaConvert
-/// for audio the video lacks would fail the whole job.
+/// (AVI, MPEG-TS, …) gets `dispatcher.fallback_rate` and a silent preview: the preview only
+/// asks MediaConvert for sound the header showed.
 async fn choose_rate(
     inner: &Inner,
     object: &ObjectCreated,

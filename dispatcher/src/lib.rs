@@ -3,8 +3,10 @@
 //!
 //! - [`settings`]: what it reads at start-up, validated with the key named on error.
 //! - [`notification`]: S3 event notifications (test events, encoded keys, several records).
-//! - [`rate`]: the capture rate, configured or read from the MP4 header by ranged reads.
-//! - [`mediaconvert`]: the CreateJob request.
+//! - [`rate`]: the capture rate, configured or read from the MP4 header by ranged reads, and
+//!   whether the video has sound.
+//! - [`mediaconvert`]: the CreateJob request: the frame capture and the MP4 preview
+//!   MediaConvert requires beside it.
 //! - [`events`]: MediaConvert job state change events.
 //! - [`service`]: the two consumer loops and their `run_once`; `ingress` and `fanout` hold
 //!   what each message kind does.

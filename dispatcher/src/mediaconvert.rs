@@ -75,8 +75,8 @@ pub struct CaptureRequest<'a> {
     pub preview_destination: String,
     /// Frames per second to capture.
     pub rate: CaptureRate,
-    /// The upload has a sound track, so the preview can carry it. MediaConvert fails a job
-    /// whose audio selector finds no audio, so this is false unless the header said so.
+    /// The upload has a sound track, so the preview can carry it. False unless the header
+    /// showed one: the preview only asks MediaConvert for sound that is known to be there.
     pub source_has_audio: bool,
 }
 
