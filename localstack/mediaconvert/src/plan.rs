@@ -292,6 +292,13 @@ fn plan_input(settings: &JobSettings) -> Result<InputPlan, BadRequest> {
             "Required property is missing",
         )
     })?;
+    // FileInput is a string of at most 2048 characters (API model `__stringMax2048PatternS3Https`).
+    if url.chars().count() > 2048 {
+        return Err(bad(
+            "/settings/inputs/0/fileInput",
+            "Should be at most 2048 characters long",
+        ));
+    }
     let (bucket, key) = framefleet_core::frames::parse_s3_url(url)
         .filter(|(_, key)| !key.is_empty() && !key.ends_with('/'))
         .ok_or_else(|| {
@@ -1088,6 +1095,21 @@ mod tests {
             r["settings"]["inputs"] = json!([]);
         });
         assert_eq!(message, "/settings/inputs: Should have at least 1 items");
+        let message = message_after(|r| {
+            r["settings"]["inputs"][0]["fileInput"] =
+                json!(format!("s3://in/{}", "k".repeat(2041)));
+        });
+        assert_eq!(
+            message,
+            "/settings/inputs/0/fileInput: Should be at most 2048 characters long"
+        );
+        let request = {
+            let mut r = frame_capture_request();
+            r["settings"]["inputs"][0]["fileInput"] =
+                json!(format!("s3://in/{}", "k".repeat(2040)));
+            r
+        };
+        assert!(plan(&request).is_ok());
         let message = message_after(|r| {
             let input = r["settings"]["inputs"][0].clone();
             r["settings"]["inputs"] = json!([input.clone(), input]);
