@@ -15,6 +15,7 @@ pub enum JobState {
         percent: Option<u64>,
     },
     /// Capture finished; `last_output` is the last frame's S3 URL when the event names it.
+    /// The job's other outputs (the MP4 preview) are not frames and are left out.
     Complete {
         /// `s3://bucket/prefix/name.NNNNNNN.jpg` of the last captured frame.
         last_output: Option<String>,
@@ -107,6 +108,21 @@ struct OutputDetail {
     output_file_paths: Vec<String>,
 }
 
+/// The frame-capture output's path among every output of the job. Every group of our job is a
+/// `FILE_GROUP` and the order of groups in the event is not something to rely on, so the path
+/// is recognised by its name: frame captures are the only outputs named
+/// `<base>.<NNNNNNN>.jpg` ("Files will be named as filename.NNNNNNN.jpg" — MediaConvert API
+/// Reference, "Jobs", FrameCaptureSettings,
+/// <https://docs.aws.amazon.com/mediaconvert/latest/apireference/jobs.html>).
+fn last_frame(groups: &[OutputGroupDetail]) -> Option<String> {
+    groups
+        .iter()
+        .flat_map(|g| &g.output_details)
+        .flat_map(|o| &o.output_file_paths)
+        .rfind(|path| framefleet_core::frames::frame_index(path).is_some())
+        .cloned()
+}
+
 /// Parses a job-events message body.
 pub fn parse(body: &str) -> Result<JobEvent, EventError> {
     let envelope: Envelope = serde_json::from_str(body)?;
@@ -124,13 +140,7 @@ pub fn parse(body: &str) -> Result<JobEvent, EventError> {
             percent: detail.job_progress.and_then(|p| p.job_percent_complete),
         },
         "COMPLETE" => JobState::Complete {
-            last_output: detail
-                .output_group_details
-                .iter()
-                .flat_map(|g| &g.output_details)
-                .flat_map(|o| &o.output_file_paths)
-                .next_back()
-                .cloned(),
+            last_output: last_frame(&detail.output_group_details),
         },
         "ERROR" => JobState::Error {
             code: match detail.error_code {
@@ -177,6 +187,47 @@ mod tests {
         );
         assert_eq!(
             parse(&event("COMPLETE", "")).unwrap().state,
+            JobState::Complete { last_output: None }
+        );
+    }
+
+    /// The COMPLETE event of a job with a frame capture group and an MP4 group, in the shape of
+    /// the example in the MediaConvert User Guide, "File group with a frame capture output"
+    /// (<https://docs.aws.amazon.com/mediaconvert/latest/ug/file-group-with-frame-capture-output.html>).
+    fn two_group_complete(frames_first: bool) -> String {
+        let frames = r#"{"outputDetails":[{"outputFilePaths":["s3://amzn-s3-demo-bucket/frameoutput/file.0000036.jpg"],"durationInMs":185000,"videoDetails":{"widthInPx":1280,"heightInPx":720}}],"type":"FILE_GROUP"}"#;
+        let mp4 = r#"{"outputDetails":[{"outputFilePaths":["s3://amzn-s3-demo-bucket/file/file.mp4"],"durationInMs":180041,"blackVideoDurationInMs":0,"videoDetails":{"widthInPx":1280,"heightInPx":720,"averageQVBRScore":7.38,"minimumQVBRScore":7,"maximumQVBRScore":8,"minimumQVBRScoreLocationInMs":2168,"maximumQVBRScoreLocationInMs":25025}}],"type":"FILE_GROUP"}"#;
+        let groups = if frames_first {
+            format!("{frames},{mp4}")
+        } else {
+            format!("{mp4},{frames}")
+        };
+        format!(
+            r#"{{"version":"0","id":"1234abcd-12ab-34cd-56ef-1234567890ab","detail-type":"MediaConvert Job State Change","source":"aws.mediaconvert","account":"111122223333","time":"2022-12-19T19:07:12Z","region":"us-west-2","resources":["arn:aws:mediaconvert:us-west-2:111122223333:jobs/1671476818694-phptj0"],
+            "detail":{{"status":"COMPLETE","paddingInserted":0,"blackVideoDetected":10,"blackSegments":[{{"start":0,"end":10}}],"outputGroupDetails":[{groups}],"timestamp":1536964380391,"accountId":"111122223333","queue":"arn:aws:mediaconvert:us-west-2:111122223333:queues/Default","jobId":"1671476818694-phptj0","userMetadata":{{"video_id":"v-1"}}}}}}"#
+        )
+    }
+
+    #[test]
+    fn complete_with_a_preview_names_the_frame_not_the_mp4() {
+        for frames_first in [true, false] {
+            let parsed = parse(&two_group_complete(frames_first)).unwrap();
+            assert_eq!(
+                parsed.state,
+                JobState::Complete {
+                    last_output: Some(
+                        "s3://amzn-s3-demo-bucket/frameoutput/file.0000036.jpg".into()
+                    )
+                },
+                "frame group first: {frames_first}"
+            );
+        }
+        let only_mp4 = event(
+            "COMPLETE",
+            r#","outputGroupDetails":[{"outputDetails":[{"outputFilePaths":["s3://out/v-1/preview.mp4"]}],"type":"FILE_GROUP"}]"#,
+        );
+        assert_eq!(
+            parse(&only_mp4).unwrap().state,
             JobState::Complete { last_output: None }
         );
     }

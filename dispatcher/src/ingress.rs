@@ -6,10 +6,10 @@ use tracing::Instrument;
 
 use crate::context::Inner;
 use crate::error::DispatchError;
-use crate::mediaconvert::{create_capture_job, CaptureRequest};
+use crate::mediaconvert::{create_capture_job, CaptureRequest, PREVIEW_BASE_NAME};
 use crate::notification::{self, Notification, ObjectCreated};
 use crate::pin::{pin_upload, PinError, PinLimits, PinnedSource, Upload};
-use crate::rate::{probe_rate, CaptureRate, ProbeError};
+use crate::rate::{probe_rate, CaptureRate, HeaderProbe, ProbeError};
 use crate::source::S3Object;
 
 /// Handles one ingress message: every record in it, in order.
@@ -79,24 +79,18 @@ pub(crate) async fn register_upload(
         Some(pinned) => pinned,
         None => return Ok(()),
     };
-    let rate = match choose_rate(inner, &pinned, size).await {
-        Ok(rate) => rate,
+    let HeaderProbe {
+        rate,
+        has_audio: source_has_audio,
+    } = match choose_rate(inner, &pinned, size).await {
+        Ok(probe) => probe,
         Err(RateChoice::Unusable(reason)) => {
             fail(inner, &video_id, &reason).await?;
             return Ok(());
         }
         Err(RateChoice::Retry(error)) => return Err(error),
     };
-    let request = CaptureRequest {
-        video_id: &video_id,
-        input_url: pinned.url(),
-        destination: format!(
-            "s3://{}/{}/",
-            inner.settings.resources.frames_bucket, video_id
-        ),
-        rate,
-        attempt: 0,
-    };
+    let request = capture_request(inner, &video_id, &pinned, rate, source_has_audio, 0);
     let job_id = match create_capture_job(
         &inner.clients.mediaconvert,
         &inner.settings.dispatcher,
@@ -171,27 +165,54 @@ pub(crate) async fn recapture(inner: &Inner, record: &JobRecord) -> Result<Strin
             video_id: record.video_id.to_string(),
             message: "the job records no usable capture rate".into(),
         })?;
-    let request = CaptureRequest {
-        video_id: &record.video_id,
-        input_url: PinnedSource::location(
-            &inner.settings.resources.frames_bucket,
-            &record.video_id,
-            &record.source_key,
-        )
-        .url(),
-        destination: format!(
-            "s3://{}/{}/",
-            inner.settings.resources.frames_bucket, record.video_id
-        ),
-        rate,
-        attempt: record.reconcile_attempts + 1,
+    let pinned = PinnedSource::location(
+        &inner.settings.resources.frames_bucket,
+        &record.video_id,
+        &record.source_key,
+    );
+    // The recorded rate stands; the header is read again only for the preview's sound.
+    let has_audio = match choose_rate(inner, &pinned, record.source_size).await {
+        Ok(probe) => probe.has_audio,
+        Err(_) => false,
     };
+    let request = capture_request(
+        inner,
+        &record.video_id,
+        &pinned,
+        rate,
+        has_audio,
+        record.reconcile_attempts + 1,
+    );
     Ok(create_capture_job(
         &inner.clients.mediaconvert,
         &inner.settings.dispatcher,
         &request,
     )
     .await?)
+}
+
+/// The CreateJob request of a video: its pinned copy in, frames and the preview out.
+fn capture_request<'a>(
+    inner: &Inner,
+    video_id: &'a VideoId,
+    pinned: &PinnedSource,
+    rate: CaptureRate,
+    source_has_audio: bool,
+    attempt: u64,
+) -> CaptureRequest<'a> {
+    let r = &inner.settings.resources;
+    CaptureRequest {
+        video_id,
+        input_url: pinned.url(),
+        destination: format!("s3://{}/{}/", r.frames_bucket, video_id),
+        preview_destination: format!(
+            "s3://{}/{}/{}",
+            r.processed_bucket, video_id, PREVIEW_BASE_NAME
+        ),
+        rate,
+        attempt,
+        source_has_audio,
+    }
 }
 
 async fn fail(inner: &Inner, video_id: &VideoId, reason: &str) -> Result<(), DispatchError> {
@@ -224,33 +245,44 @@ enum RateChoice {
     Retry(DispatchError),
 }
 
+/// The capture rate and whether the upload has sound. A container whose header is not read
+/// (AVI, MPEG-TS, …) gets `dispatcher.fallback_rate` and a silent preview: the preview only
+/// asks MediaConvert for sound the header showed.
 async fn choose_rate(
     inner: &Inner,
     pinned: &PinnedSource,
     size: u64,
-) -> Result<CaptureRate, RateChoice> {
+) -> Result<HeaderProbe, RateChoice> {
     let config = &inner.settings.dispatcher;
     let fallback = || {
         CaptureRate::parse(&config.fallback_rate).map_err(|e| RateChoice::Unusable(e.to_string()))
     };
-    if config.capture_rate != "source" {
-        return CaptureRate::parse(&config.capture_rate)
-            .map_err(|e| RateChoice::Unusable(e.to_string()));
-    }
     let reader = S3Object {
         client: &inner.clients.s3,
         bucket: &pinned.bucket,
         key: &pinned.key,
     };
+    if config.capture_rate != "source" {
+        let rate = CaptureRate::parse(&config.capture_rate)
+            .map_err(|e| RateChoice::Unusable(e.to_string()))?;
+        // The header only decides the preview's audio here; MediaConvert judges the video.
+        let has_audio = probe_rate(&reader, size)
+            .await
+            .is_ok_and(|probe| probe.has_audio);
+        return Ok(HeaderProbe { rate, has_audio });
+    }
     match probe_rate(&reader, size).await {
-        Ok(rate) => {
-            tracing::info!(capture_rate = %rate, "frame rate read from the container header");
-            Ok(rate)
+        Ok(probe) => {
+            tracing::info!(capture_rate = %probe.rate, has_audio = probe.has_audio, "frame rate read from the container header");
+            Ok(probe)
         }
         Err(ProbeError::OtherContainer(kind)) => {
             let rate = fallback()?;
             tracing::info!(container = kind, capture_rate = %rate, "using dispatcher.fallback_rate");
-            Ok(rate)
+            Ok(HeaderProbe {
+                rate,
+                has_audio: false,
+            })
         }
         Err(ProbeError::Read(error)) if error.retryable => {
             Err(RateChoice::Retry(DispatchError::S3 {

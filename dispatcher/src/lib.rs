@@ -4,8 +4,10 @@
 //! - [`settings`]: what it reads at start-up, validated with the key named on error.
 //! - [`notification`]: S3 event notifications (test events, encoded keys, several records).
 //! - [`pin`]: the job's own copy of exactly the registered upload, which every later read uses.
-//! - [`rate`]: the capture rate, configured or read from the MP4 header by ranged reads.
-//! - [`mediaconvert`]: the CreateJob request.
+//! - [`rate`]: the capture rate, configured or read from the MP4 header by ranged reads, and
+//!   whether the video has sound.
+//! - [`mediaconvert`]: the CreateJob request: the frame capture and the MP4 preview
+//!   MediaConvert requires beside it.
 //! - [`events`]: MediaConvert job state change events.
 //! - [`redrive`]: `dispatcher redrive`, dead-lettered messages back to their queue.
 //! - [`reconcile`]: finds jobs that stopped moving and makes each one end.

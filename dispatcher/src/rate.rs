@@ -1,12 +1,14 @@
 //! The capture rate: a configured one (`5`, `30000/1001`) or the video's own, read from its
 //! MP4/QuickTime or Matroska/WebM header with ranged reads (`source`), so 29.97 fps is captured as 30000/1001
-//! and every frame is captured exactly once without downloading the video.
+//! and every frame is captured exactly once without downloading the video. The same header
+//! says whether the video has a sound track, which decides whether the preview carries audio.
 
 use std::fmt;
 use std::future::Future;
 
 /// Frames per second as a reduced fraction, as MediaConvert's `FramerateNumerator` and
-/// `FramerateDenominator` take it.
+/// `FramerateDenominator` take it. Both terms are within [`MAX_RATE_TERM`] when built by
+/// [`CaptureRate::parse`] or [`CaptureRate::reduced`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CaptureRate {
     /// Numerator.
@@ -15,34 +17,66 @@ pub struct CaptureRate {
     pub denominator: u32,
 }
 
-/// A rate that does not parse.
+/// Largest numerator or denominator MediaConvert accepts: `FrameCaptureSettings`
+/// `framerateNumerator` and `framerateDenominator` are integers in 1..=2147483647 (MediaConvert
+/// API Reference, "Jobs", FrameCaptureSettings:
+/// <https://docs.aws.amazon.com/mediaconvert/latest/apireference/jobs.html>).
+pub const MAX_RATE_TERM: u64 = i32::MAX as u64;
+
+/// A rate that does not parse, or that MediaConvert cannot take.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("`{0}` is not a frame rate: use `source`, a number like `5` or a fraction like `30000/1001` (at most 1000 fps)")]
-pub struct RateParseError(pub String);
+pub enum RateParseError {
+    /// Not a positive number or fraction of at most 1000 fps.
+    #[error("`{0}` is not a frame rate: use `source`, a number like `5` or a fraction like `30000/1001` (at most 1000 fps)")]
+    NotARate(String),
+    /// A rate whose reduced terms exceed what MediaConvert accepts.
+    #[error("`{0}` cannot be sent to MediaConvert: in lowest terms its numerator and denominator must each be 1..={MAX_RATE_TERM}")]
+    OutOfRange(String),
+}
 
 impl CaptureRate {
     /// Parses `5` or `30000/1001`.
     pub fn parse(text: &str) -> Result<Self, RateParseError> {
-        let err = || RateParseError(text.to_string());
+        let err = || RateParseError::NotARate(text.to_string());
         let (num, den) = match text.trim().split_once('/') {
             Some((n, d)) => (n.trim(), d.trim()),
             None => (text.trim(), "1"),
         };
         let numerator: u64 = num.parse().map_err(|_| err())?;
         let denominator: u64 = den.parse().map_err(|_| err())?;
-        Self::reduced(numerator, denominator).ok_or_else(err)
+        Self::reduced(numerator, denominator).map_err(|e| match e {
+            RateParseError::OutOfRange(_) => RateParseError::OutOfRange(text.trim().to_string()),
+            RateParseError::NotARate(_) => err(),
+        })
     }
 
-    /// `numerator / denominator` in lowest terms, if it is a sane frame rate.
-    pub fn reduced(numerator: u64, denominator: u64) -> Option<Self> {
-        if numerator == 0 || denominator == 0 || numerator > 1000 * denominator {
-            return None;
+    /// `numerator / denominator` in lowest terms, if it is a sane frame rate whose terms
+    /// MediaConvert accepts; a fraction is reduced first, so `4294967294/2` is `2147483647/1`.
+    pub fn reduced(numerator: u64, denominator: u64) -> Result<Self, RateParseError> {
+        let shown = || format!("{numerator}/{denominator}");
+        if numerator == 0
+            || denominator == 0
+            || u128::from(numerator) > 1000 * u128::from(denominator)
+        {
+            return Err(RateParseError::NotARate(shown()));
         }
         let g = gcd(numerator, denominator);
-        Some(Self {
-            numerator: u32::try_from(numerator / g).ok()?,
-            denominator: u32::try_from(denominator / g).ok()?,
+        let (n, d) = (numerator / g, denominator / g);
+        if n > MAX_RATE_TERM || d > MAX_RATE_TERM {
+            return Err(RateParseError::OutOfRange(shown()));
+        }
+        Ok(Self {
+            numerator: n as u32,
+            denominator: d as u32,
         })
+    }
+
+    /// The terms as MediaConvert's integers; `None` for a rate built by hand out of range.
+    pub fn framerate(&self) -> Option<(i32, i32)> {
+        Some((
+            i32::try_from(self.numerator).ok()?,
+            i32::try_from(self.denominator).ok()?,
+        ))
     }
 }
 
@@ -74,6 +108,9 @@ pub enum ProbeError<E: std::error::Error + 'static> {
     /// The MP4 structure is broken or has no video track with timing.
     #[error("unreadable MP4/QuickTime header: {0}")]
     Malformed(String),
+    /// The header is readable but its frame rate cannot be sent to MediaConvert exactly.
+    #[error("the video's own frame rate is unusable: {0}")]
+    Unsupported(String),
     /// Reading the object failed.
     #[error("reading the video failed")]
     Read(#[source] E),
@@ -94,11 +131,22 @@ pub trait RangeRead {
 /// Largest `moov` box read (a long video's index is a few MiB).
 const MAX_MOOV: u64 = 64 * 1024 * 1024;
 
-/// Reads the frame rate of the video track from an MP4/QuickTime object of `size` bytes.
+/// What the container header says about the video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderProbe {
+    /// The video track's frame rate.
+    pub rate: CaptureRate,
+    /// True when the container has a sound track (MP4 handler `soun`, Matroska TrackType 2):
+    /// the preview then asks MediaConvert for audio, which it can only select if it exists.
+    pub has_audio: bool,
+}
+
+/// Reads the frame rate of the video track, and whether there is a sound track, from an
+/// MP4/QuickTime or Matroska/WebM object of `size` bytes.
 pub async fn probe_rate<R: RangeRead>(
     reader: &R,
     size: u64,
-) -> Result<CaptureRate, ProbeError<R::Error>> {
+) -> Result<HeaderProbe, ProbeError<R::Error>> {
     if size == 0 {
         return Err(ProbeError::NotAVideo("the object is empty".into()));
     }
@@ -228,7 +276,20 @@ fn be32(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
 }
 
-fn rate_from_moov<E: std::error::Error>(moov: &[u8]) -> Result<CaptureRate, ProbeError<E>> {
+fn rate_from_moov<E: std::error::Error>(moov: &[u8]) -> Result<HeaderProbe, ProbeError<E>> {
+    let handler = |mdia: &[u8]| child(mdia, b"hdlr").and_then(|h| h.get(8..12).map(<[u8]>::to_vec));
+    let has_audio = children(moov)
+        .filter(|(kind, _)| kind == b"trak")
+        .filter_map(|(_, trak)| child(trak, b"mdia"))
+        .any(|mdia| handler(mdia).as_deref() == Some(b"soun"));
+    let rate = rate_from_video_trak(moov, handler)?;
+    Ok(HeaderProbe { rate, has_audio })
+}
+
+fn rate_from_video_trak<E: std::error::Error>(
+    moov: &[u8],
+    handler: impl Fn(&[u8]) -> Option<Vec<u8>>,
+) -> Result<CaptureRate, ProbeError<E>> {
     for (kind, trak) in children(moov) {
         if kind != b"trak" {
             continue;
@@ -236,8 +297,7 @@ fn rate_from_moov<E: std::error::Error>(moov: &[u8]) -> Result<CaptureRate, Prob
         let Some(mdia) = child(trak, b"mdia") else {
             continue;
         };
-        let is_video = child(mdia, b"hdlr").is_some_and(|h| h.get(8..12) == Some(b"vide"));
-        if !is_video {
+        if handler(mdia).as_deref() != Some(b"vide") {
             continue;
         }
         let mdhd = child(mdia, b"mdhd")
@@ -268,9 +328,14 @@ fn rate_from_moov<E: std::error::Error>(moov: &[u8]) -> Result<CaptureRate, Prob
         if best.0 == 0 {
             return Err(ProbeError::Malformed("video track has no samples".into()));
         }
-        return CaptureRate::reduced(u64::from(timescale), u64::from(best.1)).ok_or_else(|| {
-            ProbeError::Malformed(format!("implausible frame rate {timescale}/{}", best.1))
-        });
+        return CaptureRate::reduced(u64::from(timescale), u64::from(best.1)).map_err(
+            |e| match e {
+                RateParseError::OutOfRange(_) => ProbeError::Unsupported(e.to_string()),
+                RateParseError::NotARate(_) => {
+                    ProbeError::Malformed(format!("implausible frame rate {timescale}/{}", best.1))
+                }
+            },
+        );
     }
     Err(ProbeError::NotAVideo(
         "the MP4/QuickTime file has no video track".into(),
@@ -368,7 +433,7 @@ fn ebml_uint(bytes: &[u8]) -> Option<u64> {
 async fn probe_matroska<R: RangeRead>(
     reader: &R,
     size: u64,
-) -> Result<CaptureRate, ProbeError<R::Error>> {
+) -> Result<HeaderProbe, ProbeError<R::Error>> {
     let bytes = reader
         .read(0, size.min(MATROSKA_HEAD))
         .await
@@ -386,28 +451,37 @@ async fn probe_matroska<R: RangeRead>(
         if id != TRACKS {
             continue;
         }
-        for (entry, e_start, e_end) in ebml_children(&bytes, start, end) {
-            if entry != TRACK_ENTRY {
-                continue;
-            }
-            let fields = ebml_children(&bytes, e_start, e_end);
-            let field = |wanted: u32| {
-                fields
-                    .iter()
-                    .find(|(id, _, _)| *id == wanted)
-                    .and_then(|&(_, s, e)| ebml_uint(&bytes[s..e]))
-            };
-            if field(TRACK_TYPE) != Some(1) {
-                continue;
-            }
-            let Some(duration) = field(DEFAULT_DURATION).filter(|&d| d > 0) else {
+        // (TrackType, DefaultDuration) of every track entry.
+        let tracks: Vec<(Option<u64>, Option<u64>)> = ebml_children(&bytes, start, end)
+            .into_iter()
+            .filter(|(entry, _, _)| *entry == TRACK_ENTRY)
+            .map(|(_, e_start, e_end)| {
+                let fields = ebml_children(&bytes, e_start, e_end);
+                let field = |wanted: u32| {
+                    fields
+                        .iter()
+                        .find(|(id, _, _)| *id == wanted)
+                        .and_then(|&(_, s, e)| ebml_uint(&bytes[s..e]))
+                };
+                (field(TRACK_TYPE), field(DEFAULT_DURATION))
+            })
+            .collect();
+        let has_audio = tracks.iter().any(|(kind, _)| *kind == Some(2));
+        if let Some(&(_, duration)) = tracks.iter().find(|(kind, _)| *kind == Some(1)) {
+            let Some(duration) = duration.filter(|&d| d > 0) else {
                 return Err(ProbeError::OtherContainer(
                     "Matroska/WebM without a default frame duration",
                 ));
             };
-            return rate_from_frame_duration(duration).ok_or_else(|| {
-                ProbeError::Malformed(format!("implausible frame duration {duration} ns"))
-            });
+            let rate = rate_from_frame_duration(duration).map_err(|e| match e {
+                RateParseError::OutOfRange(_) => {
+                    ProbeError::Unsupported(format!("frame duration {duration} ns: {e}"))
+                }
+                RateParseError::NotARate(_) => {
+                    ProbeError::Malformed(format!("implausible frame duration {duration} ns"))
+                }
+            })?;
+            return Ok(HeaderProbe { rate, has_audio });
         }
         return Err(ProbeError::NotAVideo(
             "the Matroska/WebM file has no video track".into(),
@@ -419,7 +493,7 @@ async fn probe_matroska<R: RangeRead>(
 }
 
 /// Frames per second from nanoseconds per frame, snapped to a standard rate when it is one.
-fn rate_from_frame_duration(nanos: u64) -> Option<CaptureRate> {
+fn rate_from_frame_duration(nanos: u64) -> Result<CaptureRate, RateParseError> {
     let fps = 1e9 / nanos as f64;
     for (num, den) in STANDARD_RATES {
         let standard = num as f64 / den as f64;
@@ -457,9 +531,24 @@ mod tests {
     }
 
     fn mp4(timescale: u32, stts: &[(u32, u32)], moov_first: bool, mdat: usize) -> Vec<u8> {
-        let mut hdlr = vec![0u8; 8];
-        hdlr.extend_from_slice(b"vide");
-        hdlr.extend_from_slice(&[0; 12]);
+        mp4_with(timescale, stts, moov_first, mdat, false)
+    }
+
+    /// An MP4 with one video track, preceded by a sound track when `sound` is set.
+    fn mp4_with(
+        timescale: u32,
+        stts: &[(u32, u32)],
+        moov_first: bool,
+        mdat: usize,
+        sound: bool,
+    ) -> Vec<u8> {
+        let handler = |kind: &[u8; 4]| {
+            let mut hdlr = vec![0u8; 8];
+            hdlr.extend_from_slice(kind);
+            hdlr.extend_from_slice(&[0; 12]);
+            bx(b"hdlr", &hdlr)
+        };
+        let hdlr = handler(b"vide");
         let mut mdhd = vec![0u8; 12];
         mdhd.extend_from_slice(&timescale.to_be_bytes());
         mdhd.extend_from_slice(&[0; 8]);
@@ -471,11 +560,13 @@ mod tests {
         }
         let stbl = bx(b"stbl", &bx(b"stts", &stts_payload));
         let minf = bx(b"minf", &stbl);
-        let mdia = bx(
-            b"mdia",
-            &[bx(b"mdhd", &mdhd), bx(b"hdlr", &hdlr), minf].concat(),
-        );
-        let moov = bx(b"moov", &bx(b"trak", &mdia));
+        let mdia = bx(b"mdia", &[bx(b"mdhd", &mdhd), hdlr, minf].concat());
+        let mut traks = Vec::new();
+        if sound {
+            traks.extend(bx(b"trak", &bx(b"mdia", &handler(b"soun"))));
+        }
+        traks.extend(bx(b"trak", &mdia));
+        let moov = bx(b"moov", &traks);
         let ftyp = bx(b"ftyp", b"isom\0\0\0\0");
         let mdat = bx(b"mdat", &vec![0u8; mdat]);
         if moov_first {
@@ -485,9 +576,13 @@ mod tests {
         }
     }
 
-    async fn probe(bytes: Vec<u8>) -> Result<CaptureRate, ProbeError<Never>> {
+    async fn probe_header(bytes: Vec<u8>) -> Result<HeaderProbe, ProbeError<Never>> {
         let size = bytes.len() as u64;
         probe_rate(&Bytes(bytes), size).await
+    }
+
+    async fn probe(bytes: Vec<u8>) -> Result<CaptureRate, ProbeError<Never>> {
+        probe_header(bytes).await.map(|p| p.rate)
     }
 
     #[test]
@@ -500,6 +595,72 @@ mod tests {
         assert_eq!(CaptureRate::parse("50/2").unwrap().to_string(), "25/1");
         for bad in ["", "0", "fast", "1/0", "-5", "5000"] {
             assert!(CaptureRate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rates_fit_mediaconvert_integers() {
+        // Reduced first: only the lowest terms must fit.
+        assert_eq!(
+            CaptureRate::parse("4294967294/2").unwrap_err(),
+            RateParseError::NotARate("4294967294/2".into()),
+            "2147483647 fps is over the 1000 fps cap"
+        );
+        let rate = CaptureRate::parse("4294967294/4294967292").unwrap();
+        assert_eq!(rate.to_string(), "2147483647/2147483646");
+        assert_eq!(rate.framerate(), Some((i32::MAX, i32::MAX - 1)));
+        for text in ["2147483648/2147483647", "2147483647/2147483648"] {
+            let error = CaptureRate::parse(text).unwrap_err();
+            assert_eq!(error, RateParseError::OutOfRange(text.into()));
+            assert!(error.to_string().contains(text), "{error}");
+        }
+        assert_eq!(
+            CaptureRate::reduced(3_000_000_000, 100_000_000).unwrap(),
+            CaptureRate {
+                numerator: 30,
+                denominator: 1
+            }
+        );
+        let by_hand = CaptureRate {
+            numerator: u32::MAX,
+            denominator: 1,
+        };
+        assert_eq!(by_hand.framerate(), None);
+    }
+
+    #[tokio::test]
+    async fn large_timescales_reduce_or_fail_with_the_reason() {
+        // 3e9 / 1e8 reduces to 30/1.
+        let rate = probe(mp4(3_000_000_000, &[(30, 100_000_000)], true, 10))
+            .await
+            .unwrap();
+        assert_eq!(rate.to_string(), "30/1");
+        // 2147483659 is prime: 2147483659/71582788 (≈ 30 fps) has no smaller terms.
+        let error = probe(mp4(2_147_483_659, &[(30, 71_582_788)], true, 10))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ProbeError::Unsupported(_)), "{error}");
+        assert!(error.to_string().contains("2147483659/71582788"), "{error}");
+        // A Matroska frame duration of 2147483659 ns: 1e9/2147483659 is in lowest terms.
+        let error = probe(mkv_with(Some(2_147_483_659), false))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ProbeError::Unsupported(_)), "{error}");
+    }
+
+    #[tokio::test]
+    async fn sound_tracks_are_reported() {
+        for sound in [false, true] {
+            let mp4 = probe_header(mp4_with(30000, &[(300, 1001)], false, 10, sound))
+                .await
+                .unwrap();
+            assert_eq!(mp4.has_audio, sound, "mp4");
+            assert_eq!(mp4.rate.to_string(), "30000/1001");
+            let mkv = probe_header(mkv_with(Some(40_000_000), sound))
+                .await
+                .unwrap();
+            assert_eq!(mkv.has_audio, sound, "mkv");
+            assert_eq!(mkv.rate.to_string(), "25/1");
         }
     }
 
@@ -547,11 +708,20 @@ mod tests {
     }
 
     fn mkv(duration_ns: Option<u32>) -> Vec<u8> {
+        mkv_with(duration_ns.map(u64::from), true)
+    }
+
+    /// A Matroska file with one video track, preceded by an audio track when `sound` is set.
+    fn mkv_with(duration_ns: Option<u64>, sound: bool) -> Vec<u8> {
         let mut entry = ebml(&[0x83], &[1]);
         if let Some(d) = duration_ns {
             entry.extend(ebml(&[0x23, 0xE3, 0x83], &d.to_be_bytes()));
         }
-        let audio = ebml(&[0xAE], &ebml(&[0x83], &[2]));
+        let audio = if sound {
+            ebml(&[0xAE], &ebml(&[0x83], &[2]))
+        } else {
+            Vec::new()
+        };
         let tracks = ebml(
             &[0x16, 0x54, 0xAE, 0x6B],
             &[audio, ebml(&[0xAE], &entry)].concat(),

@@ -59,6 +59,14 @@ pub struct DispatcherConfig {
     /// Long-poll wait of each receive, seconds (1..=20). 20 costs the fewest empty receives;
     /// a receive under way is finished on shutdown, so this also bounds how long that takes.
     pub poll_wait_secs: u64,
+    /// Widest the MP4 preview may be, in pixels (an even number in 32..=8192). MediaConvert
+    /// refuses a job made only of frame captures, so every job also writes
+    /// `<video id>/preview.mp4` to the processed bucket, shrunk to fit inside
+    /// `preview_max_width` × `preview_max_height` with its aspect kept (never enlarged).
+    pub preview_max_width: u32,
+    /// Tallest the MP4 preview may be, in pixels (an even number in 32..=8192); see
+    /// `preview_max_width`.
+    pub preview_max_height: u32,
 }
 
 impl Default for DispatcherConfig {
@@ -81,6 +89,8 @@ impl Default for DispatcherConfig {
             drain_timeout_secs: 45,
             handler_timeout_secs: 900,
             poll_wait_secs: 20,
+            preview_max_width: 640,
+            preview_max_height: 360,
         }
     }
 }
@@ -217,6 +227,19 @@ impl DispatcherSettings {
                 "must list at least one suffix",
             ));
         }
+        // MediaConvert's VideoDescription Width and Height are 32..=8192; 4:2:0 H.264 needs
+        // even sizes.
+        for (key, value) in [
+            ("dispatcher.preview_max_width", d.preview_max_width),
+            ("dispatcher.preview_max_height", d.preview_max_height),
+        ] {
+            if !(32..=8192).contains(&value) || value % 2 != 0 {
+                return Err(ConfigError::rule(
+                    key,
+                    format!("must be an even number between 32 and 8192, not {value}"),
+                ));
+            }
+        }
         if !(1..=64).contains(&d.concurrency) {
             return Err(ConfigError::rule(
                 "dispatcher.concurrency",
@@ -312,6 +335,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("dispatcher.batch_size"), "{err}");
+        let err = load(&[(
+            "FRAMEFLEET__DISPATCHER__CAPTURE_RATE",
+            "2147483648/2147483647",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("dispatcher.capture_rate"), "{err}");
+        assert!(err.contains("2147483648/2147483647"), "{err}");
+        let err = load(&[("FRAMEFLEET__DISPATCHER__FALLBACK_RATE", "4294967295/1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dispatcher.fallback_rate"), "{err}");
+        for (key, value) in [
+            ("FRAMEFLEET__DISPATCHER__PREVIEW_MAX_WIDTH", "641"),
+            ("FRAMEFLEET__DISPATCHER__PREVIEW_MAX_WIDTH", "16"),
+            ("FRAMEFLEET__DISPATCHER__PREVIEW_MAX_HEIGHT", "9000"),
+        ] {
+            let err = load(&[(key, value)]).unwrap_err().to_string();
+            let named = key
+                .trim_start_matches("FRAMEFLEET__DISPATCHER__")
+                .to_lowercase();
+            assert!(err.contains(&format!("dispatcher.{named}")), "{err}");
+        }
+        let settings = load(&[
+            ("FRAMEFLEET__DISPATCHER__PREVIEW_MAX_WIDTH", "1280"),
+            ("FRAMEFLEET__DISPATCHER__PREVIEW_MAX_HEIGHT", "720"),
+        ])
+        .unwrap();
+        assert_eq!(settings.dispatcher.preview_max_width, 1280);
         let err = load(&[("FRAMEFLEET__DISPATCHER__BATCH_SIZ", "3")])
             .unwrap_err()
             .to_string();

@@ -106,8 +106,10 @@ async fn overwrite_while_capture_is_queued_keeps_each_job_on_its_own_bytes() {
             video_id: &VideoId::from_raw("blocker"),
             input_url: format!("s3://{frames_bucket}/blocker/long.mp4"),
             destination: format!("s3://{frames_bucket}/blocker-frames/"),
+            preview_destination: format!("s3://{frames_bucket}/blocker-preview/preview"),
             rate: CaptureRate::parse("30").unwrap(),
             attempt: 0,
+            source_has_audio: false,
         },
     )
     .await

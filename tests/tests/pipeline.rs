@@ -57,6 +57,58 @@ async fn assert_edge_maps(stack: &Stack, video_id: &str, expected: u64, w: u32, 
     }
 }
 
+/// The job's preview, checked to be an H.264 MP4 ffprobe reads, that fits 640×360 (the
+/// dispatcher's default box) and is named by the manifest; returns (width, height, has audio).
+async fn assert_preview(stack: &Stack, video_id: &str) -> (u64, u64, bool) {
+    let key = format!("{video_id}/preview.mp4");
+    let bytes = stack
+        .get(&stack.resources.processed_bucket, &key)
+        .await
+        .unwrap_or_else(|e| panic!("no preview at {key}: {e:#}"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("preview.mp4");
+    std::fs::write(&path, bytes).unwrap();
+    let out = tokio::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries"])
+        .args(["stream=codec_type,codec_name,width,height:format=format_name"])
+        .args(["-of", "json"])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "ffprobe cannot read {key}");
+    let probe: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        probe["format"]["format_name"]
+            .as_str()
+            .unwrap()
+            .contains("mp4"),
+        "{probe:#}"
+    );
+    let streams = probe["streams"].as_array().unwrap();
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .expect("a video stream");
+    assert_eq!(video["codec_name"], "h264");
+    let (width, height) = (
+        video["width"].as_u64().unwrap(),
+        video["height"].as_u64().unwrap(),
+    );
+    assert!(width <= 640 && height <= 360, "{width}×{height}");
+    let manifest = manifest(stack, video_id).await;
+    assert_eq!(
+        manifest["preview"]["bucket"],
+        stack.resources.processed_bucket.as_str()
+    );
+    assert_eq!(manifest["preview"]["key"], key.as_str());
+    (
+        width,
+        height,
+        streams.iter().any(|s| s["codec_type"] == "audio"),
+    )
+}
+
 async fn manifest(stack: &Stack, video_id: &str) -> serde_json::Value {
     let bytes = stack
         .get(
@@ -100,6 +152,44 @@ async fn upload_becomes_edge_maps_with_exact_counts() {
         record.manifest_key,
         Some(format!("{video_id}/manifest.json"))
     );
+    // A source smaller than the box is not enlarged; it has no sound, so neither has the preview.
+    assert_eq!(
+        assert_preview(&stack, video_id.as_str()).await,
+        (160, 96, false)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn preview_of_a_large_video_with_sound_fits_the_box_and_keeps_the_sound() {
+    let stack = spawn_stack().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tone.mp4");
+    let status = tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=960x400:rate=5"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", "1", "-pix_fmt", "yuv420p", "-c:v", "libx264"])
+        .args(["-preset", "ultrafast", "-c:a", "aac", "-shortest"])
+        .arg(&path)
+        .status()
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "ffmpeg could not make the video with sound"
+    );
+    let frames = count_frames(&path).await.unwrap();
+    let video_id = stack
+        .upload("tone.mp4", std::fs::read(&path).unwrap())
+        .await
+        .unwrap();
+    let record = stack.wait_final(&video_id).await.unwrap();
+    assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
+    assert_eq!(record.processed_frames, frames);
+    let (width, height, audio) = assert_preview(&stack, video_id.as_str()).await;
+    assert_eq!(width, 640);
+    assert!(height.abs_diff(640 * 400 / 960) <= 2, "{height}");
+    assert!(audio, "the source has sound, so the preview has too");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -372,7 +462,25 @@ async fn mediaconvert_error_fails_the_job_with_its_code() {
     let record = stack.wait_final(&video_id).await.unwrap();
     assert_eq!(record.status, JobStatus::Failed);
     let error = record.last_error.unwrap();
-    assert!(error.starts_with("MediaConvert error "), "{error}");
+    // MediaConvert's own code and message for the job, as GetJob reports them.
+    let job_id = record.mediaconvert_job_id.expect("the job was created");
+    let job = stack
+        .clients
+        .mediaconvert
+        .get_job()
+        .id(&job_id)
+        .send()
+        .await
+        .unwrap();
+    let job = job.job().unwrap();
+    let code = job.error_code().expect("an error code").to_string();
+    let message = job.error_message().expect("an error message");
+    assert!(!message.is_empty());
+    assert!(error.contains(message), "{error} lacks {message}");
+    assert!(
+        error.replacen(message, "", 1).contains(&code),
+        "{error} lacks the code {code}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

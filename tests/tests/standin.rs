@@ -10,7 +10,10 @@ use aws_sdk_mediaconvert::error::ProvideErrorMetadata;
 use aws_sdk_mediaconvert::types::{JobStatus, VideoCodec, VideoCodecSettings, VideoDescription};
 use aws_sdk_s3::primitives::ByteStream;
 use framefleet_core::aws::describe;
-use framefleet_dispatcher::mediaconvert::capture_job_settings;
+use framefleet_dispatcher::mediaconvert::{
+    capture_job_settings, CaptureJob, PreviewJob, PREVIEW_MAX_BITRATE, PREVIEW_QVBR_QUALITY,
+};
+use framefleet_dispatcher::settings::DispatcherConfig;
 use framefleet_e2e::media::{count_frames, make_faststart_video, make_video};
 use framefleet_e2e::moto::MotoServer;
 use mediaconvert_standin::{Standin, StandinConfig};
@@ -19,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 const INPUTS: &str = "inputs";
 const FRAMES: &str = "frames";
+const PROCESSED: &str = "processed";
 const EVENTS: &str = "standin-events";
 const ROLE: &str = "arn:aws:iam::000000000000:role/framefleet-mediaconvert";
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -46,7 +50,7 @@ impl Env {
                 .build(),
         );
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        for bucket in [INPUTS, FRAMES] {
+        for bucket in [INPUTS, FRAMES, PROCESSED] {
             s3.create_bucket()
                 .bucket(bucket)
                 .send()
@@ -213,7 +217,9 @@ impl Env {
     }
 }
 
-/// The CreateJob call the dispatcher makes, with its own settings builder.
+/// The CreateJob call the dispatcher makes, with its own settings builder: frames to
+/// `destination`, the preview to `s3://processed/<same prefix>/preview` at the dispatcher's
+/// default size, without audio.
 fn frame_capture(
     client: &aws_sdk_mediaconvert::Client,
     key: &str,
@@ -222,17 +228,87 @@ fn frame_capture(
     max_captures: i32,
     quality: i32,
 ) -> aws_sdk_mediaconvert::operation::create_job::builders::CreateJobFluentBuilder {
+    let input = format!("s3://{INPUTS}/{key}");
+    let preview = preview_destination(destination);
+    let mut job = capture_job(&input, destination, rate, max_captures, quality);
+    job.preview = Some(preview_job(&preview, false));
     client
         .create_job()
         .role(ROLE)
         .user_metadata("video_id", "vid-1")
-        .settings(capture_job_settings(
-            &format!("s3://{INPUTS}/{key}"),
-            destination,
-            rate,
-            max_captures,
-            quality,
-        ))
+        .settings(capture_job_settings(&job))
+}
+
+/// The dispatcher's job without its preview.
+fn capture_job<'a>(
+    input_url: &'a str,
+    destination: &'a str,
+    rate: (i32, i32),
+    max_captures: i32,
+    quality: i32,
+) -> CaptureJob<'a> {
+    CaptureJob {
+        input_url,
+        frames_destination: destination,
+        framerate: rate,
+        max_captures,
+        quality,
+        preview: None,
+    }
+}
+
+/// The dispatcher's preview at its default size.
+fn preview_job(destination: &str, audio: bool) -> PreviewJob<'_> {
+    let config = DispatcherConfig::default();
+    PreviewJob {
+        destination,
+        max_width: config.preview_max_width as i32,
+        max_height: config.preview_max_height as i32,
+        max_bitrate: PREVIEW_MAX_BITRATE,
+        qvbr_quality: PREVIEW_QVBR_QUALITY,
+        audio,
+    }
+}
+
+/// `s3://frames/<prefix>/` → `s3://processed/<prefix>/preview`.
+fn preview_destination(frames_destination: &str) -> String {
+    let prefix = frames_destination
+        .strip_prefix(&format!("s3://{FRAMES}/"))
+        .unwrap_or_default();
+    format!("s3://{PROCESSED}/{prefix}preview")
+}
+
+/// ffprobe's (width, height, has audio) of an MP4.
+async fn mp4_streams(path: &Path) -> anyhow::Result<(u64, u64, bool)> {
+    let out = tokio::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,codec_name,width,height",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "ffprobe cannot read {}",
+        path.display()
+    );
+    let json: Value = serde_json::from_slice(&out.stdout)?;
+    let streams = json["streams"].as_array().context("no streams")?;
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .context("no video stream")?;
+    anyhow::ensure!(video["codec_name"] == "h264", "{video}");
+    Ok((
+        video["width"].as_u64().context("no width")?,
+        video["height"].as_u64().context("no height")?,
+        streams.iter().any(|s| s["codec_type"] == "audio"),
+    ))
 }
 
 fn statuses(events: &[Value]) -> Vec<&str> {
@@ -315,6 +391,26 @@ async fn captures_frames_under_mediaconvert_names() -> anyhow::Result<()> {
     assert_eq!(output["videoDetails"]["widthInPx"], 160);
     assert_eq!(output["videoDetails"]["heightInPx"], 120);
     assert_eq!(output["durationInMs"], 2000);
+    // The preview group, as MediaConvert reports a file group with an MP4 output.
+    assert_eq!(detail["outputGroupDetails"][1]["type"], "FILE_GROUP");
+    let preview = &detail["outputGroupDetails"][1]["outputDetails"][0];
+    assert_eq!(
+        preview["outputFilePaths"],
+        serde_json::json!(["s3://processed/vid-1/preview.mp4"])
+    );
+    assert_eq!(preview["videoDetails"]["widthInPx"], 160, "never enlarged");
+    assert_eq!(preview["videoDetails"]["heightInPx"], 120);
+    let mp4 = env
+        .s3
+        .get_object()
+        .bucket(PROCESSED)
+        .key("vid-1/preview.mp4")
+        .send()
+        .await?;
+    assert_eq!(mp4.content_type(), Some("video/mp4"));
+    let mp4_path = env.work.path().join("preview.mp4");
+    tokio::fs::write(&mp4_path, mp4.body.collect().await?.into_bytes()).await?;
+    assert_eq!(mp4_streams(&mp4_path).await?, (160, 120, false));
     assert!(detail["timestamp"].as_i64().unwrap() > 1_600_000_000_000);
 
     // Capture 0 is the video's first frame, byte for byte.
@@ -626,5 +722,185 @@ async fn get_list_cancel_and_idempotency_round_trip() -> anyhow::Result<()> {
     let endpoints = env.mediaconvert.describe_endpoints().send().await?;
     let url = endpoints.endpoints()[0].url().unwrap_or_default();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn frame_capture_alone_is_refused() -> anyhow::Result<()> {
+    let env = Env::start(1).await?;
+    let input = format!("s3://{INPUTS}/a.mp4");
+    let alone = capture_job(&input, "s3://frames/a/", (1, 1), 10, 80);
+    let error = env
+        .mediaconvert
+        .create_job()
+        .role(ROLE)
+        .settings(capture_job_settings(&alone))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(error.is_bad_request_exception(), "{error:?}");
+    let message = error.message().unwrap_or_default();
+    assert!(
+        message.contains("only be created in jobs that also have a regular video output"),
+        "{message}"
+    );
+    assert!(env.mediaconvert.list_jobs().send().await?.jobs().is_empty());
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn name_modifiers_and_preview_ranges_are_checked() -> anyhow::Result<()> {
+    let env = Env::start(1).await?;
+    let call = || frame_capture(&env.mediaconvert, "a.mp4", "s3://frames/a/", (1, 1), 10, 80);
+    let mut settings = call().get_settings().clone().context("no settings")?;
+    let groups = settings.output_groups.as_mut().context("no groups")?;
+    let frames = groups[0].outputs.as_mut().context("no outputs")?;
+    frames[0].name_modifier = Some(String::new());
+    let empty = settings.clone();
+    let frames = settings.output_groups.as_mut().unwrap()[0]
+        .outputs
+        .as_mut()
+        .unwrap();
+    frames[0].name_modifier = None;
+    let second = frames[0].clone();
+    frames.push(second);
+    let unnamed = settings.clone();
+    let frames = settings.output_groups.as_mut().unwrap()[0]
+        .outputs
+        .as_mut()
+        .unwrap();
+    frames.truncate(1);
+    let preview = &mut settings.output_groups.as_mut().unwrap()[1]
+        .outputs
+        .as_mut()
+        .unwrap()[0];
+    let video = preview.video_description.as_mut().unwrap();
+    let h264 = video
+        .codec_settings
+        .as_mut()
+        .unwrap()
+        .h264_settings
+        .as_mut()
+        .unwrap();
+    h264.qvbr_settings.as_mut().unwrap().qvbr_quality_level = Some(11);
+    let qvbr = settings.clone();
+    let cases = [
+        (
+            empty,
+            "/outputs/0/nameModifier: Should be at least 1 characters long",
+        ),
+        (
+            unnamed,
+            "nameModifier: Name modifier is required when an output group has more than one output",
+        ),
+        (qvbr, "qvbrQualityLevel: Should be less than or equal to 10"),
+    ];
+    for (settings, expected) in cases {
+        let error = env
+            .mediaconvert
+            .create_job()
+            .role(ROLE)
+            .settings(settings)
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert!(error.is_bad_request_exception(), "{error:?}");
+        let message = error.message().unwrap_or_default();
+        assert!(message.contains(expected), "{message} lacks {expected}");
+    }
+    assert!(env.mediaconvert.list_jobs().send().await?.jobs().is_empty());
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn preview_fits_the_box_with_audio_only_from_a_source_that_has_it() -> anyhow::Result<()> {
+    let mut env = Env::start(2).await?;
+    // 960×400 with a 440 Hz tone, and the same picture without sound.
+    let with_sound = env.work.path().join("tone.mp4");
+    let status = tokio::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc2=size=960x400:rate=5")
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args([
+            "-t",
+            "1",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
+        .args(["-c:a", "aac", "-shortest"])
+        .arg(&with_sound)
+        .status()
+        .await?;
+    anyhow::ensure!(
+        status.success(),
+        "ffmpeg could not make the video with sound"
+    );
+    env.upload("tone.mp4", ByteStream::from_path(&with_sound).await?)
+        .await?;
+    let silent = env.work.path().join("silent.mp4");
+    framefleet_e2e::media::make_video(&silent, 960, 400, "5", 1.0).await?;
+    env.upload("silent.mp4", ByteStream::from_path(&silent).await?)
+        .await?;
+    for (key, has_sound) in [("tone.mp4", true), ("silent.mp4", false)] {
+        let input = format!("s3://{INPUTS}/{key}");
+        let frames = format!("s3://frames/{key}/");
+        let preview = format!("s3://processed/{key}/preview");
+        let mut job = capture_job(&input, &frames, (5, 1), 100, 80);
+        // The dispatcher asks for audio only when the header has sound; ask for it with both
+        // sources here, so the silent one shows the stand-in encodes none it cannot find.
+        job.preview = Some(preview_job(&preview, true));
+        let created = env
+            .mediaconvert
+            .create_job()
+            .role(ROLE)
+            .settings(capture_job_settings(&job))
+            .send()
+            .await?;
+        let id = created
+            .job()
+            .and_then(|j| j.id())
+            .context("no id")?
+            .to_string();
+        let events = env.wait_for(&id, "COMPLETE").await?;
+        let groups = &find(&events, "COMPLETE")["detail"]["outputGroupDetails"];
+        assert_eq!(
+            groups[1]["outputDetails"][0]["videoDetails"]["widthInPx"], 640,
+            "{key}"
+        );
+        let bytes = env
+            .s3
+            .get_object()
+            .bucket(PROCESSED)
+            .key(format!("{key}/preview.mp4"))
+            .send()
+            .await?
+            .body
+            .collect()
+            .await?
+            .into_bytes();
+        let local = env.work.path().join(format!("{key}.preview.mp4"));
+        tokio::fs::write(&local, bytes).await?;
+        let (width, height, audio) = mp4_streams(&local).await?;
+        assert_eq!(width, 640, "{key}");
+        assert!(
+            height <= 360 && height.abs_diff(640 * 400 / 960) <= 2,
+            "{key}: {height}"
+        );
+        assert_eq!(audio, has_sound, "{key}");
+    }
     env.stop().await
 }

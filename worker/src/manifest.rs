@@ -24,6 +24,8 @@ pub struct Manifest {
     pub counts: Counts,
     /// Where the edge maps are.
     pub output: Output,
+    /// The MP4 preview MediaConvert wrote beside them.
+    pub preview: Preview,
     /// Frames that failed, with reasons.
     pub failed_frames: Vec<FailedFrame>,
     /// Phase timestamps and durations.
@@ -61,6 +63,22 @@ pub struct Output {
     pub bucket: String,
     /// Prefix of the edge maps, `<video id>/`.
     pub prefix: String,
+}
+
+/// File name of the preview under `<video id>/` in the processed bucket: the dispatcher's
+/// MediaConvert job writes to `s3://<processed>/<video id>/preview`, and MediaConvert adds the
+/// container's extension to that base name. The job cannot complete without it (MediaConvert
+/// refuses frame-capture-only jobs), so a completed job has one.
+pub const PREVIEW_NAME: &str = "preview.mp4";
+
+/// Where the preview is: an H.264 MP4 of the whole video, shrunk to the dispatcher's
+/// `preview_max_width` × `preview_max_height`, with the source's sound if it had any.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preview {
+    /// The processed bucket.
+    pub bucket: String,
+    /// `<video id>/preview.mp4`.
+    pub key: String,
 }
 
 /// Timestamps (RFC 3339) and phase durations (seconds).
@@ -122,6 +140,10 @@ pub fn build(
             bucket: processed_bucket.to_string(),
             prefix: format!("{}/", record.video_id),
         },
+        preview: Preview {
+            bucket: processed_bucket.to_string(),
+            key: format!("{}/{PREVIEW_NAME}", record.video_id),
+        },
         failed_frames,
         timings: Timings {
             capture_s: seconds_between(
@@ -168,5 +190,8 @@ mod tests {
         assert_eq!(manifest.timings.total_s, Some(10.0));
         assert_eq!(manifest.counts.failed, 1);
         assert_eq!(manifest.output.prefix, "v-1/");
+        let json = serde_json::to_value(&manifest).unwrap();
+        assert_eq!(json["preview"]["bucket"], "out");
+        assert_eq!(json["preview"]["key"], "v-1/preview.mp4");
     }
 }

@@ -1,7 +1,8 @@
-//! Frame capture with the real ffmpeg: ffprobe reads the input (what MediaConvert calls the
-//! PROBING phase), then `fps=Num/Den:round=up` picks the first frame and the frame on screen
-//! every Den/Num seconds after it, `-frames:v` caps the count at `MaxCaptures`, and the image2
-//! muxer writes 0-based, 7-digit numbered JPEGs.
+//! Frame capture and MP4 encoding with the real ffmpeg: ffprobe reads the input (what
+//! MediaConvert calls the PROBING phase), then `fps=Num/Den:round=up` picks the first frame and
+//! the frame on screen every Den/Num seconds after it, `-frames:v` caps the count at
+//! `MaxCaptures`, and the image2 muxer writes 0-based, 7-digit numbered JPEGs. MP4 outputs are
+//! H.264 (libx264) with AAC, scaled by MediaConvert's scaling behaviours.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use tokio::process::Command;
 use tracing::instrument;
 
 use crate::job::JobProgress;
-use crate::plan::CaptureSpec;
+use crate::plan::{AudioSource, CaptureSpec, RateControl, Scaling, VideoSpec};
 
 /// File name pattern of captures in the work directory.
 const PATTERN: &str = "capture.%07d.jpg";
@@ -38,6 +39,8 @@ pub struct VideoProbe {
     pub rate: Option<(u32, u32)>,
     /// Duration in milliseconds, when known.
     pub duration_ms: Option<u64>,
+    /// True when the input has an audio stream.
+    pub has_audio: bool,
 }
 
 impl VideoProbe {
@@ -181,6 +184,10 @@ fn parse_probe(json: &[u8]) -> Result<VideoProbe, String> {
         height,
         rate,
         duration_ms,
+        has_audio: parsed
+            .streams
+            .iter()
+            .any(|s| s.codec_type.as_deref() == Some("audio")),
     })
 }
 
@@ -264,6 +271,175 @@ pub fn ffmpeg_args(
     args
 }
 
+/// ffmpeg's libx264 CRF for a QVBR quality level (1 … 10 nearly lossless): 43 … 16.
+pub fn crf(quality: u8) -> u8 {
+    46 - 3 * quality.clamp(1, 10)
+}
+
+/// The scale (and pad) filter that fits the input to `spec`'s size the way its scaling
+/// behaviour does; sizes are kept even, as 4:2:0 H.264 needs.
+pub fn scale_filter(spec: &VideoSpec) -> String {
+    match (spec.width, spec.height) {
+        (None, None) => "scale=trunc(iw/2)*2:trunc(ih/2)*2".into(),
+        (Some(w), None) => format!("scale={w}:-2"),
+        (None, Some(h)) => format!("scale=-2:{h}"),
+        (Some(w), Some(h)) => match spec.scaling {
+            Scaling::Stretch => format!("scale={w}:{h}"),
+            Scaling::Fit => {
+                format!("scale={w}:{h}:force_original_aspect_ratio=decrease:force_divisible_by=2")
+            }
+            Scaling::FitNoUpscale => format!(
+                "scale=w='min({w},iw)':h='min({h},ih)':force_original_aspect_ratio=decrease:force_divisible_by=2"
+            ),
+            Scaling::FitWithPadding => format!(
+                "scale={w}:{h}:force_original_aspect_ratio=decrease:force_divisible_by=2,pad={w}:{h}:-1:-1"
+            ),
+        },
+    }
+}
+
+/// The ffmpeg arguments that encode `spec` from `input` into the MP4 `out`; `input_has_audio`
+/// says whether the input's audio selector finds a track.
+pub fn mp4_args(
+    input: &Path,
+    out: &Path,
+    spec: &VideoSpec,
+    auto_rotate: bool,
+    input_has_audio: bool,
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = [
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-loglevel",
+        "error",
+        "-y",
+        "-xerror",
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .collect();
+    if !auto_rotate {
+        args.push("-noautorotate".into());
+    }
+    args.push("-i".into());
+    args.push(input.into());
+    let mut rest: Vec<String> = Vec::new();
+    let audio = spec.audio.filter(|audio| match audio.source {
+        AudioSource::Input => input_has_audio,
+        AudioSource::Silence => true,
+    });
+    if let Some(audio) = audio {
+        if audio.source == AudioSource::Silence {
+            let layout = match audio.channels {
+                Some(1) => "mono",
+                Some(6) => "5.1",
+                _ => "stereo",
+            };
+            rest.extend([
+                "-f".into(),
+                "lavfi".into(),
+                "-i".into(),
+                format!("anullsrc=r={}:cl={layout}", audio.sample_rate),
+            ]);
+        }
+    }
+    rest.extend(["-map".into(), "0:v:0".into()]);
+    match audio {
+        Some(audio) => {
+            let stream = match audio.source {
+                AudioSource::Input => "0:a:0",
+                AudioSource::Silence => "1:a:0",
+            };
+            rest.extend([
+                "-map".into(),
+                stream.into(),
+                "-c:a".into(),
+                "aac".into(),
+                "-b:a".into(),
+                audio.bitrate.to_string(),
+                "-ar".into(),
+                audio.sample_rate.to_string(),
+            ]);
+            if let Some(channels) = audio.channels {
+                rest.extend(["-ac".into(), channels.to_string()]);
+            }
+            if audio.source == AudioSource::Silence {
+                rest.push("-shortest".into());
+            }
+        }
+        None => rest.push("-an".into()),
+    }
+    rest.extend([
+        "-sn".into(),
+        "-dn".into(),
+        "-vf".into(),
+        scale_filter(spec),
+        "-c:v".into(),
+        "libx264".into(),
+        "-preset".into(),
+        "veryfast".into(),
+        "-pix_fmt".into(),
+        "yuv420p".into(),
+    ]);
+    match spec.rate_control {
+        RateControl::Qvbr {
+            max_bitrate,
+            quality,
+        } => rest.extend([
+            "-crf".into(),
+            crf(quality).to_string(),
+            "-maxrate".into(),
+            max_bitrate.to_string(),
+            "-bufsize".into(),
+            (u64::from(max_bitrate) * 2).to_string(),
+        ]),
+        RateControl::Bitrate {
+            bitrate,
+            max_bitrate,
+        } => {
+            rest.extend(["-b:v".into(), bitrate.to_string()]);
+            if let Some(max) = max_bitrate {
+                rest.extend([
+                    "-maxrate".into(),
+                    max.to_string(),
+                    "-bufsize".into(),
+                    (u64::from(max) * 2).to_string(),
+                ]);
+            }
+        }
+    }
+    rest.extend([
+        "-movflags".into(),
+        "+faststart".into(),
+        "-f".into(),
+        "mp4".into(),
+        "-progress".into(),
+        "pipe:1".into(),
+    ]);
+    args.extend(rest.into_iter().map(OsString::from));
+    args.push(out.into());
+    args
+}
+
+/// Encodes the MP4 output `spec` from `input` to `out`, reporting the position in `progress`.
+/// Dropping the future kills ffmpeg.
+#[instrument(skip_all, fields(input = shown_as), err)]
+#[allow(clippy::too_many_arguments)]
+pub async fn encode_mp4(
+    ffmpeg: &str,
+    input: &Path,
+    shown_as: &str,
+    out: &Path,
+    spec: &VideoSpec,
+    auto_rotate: bool,
+    input_has_audio: bool,
+    progress: &JobProgress,
+) -> Result<(), CaptureError> {
+    let args = mp4_args(input, out, spec, auto_rotate, input_has_audio);
+    run_ffmpeg(ffmpeg, args, input, shown_as, progress).await
+}
+
 /// Captures `spec` from `input` into `dir`, reporting the position in `progress`. Returns the
 /// captures in index order. Dropping the future kills ffmpeg.
 #[instrument(skip_all, fields(input = shown_as), err)]
@@ -276,8 +452,28 @@ pub async fn capture(
     auto_rotate: bool,
     progress: &JobProgress,
 ) -> Result<Vec<PathBuf>, CaptureError> {
+    let args = ffmpeg_args(input, dir, spec, auto_rotate);
+    run_ffmpeg(ffmpeg, args, input, shown_as, progress).await?;
+    let frames = list_captures(dir).await?;
+    if frames.is_empty() {
+        return Err(CaptureError::Undecodable {
+            reason: "No video frame could be decoded".into(),
+        });
+    }
+    Ok(frames)
+}
+
+/// Runs ffmpeg with `args`, following its `-progress` output; a failure is the input's
+/// [`CaptureError::Undecodable`] with ffmpeg's last error line.
+async fn run_ffmpeg(
+    ffmpeg: &str,
+    args: Vec<OsString>,
+    input: &Path,
+    shown_as: &str,
+    progress: &JobProgress,
+) -> Result<(), CaptureError> {
     let mut child = Command::new(ffmpeg)
-        .args(ffmpeg_args(input, dir, spec, auto_rotate))
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -316,14 +512,7 @@ pub async fn capture(
                 .unwrap_or_else(|| format!("ffmpeg exited with {status}")),
         });
     }
-    let frames = list_captures(dir).await?;
-    if frames.is_empty() {
-        return Err(CaptureError::Undecodable {
-            reason: last_line(&errors, input, shown_as)
-                .unwrap_or_else(|| "No video frame could be decoded".into()),
-        });
-    }
-    Ok(frames)
+    Ok(())
 }
 
 /// The captures in `dir`, in index order; they are numbered 0… without gaps.
@@ -429,6 +618,85 @@ mod tests {
         assert!(!auto.iter().any(|a| a == "-noautorotate"));
     }
 
+    fn preview_spec(audio: Option<crate::plan::AudioSpec>) -> VideoSpec {
+        VideoSpec {
+            width: Some(640),
+            height: Some(360),
+            scaling: Scaling::FitNoUpscale,
+            rate_control: RateControl::Qvbr {
+                max_bitrate: 1_500_000,
+                quality: 7,
+            },
+            audio,
+        }
+    }
+
+    fn joined(args: Vec<OsString>) -> String {
+        args.into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn mp4_args_scale_and_take_audio_only_when_there_is_some() {
+        let audio = crate::plan::AudioSpec {
+            bitrate: 96_000,
+            sample_rate: 48_000,
+            channels: Some(2),
+            source: AudioSource::Input,
+        };
+        let spec = preview_spec(Some(audio));
+        let args = joined(mp4_args(
+            Path::new("in.mp4"),
+            Path::new("out.mp4"),
+            &spec,
+            false,
+            true,
+        ));
+        assert!(
+            args.contains("-map 0:v:0 -map 0:a:0 -c:a aac -b:a 96000 -ar 48000 -ac 2"),
+            "{args}"
+        );
+        assert!(
+            args.contains("-vf scale=w='min(640,iw)':h='min(360,ih)':force_original_aspect_ratio=decrease:force_divisible_by=2"),
+            "{args}"
+        );
+        assert!(
+            args.contains("-crf 25 -maxrate 1500000 -bufsize 3000000"),
+            "{args}"
+        );
+        assert!(args.ends_with("-f mp4 -progress pipe:1 out.mp4"), "{args}");
+        // The selector finds no track in a silent input: no audio stream.
+        let args = joined(mp4_args(
+            Path::new("in.mp4"),
+            Path::new("out.mp4"),
+            &spec,
+            false,
+            false,
+        ));
+        assert!(args.contains("-map 0:v:0 -an"), "{args}");
+        // No selector at all: MediaConvert inserts silence.
+        let silence = preview_spec(Some(crate::plan::AudioSpec {
+            source: AudioSource::Silence,
+            ..audio
+        }));
+        let args = joined(mp4_args(
+            Path::new("in.mp4"),
+            Path::new("out.mp4"),
+            &silence,
+            false,
+            false,
+        ));
+        assert!(
+            args.contains("-f lavfi -i anullsrc=r=48000:cl=stereo -map 0:v:0 -map 1:a:0"),
+            "{args}"
+        );
+        assert!(args.contains("-shortest"), "{args}");
+        assert_eq!(crf(10), 16);
+        assert_eq!(crf(1), 43);
+    }
+
     #[test]
     fn probe_reads_video_streams() {
         let json = br#"{"programs":[],"streams":[
@@ -441,6 +709,7 @@ mod tests {
         assert_eq!((probe.width, probe.height), (160, 120));
         assert_eq!(probe.rate, Some((30000, 1001)));
         assert_eq!(probe.duration_ms, Some(3003));
+        assert!(probe.has_audio);
     }
 
     #[test]

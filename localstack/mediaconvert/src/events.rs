@@ -144,7 +144,7 @@ impl JobEvent {
                             .iter()
                             .map(|o| {
                                 json!({
-                                    "outputFilePaths": [o.last_capture],
+                                    "outputFilePaths": [o.path],
                                     "durationInMs": o.duration_ms,
                                     "videoDetails": {"widthInPx": o.width, "heightInPx": o.height},
                                 })
@@ -335,7 +335,7 @@ mod tests {
     fn complete_names_only_the_last_capture() {
         let event = JobEvent::Complete(vec![GroupResult {
             outputs: vec![OutputResult {
-                last_capture: "s3://frames/vid-1/my clip.0000949.jpg".into(),
+                path: "s3://frames/vid-1/my clip.0000949.jpg".into(),
                 captures: 950,
                 duration_ms: 31_698,
                 width: 1920,
@@ -407,6 +407,7 @@ mod tests {
             height: 120,
             rate: Some((30000, 1001)),
             duration_ms: Some(3003),
+            has_audio: false,
         };
         let event = JobEvent::InputInformation {
             uri: "s3://in/a.mp4".into(),

@@ -177,18 +177,19 @@ pub struct JobFailure {
     pub message: String,
 }
 
-/// What one frame-capture output produced.
+/// What one output produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputResult {
-    /// `s3://` URL of the last capture (MediaConvert reports only that one).
-    pub last_capture: String,
-    /// Captures written.
+    /// `s3://` URL of the MP4, or of the last capture of a frame-capture output (MediaConvert
+    /// reports only that one).
+    pub path: String,
+    /// Captures written (0 for an MP4).
     pub captures: u64,
-    /// Input duration in milliseconds.
+    /// Duration in milliseconds.
     pub duration_ms: u64,
-    /// Capture width in pixels.
+    /// Picture width in pixels.
     pub width: u32,
-    /// Capture height in pixels.
+    /// Picture height in pixels.
     pub height: u32,
 }
 
@@ -468,6 +469,7 @@ mod tests {
                     bucket: "in".into(),
                     key: "a.mp4".into(),
                     auto_rotate: false,
+                    audio_selectors: Default::default(),
                 },
                 groups: vec![],
                 status_update_interval: Duration::from_secs(60),
@@ -523,7 +525,7 @@ mod tests {
         job.status = JobStatus::Complete;
         job.results = Some(vec![GroupResult {
             outputs: vec![OutputResult {
-                last_capture: "s3://f/v/a.0000009.jpg".into(),
+                path: "s3://f/v/a.0000009.jpg".into(),
                 captures: 10,
                 duration_ms: 2000,
                 width: 160,

@@ -1,16 +1,19 @@
-//! A local stand-in for AWS Elemental MediaConvert's frame capture, which exists in no AWS
-//! emulator. It serves the REST calls `aws-sdk-mediaconvert` makes (CreateJob, GetJob, ListJobs,
-//! CancelJob, DescribeEndpoints), refuses what MediaConvert would refuse (or what the stand-in
-//! cannot honour) with `BadRequestException`, captures frames with the real ffmpeg, writes them
-//! through the S3 API under MediaConvert's names and sends the EventBridge "MediaConvert Job
-//! State Change" events to an SQS queue, as the EventBridge rule does on AWS.
+//! A local stand-in for AWS Elemental MediaConvert's frame capture, and the H.264 MP4 output
+//! MediaConvert requires beside it, which exists in no AWS emulator. It serves the REST calls
+//! `aws-sdk-mediaconvert` makes (CreateJob, GetJob, ListJobs, CancelJob, DescribeEndpoints),
+//! refuses what MediaConvert would refuse (a job of frame captures alone, values outside the
+//! API's ranges) or what the stand-in cannot honour with `BadRequestException`, captures frames
+//! and encodes MP4s with the real ffmpeg, writes them through the S3 API under MediaConvert's
+//! names and sends the EventBridge "MediaConvert Job State Change" events to an SQS queue, as
+//! the EventBridge rule does on AWS.
 //!
 //! - [`config`]: [`StandinSettings`] and [`StandinConfig`].
 //! - [`request`]: the `CreateJob` body as the SDK serialises it.
 //! - [`plan`]: validation of a request into a [`plan::JobPlan`], or the 400 message.
-//! - [`naming`]: `<base><NameModifier>.<NNNNNNN>.jpg` under the destination.
+//! - [`naming`]: `<base><NameModifier>.<NNNNNNN>.jpg` and `<base><NameModifier>.mp4` under the
+//!   destination.
 //! - [`job`]: job records, ids, ARNs, forward-only status, idempotency, the `Job` JSON.
-//! - [`capture`]: ffprobe and ffmpeg.
+//! - [`capture`]: ffprobe, and ffmpeg for captures and MP4s.
 //! - [`transfer`]: S3 download of the input and upload of the captures.
 //! - [`events`]: the EventBridge envelope and its delivery to SQS.
 //! - `runner`: a job's life from SUBMITTED to COMPLETE, ERROR or CANCELED, a bounded number at

@@ -1,5 +1,6 @@
-//! Where MediaConvert writes frame captures: `<base><NameModifier>.<7-digit 0-based
-//! index>.<extension>` under the output group's destination. The base is the input file's name
+//! Where MediaConvert writes outputs: frame captures as `<base><NameModifier>.<7-digit 0-based
+//! index>.<extension>`, other file outputs as `<base><NameModifier>.<extension>`, under the
+//! output group's destination. The base is the input file's name
 //! without its extension, unless the destination ends in a file name instead of `/`, in which
 //! case that name is the base (as MediaConvert documents for `FileGroupSettings.Destination`).
 
@@ -52,6 +53,16 @@ impl OutputNaming {
     pub fn url(&self, index: u64) -> String {
         format!("s3://{}/{}", self.bucket, self.key(index))
     }
+
+    /// The object key of a single-file output (an MP4).
+    pub fn file_key(&self) -> String {
+        format!("{}{}.{}", self.prefix, self.stem, self.extension)
+    }
+
+    /// The `s3://` URL of a single-file output.
+    pub fn file_url(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.file_key())
+    }
 }
 
 /// The input's file name without its last extension: `s3://in/dir/my clip.mp4` → `my clip`.
@@ -100,6 +111,23 @@ mod tests {
         assert_eq!(root.key(0), "clip.0000000.jpg");
         let root = OutputNaming::new("s3://frames/", "s3://in/clip.mp4", None, None).unwrap();
         assert_eq!(root.key(0), "clip.0000000.jpg");
+    }
+
+    #[test]
+    fn single_files_take_the_destination_base_and_extension() {
+        let naming = OutputNaming::new(
+            "s3://processed/vid-1/preview",
+            "s3://in/clip.mov",
+            None,
+            Some("mp4"),
+        )
+        .unwrap();
+        assert_eq!(naming.file_key(), "vid-1/preview.mp4");
+        assert_eq!(naming.file_url(), "s3://processed/vid-1/preview.mp4");
+        let naming =
+            OutputNaming::new("s3://p/a/", "s3://in/clip.mov", Some("_small"), Some("mp4"))
+                .unwrap();
+        assert_eq!(naming.file_key(), "a/clip_small.mp4");
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::naming::OutputNaming;
-use crate::request::{CreateJobRequest, JobSettings, Output};
+use crate::request::{
+    AudioDescription, CreateJobRequest, JobSettings, Output, VideoCodecSettings, VideoDescription,
+};
 
 /// Most captures MediaConvert allows per output.
 pub const MAX_CAPTURES: i64 = 10_000_000;
@@ -34,7 +36,7 @@ fn bad(path: &str, problem: impl std::fmt::Display) -> BadRequest {
 pub struct JobPlan {
     /// The one input.
     pub input: InputPlan,
-    /// File output groups, each with its frame-capture outputs.
+    /// File output groups, each with its frame-capture and MP4 outputs.
     pub groups: Vec<GroupPlan>,
     /// How often STATUS_UPDATE events are sent while the job runs.
     pub status_update_interval: Duration,
@@ -52,23 +54,121 @@ pub struct InputPlan {
     /// Apply rotation metadata (`videoSelector.rotate = AUTO`); MediaConvert ignores it by
     /// default.
     pub auto_rotate: bool,
+    /// Declared audio selectors, and whether each is the `DEFAULT` fallback.
+    pub audio_selectors: std::collections::BTreeMap<String, bool>,
 }
 
 /// One file output group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupPlan {
-    /// Its frame-capture outputs.
+    /// Its outputs, in request order.
     pub outputs: Vec<OutputPlan>,
 }
 
-/// One frame-capture output.
+/// One output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputPlan {
-    /// Where its captures go.
+    /// Where it is written.
     pub naming: OutputNaming,
-    /// How they are captured.
-    pub capture: CaptureSpec,
+    /// What is written.
+    pub kind: OutputKind,
 }
+
+/// What an output writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputKind {
+    /// Numbered JPEGs (RAW container, FRAME_CAPTURE codec).
+    FrameCapture(CaptureSpec),
+    /// One MP4 file (MP4 container, H_264 codec, optional AAC).
+    Video(VideoSpec),
+}
+
+impl OutputPlan {
+    /// The frame-capture settings, when this is a frame-capture output.
+    pub fn capture(&self) -> Option<&CaptureSpec> {
+        match &self.kind {
+            OutputKind::FrameCapture(spec) => Some(spec),
+            OutputKind::Video(_) => None,
+        }
+    }
+}
+
+/// An MP4 output, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoSpec {
+    /// Output width; the input's when absent.
+    pub width: Option<u32>,
+    /// Output height; the input's when absent.
+    pub height: Option<u32>,
+    /// How the input is fitted to `width` × `height`.
+    pub scaling: Scaling,
+    /// H.264 rate control.
+    pub rate_control: RateControl,
+    /// The audio track, if the output has one.
+    pub audio: Option<AudioSpec>,
+}
+
+/// `ScalingBehavior` values the stand-in implements (MediaConvert User Guide, "Video scaling
+/// behavior and aspect ratios", <https://docs.aws.amazon.com/mediaconvert/latest/ug/video-scaling.html>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scaling {
+    /// `DEFAULT`: fit inside, then pad to the output size.
+    FitWithPadding,
+    /// `STRETCH_TO_OUTPUT`: exactly the output size, aspect ignored.
+    Stretch,
+    /// `FIT`: scale up or down to fit inside, no padding; the output takes the fitted size.
+    Fit,
+    /// `FIT_NO_UPSCALE`: like `FIT`, but never enlarged.
+    FitNoUpscale,
+}
+
+/// H.264 rate control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateControl {
+    /// Quality-defined VBR: a quality level 1..=10 under a peak bitrate.
+    Qvbr {
+        /// Peak bits per second.
+        max_bitrate: u32,
+        /// 1..=10.
+        quality: u8,
+    },
+    /// Average bitrate, with an optional peak (VBR) or constant (CBR).
+    Bitrate {
+        /// Average bits per second.
+        bitrate: u32,
+        /// Peak bits per second.
+        max_bitrate: Option<u32>,
+    },
+}
+
+/// An AAC track of a video output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioSpec {
+    /// Bits per second.
+    pub bitrate: u32,
+    /// Hz.
+    pub sample_rate: u32,
+    /// Channels; the input's when `None` (`CODING_MODE_AUTO`).
+    pub channels: Option<u8>,
+    /// Where the sound comes from.
+    pub source: AudioSource,
+}
+
+/// Where an output's audio comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioSource {
+    /// An audio selector of the input: its first audio track, if it has one.
+    Input,
+    /// No selector of that name and none marked DEFAULT: MediaConvert inserts silence.
+    Silence,
+}
+
+/// QVBR quality when the request leaves it to MediaConvert (`AUTO`).
+pub const AUTO_QVBR_QUALITY: u8 = 7;
+/// The selector an audio description reads when it names none.
+pub const DEFAULT_AUDIO_SOURCE: &str = "Audio Selector 1";
+/// MediaConvert's H.264 `Bitrate` and `MaxBitrate` range.
+const H264_BITRATE: (i64, i64) = (1000, 1_152_000_000);
 
 /// `FrameCaptureSettings` plus the output size, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +187,8 @@ pub struct CaptureSpec {
     pub height: Option<u32>,
 }
 
-/// Validates `request` the way MediaConvert does for the frame-capture subset the stand-in runs.
+/// Validates `request` the way MediaConvert does, for the frame-capture and MP4 subset the
+/// stand-in runs.
 pub fn plan_job(request: &CreateJobRequest) -> Result<JobPlan, BadRequest> {
     match request.role.as_deref() {
         None => return Err(bad("/role", "Required property is missing")),
@@ -130,6 +231,20 @@ pub fn plan_job(request: &CreateJobRequest) -> Result<JobPlan, BadRequest> {
     let settings = parse_settings(settings)?;
     let input = plan_input(&settings)?;
     let groups = plan_groups(&settings, &input)?;
+    // "You can create frame capture outputs only in jobs that also have a regular audio and
+    // video output. MediaConvert doesn't support jobs that consist only of a frame capture
+    // output." (MediaConvert User Guide, "File group with a frame capture output",
+    // https://docs.aws.amazon.com/mediaconvert/latest/ug/file-group-with-frame-capture-output.html)
+    let has_video = groups
+        .iter()
+        .flat_map(|g| &g.outputs)
+        .any(|o| matches!(o.kind, OutputKind::Video(_)));
+    if !has_video {
+        return Err(bad(
+            "/settings/outputGroups",
+            "Frame capture outputs can only be created in jobs that also have a regular video output; MediaConvert doesn't support jobs that consist only of frame capture outputs",
+        ));
+    }
     Ok(JobPlan {
         input,
         groups,
@@ -177,6 +292,13 @@ fn plan_input(settings: &JobSettings) -> Result<InputPlan, BadRequest> {
             "Required property is missing",
         )
     })?;
+    // FileInput is a string of at most 2048 characters (API model `__stringMax2048PatternS3Https`).
+    if url.chars().count() > 2048 {
+        return Err(bad(
+            "/settings/inputs/0/fileInput",
+            "Should be at most 2048 characters long",
+        ));
+    }
     let (bucket, key) = framefleet_core::frames::parse_s3_url(url)
         .filter(|(_, key)| !key.is_empty() && !key.ends_with('/'))
         .ok_or_else(|| {
@@ -225,9 +347,19 @@ fn plan_input(settings: &JobSettings) -> Result<InputPlan, BadRequest> {
         bucket: bucket.to_string(),
         key: key.to_string(),
         auto_rotate,
+        audio_selectors: input
+            .audio_selectors
+            .iter()
+            .flatten()
+            .map(|(name, selector)| {
+                (
+                    name.clone(),
+                    selector.default_selection.as_deref() == Some("DEFAULT"),
+                )
+            })
+            .collect(),
     })
 }
-
 fn plan_groups(settings: &JobSettings, input: &InputPlan) -> Result<Vec<GroupPlan>, BadRequest> {
     let groups = settings.output_groups.as_deref().unwrap_or_default();
     if groups.is_empty() {
@@ -262,7 +394,7 @@ fn plan_groups(settings: &JobSettings, input: &InputPlan) -> Result<Vec<GroupPla
             ) => {
                 return Err(unsupported(
                     &format!("{path}/outputGroupSettings/type"),
-                    &format!("{other}; frame capture needs FILE_GROUP_SETTINGS"),
+                    &format!("{other}; it runs FILE_GROUP_SETTINGS only"),
                 ))
             }
             Some(other) => {
@@ -291,18 +423,36 @@ fn plan_groups(settings: &JobSettings, input: &InputPlan) -> Result<Vec<GroupPla
         let mut planned_outputs = Vec::with_capacity(outputs.len());
         for (o, output) in outputs.iter().enumerate() {
             let path = format!("{path}/outputs/{o}");
-            if outputs.len() > 1 && output.name_modifier.as_deref().unwrap_or("").is_empty() {
-                return Err(bad(
-                    &format!("{path}/nameModifier"),
-                    "Name modifier is required when an output group has more than one output",
-                ));
+            // NameModifier is a string of 1..=256 characters, and "When you create multiple
+            // outputs in the same output group, Name modifier is required." (MediaConvert API
+            // Reference, "Jobs", Output, https://docs.aws.amazon.com/mediaconvert/latest/apireference/jobs.html)
+            match output.name_modifier.as_deref() {
+                Some("") => {
+                    return Err(bad(
+                        &format!("{path}/nameModifier"),
+                        "Should be at least 1 characters long",
+                    ))
+                }
+                Some(name) if name.chars().count() > 256 => {
+                    return Err(bad(
+                        &format!("{path}/nameModifier"),
+                        "Should be at most 256 characters long",
+                    ))
+                }
+                None if outputs.len() > 1 => {
+                    return Err(bad(
+                        &format!("{path}/nameModifier"),
+                        "Name modifier is required when an output group has more than one output",
+                    ))
+                }
+                _ => {}
             }
-            let capture = plan_capture(output, &path)?;
+            let (kind, default_extension) = plan_output(output, &path, input)?;
             let naming = OutputNaming::new(
                 destination,
                 &input.url,
                 output.name_modifier.as_deref(),
-                output.extension.as_deref(),
+                Some(output.extension.as_deref().unwrap_or(default_extension)),
             )
             .filter(|n| !n.bucket.is_empty())
             .ok_or_else(|| {
@@ -311,16 +461,19 @@ fn plan_groups(settings: &JobSettings, input: &InputPlan) -> Result<Vec<GroupPla
                     format!("`{destination}` should be an s3://bucket/prefix/ URL"),
                 )
             })?;
-            if !seen_keys.insert(naming.key(0)) {
+            let (key, url) = match kind {
+                OutputKind::FrameCapture(_) => (naming.key(0), naming.url(0)),
+                OutputKind::Video(_) => (naming.file_key(), naming.file_url()),
+            };
+            if !seen_keys.insert(key) {
                 return Err(bad(
                     &path,
                     format!(
-                        "writes the same files as another output (`{}`); give each output its own name modifier",
-                        naming.url(0)
+                        "writes the same files as another output (`{url}`); give each output its own name modifier"
                     ),
                 ));
             }
-            planned_outputs.push(OutputPlan { naming, capture });
+            planned_outputs.push(OutputPlan { naming, kind });
         }
         planned.push(GroupPlan {
             outputs: planned_outputs,
@@ -329,7 +482,12 @@ fn plan_groups(settings: &JobSettings, input: &InputPlan) -> Result<Vec<GroupPla
     Ok(planned)
 }
 
-fn plan_capture(output: &Output, path: &str) -> Result<CaptureSpec, BadRequest> {
+/// Validates one output; returns what it writes and its default file extension.
+fn plan_output(
+    output: &Output,
+    path: &str,
+    input: &InputPlan,
+) -> Result<(OutputKind, &'static str), BadRequest> {
     if output.preset.is_some() {
         return Err(unsupported(&format!("{path}/preset"), "presets"));
     }
@@ -342,10 +500,13 @@ fn plan_capture(output: &Output, path: &str) -> Result<CaptureSpec, BadRequest> 
         }
     }
     if let Some(extension) = &output.extension {
-        if extension.is_empty() || !extension.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if extension.is_empty()
+            || extension.len() > 256
+            || !extension.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
             return Err(bad(
                 &format!("{path}/extension"),
-                format!("`{extension}` should be letters and digits"),
+                format!("`{extension}` should be 1 to 256 letters and digits"),
             ));
         }
     }
@@ -353,21 +514,13 @@ fn plan_capture(output: &Output, path: &str) -> Result<CaptureSpec, BadRequest> 
         .container_settings
         .as_ref()
         .and_then(|c| c.container.as_deref());
-    match container {
-        Some("RAW") => {}
-        None => {
-            return Err(bad(
-                &format!("{path}/containerSettings/container"),
-                "Required property is missing (frame capture needs RAW)",
-            ))
-        }
-        Some(other) => {
-            return Err(unsupported(
-                &format!("{path}/containerSettings/container"),
-                &format!("container {other}; frame capture outputs need RAW"),
-            ))
-        }
-    }
+    let container_path = format!("{path}/containerSettings/container");
+    let Some(container) = container else {
+        return Err(bad(
+            &container_path,
+            "Required property is missing (RAW for frame capture, MP4 for video)",
+        ));
+    };
     let video = output.video_description.as_ref().ok_or_else(|| {
         bad(
             &format!("{path}/videoDescription"),
@@ -379,21 +532,39 @@ fn plan_capture(output: &Output, path: &str) -> Result<CaptureSpec, BadRequest> 
         .codec_settings
         .as_ref()
         .ok_or_else(|| bad(&codec_path, "Required property is missing"))?;
-    match codec.codec.as_deref() {
-        Some("FRAME_CAPTURE") => {}
-        None => {
-            return Err(bad(
-                &format!("{codec_path}/codec"),
-                "Required property is missing",
-            ))
+    let codec_name = codec.codec.as_deref().ok_or_else(|| {
+        bad(
+            &format!("{codec_path}/codec"),
+            "Required property is missing",
+        )
+    })?;
+    match (container, codec_name) {
+        ("RAW", "FRAME_CAPTURE") => {
+            plan_frame_capture(output, video, codec, path).map(|c| (OutputKind::FrameCapture(c), "jpg"))
         }
-        Some(other) => {
-            return Err(unsupported(
-                &format!("{codec_path}/codec"),
-                &format!("codec {other}; only FRAME_CAPTURE is implemented"),
-            ))
-        }
+        (other, "FRAME_CAPTURE") => Err(unsupported(
+            &container_path,
+            &format!("container {other} with FRAME_CAPTURE; frame capture outputs need RAW"),
+        )),
+        ("MP4", "H_264") => plan_video(output, video, codec, path, input).map(|v| (OutputKind::Video(v), "mp4")),
+        ("RAW" | "MP4", other) => Err(unsupported(
+            &format!("{codec_path}/codec"),
+            &format!("codec {other} in a {container} container; it implements FRAME_CAPTURE in RAW and H_264 in MP4"),
+        )),
+        (other, _) => Err(unsupported(
+            &container_path,
+            &format!("container {other}; it implements RAW (frame capture) and MP4"),
+        )),
     }
+}
+
+fn plan_frame_capture(
+    output: &Output,
+    video: &VideoDescription,
+    codec: &VideoCodecSettings,
+    path: &str,
+) -> Result<CaptureSpec, BadRequest> {
+    let codec_path = format!("{path}/videoDescription/codecSettings");
     if output
         .audio_descriptions
         .as_ref()
@@ -440,6 +611,22 @@ fn plan_capture(output: &Output, path: &str) -> Result<CaptureSpec, BadRequest> 
     .unwrap_or(MAX_CAPTURES as u32);
     let quality = optional_in_range(fcs.quality, &format!("{fcs_path}/quality"), 1, 100)?
         .map_or(DEFAULT_QUALITY, |q| q as u8);
+    let (width, height) = output_size(video, path)?;
+    Ok(CaptureSpec {
+        numerator,
+        denominator,
+        max_captures,
+        quality,
+        width,
+        height,
+    })
+}
+
+/// `videoDescription.width` and `height`: 32..=8192 each.
+fn output_size(
+    video: &VideoDescription,
+    path: &str,
+) -> Result<(Option<u32>, Option<u32>), BadRequest> {
     let width = optional_in_range(
         video.width,
         &format!("{path}/videoDescription/width"),
@@ -452,13 +639,200 @@ fn plan_capture(output: &Output, path: &str) -> Result<CaptureSpec, BadRequest> 
         32,
         8192,
     )?;
-    Ok(CaptureSpec {
-        numerator,
-        denominator,
-        max_captures,
-        quality,
+    Ok((width, height))
+}
+
+fn plan_video(
+    output: &Output,
+    video: &VideoDescription,
+    codec: &VideoCodecSettings,
+    path: &str,
+    input: &InputPlan,
+) -> Result<VideoSpec, BadRequest> {
+    if output
+        .caption_descriptions
+        .as_ref()
+        .is_some_and(|c| !c.is_empty())
+    {
+        return Err(unsupported(
+            &format!("{path}/captionDescriptions"),
+            "captions",
+        ));
+    }
+    let (width, height) = output_size(video, path)?;
+    let scaling_path = format!("{path}/videoDescription/scalingBehavior");
+    let scaling = match video.scaling_behavior.as_deref() {
+        None | Some("DEFAULT") => Scaling::FitWithPadding,
+        Some("STRETCH_TO_OUTPUT") => Scaling::Stretch,
+        Some("FIT") => Scaling::Fit,
+        Some("FIT_NO_UPSCALE") => Scaling::FitNoUpscale,
+        Some(other @ ("FILL" | "SMART_CROP")) => {
+            return Err(unsupported(&scaling_path, &format!("scaling behavior {other}")))
+        }
+        Some(other) => {
+            return Err(bad(
+                &scaling_path,
+                format!("`{other}` should be one of DEFAULT, STRETCH_TO_OUTPUT, FIT, FIT_NO_UPSCALE, FILL, SMART_CROP"),
+            ))
+        }
+    };
+    let h264_path = format!("{path}/videoDescription/codecSettings/h264Settings");
+    let h264 = codec
+        .h264_settings
+        .as_ref()
+        .ok_or_else(|| bad(&h264_path, "Required when codec is H_264"))?;
+    let (min, max) = H264_BITRATE;
+    let max_bitrate = optional_in_range(
+        h264.max_bitrate,
+        &format!("{h264_path}/maxBitrate"),
+        min,
+        max,
+    )?;
+    let bitrate = optional_in_range(h264.bitrate, &format!("{h264_path}/bitrate"), min, max)?;
+    let rate_control = match h264.rate_control_mode.as_deref() {
+        Some("QVBR") => {
+            // "MaxBitrate: [...] Required when Rate control mode is QVBR." (API Reference, Jobs)
+            let max_bitrate = max_bitrate.ok_or_else(|| {
+                bad(
+                    &format!("{h264_path}/maxBitrate"),
+                    "Required when rateControlMode is QVBR",
+                )
+            })?;
+            let quality = optional_in_range(
+                h264.qvbr_settings
+                    .as_ref()
+                    .and_then(|q| q.qvbr_quality_level),
+                &format!("{h264_path}/qvbrSettings/qvbrQualityLevel"),
+                1,
+                10,
+            )?
+            .map_or(AUTO_QVBR_QUALITY, |q| q as u8);
+            RateControl::Qvbr {
+                max_bitrate,
+                quality,
+            }
+        }
+        Some("VBR" | "CBR") => RateControl::Bitrate {
+            // "Bitrate: [...] Required for VBR and CBR." (API Reference, Jobs)
+            bitrate: bitrate.ok_or_else(|| {
+                bad(
+                    &format!("{h264_path}/bitrate"),
+                    "Required when rateControlMode is VBR or CBR",
+                )
+            })?,
+            max_bitrate,
+        },
+        None => {
+            return Err(unsupported(
+                &format!("{h264_path}/rateControlMode"),
+                "a default rate control; set QVBR, VBR or CBR",
+            ))
+        }
+        Some(other) => {
+            return Err(bad(
+                &format!("{h264_path}/rateControlMode"),
+                format!("`{other}` should be one of VBR, CBR, QVBR"),
+            ))
+        }
+    };
+    let audio = match output.audio_descriptions.as_deref().unwrap_or_default() {
+        [] => None,
+        [description] => Some(plan_audio(
+            description,
+            &format!("{path}/audioDescriptions/0"),
+            input,
+        )?),
+        _ => {
+            return Err(unsupported(
+                &format!("{path}/audioDescriptions"),
+                "more than one audio track per output",
+            ))
+        }
+    };
+    Ok(VideoSpec {
         width,
         height,
+        scaling,
+        rate_control,
+        audio,
+    })
+}
+
+fn plan_audio(
+    description: &AudioDescription,
+    path: &str,
+    input: &InputPlan,
+) -> Result<AudioSpec, BadRequest> {
+    let codec_path = format!("{path}/codecSettings");
+    let codec = description
+        .codec_settings
+        .as_ref()
+        .ok_or_else(|| bad(&codec_path, "Required property is missing"))?;
+    match codec.codec.as_deref() {
+        Some("AAC") => {}
+        None => {
+            return Err(bad(
+                &format!("{codec_path}/codec"),
+                "Required property is missing",
+            ))
+        }
+        Some(other) => {
+            return Err(unsupported(
+                &format!("{codec_path}/codec"),
+                &format!("audio codec {other}; only AAC is implemented"),
+            ))
+        }
+    }
+    let aac_path = format!("{codec_path}/aacSettings");
+    let aac = codec
+        .aac_settings
+        .as_ref()
+        .ok_or_else(|| bad(&aac_path, "Required when codec is AAC"))?;
+    let bitrate = optional_in_range(aac.bitrate, &format!("{aac_path}/bitrate"), 6000, 1_024_000)?
+        .unwrap_or(96_000);
+    let sample_rate = optional_in_range(
+        aac.sample_rate,
+        &format!("{aac_path}/sampleRate"),
+        8000,
+        96_000,
+    )?
+    .unwrap_or(48_000);
+    let coding_path = format!("{aac_path}/codingMode");
+    let channels = match aac.coding_mode.as_deref() {
+        None | Some("CODING_MODE_2_0") => Some(2),
+        Some("CODING_MODE_1_0") => Some(1),
+        Some("CODING_MODE_5_1") => Some(6),
+        Some("CODING_MODE_AUTO") => None,
+        Some(other @ ("AD_RECEIVER_MIX" | "CODING_MODE_1_1")) => {
+            return Err(unsupported(&coding_path, &format!("coding mode {other}")))
+        }
+        Some(other) => {
+            return Err(bad(
+                &coding_path,
+                format!("`{other}` should be one of AD_RECEIVER_MIX, CODING_MODE_1_0, CODING_MODE_1_1, CODING_MODE_2_0, CODING_MODE_5_1, CODING_MODE_AUTO"),
+            ))
+        }
+    };
+    // "If an input does not have [the named selector], then the audio selector marked as
+    // "default" in that input will be used. If there is no audio selector marked as "default",
+    // silence will be inserted [...]. If no audio_source_name is specified, then "Audio
+    // Selector 1" will be chosen automatically." (API Reference, Jobs, AudioDescription)
+    let name = description
+        .audio_source_name
+        .as_deref()
+        .unwrap_or(DEFAULT_AUDIO_SOURCE);
+    let source = if input.audio_selectors.contains_key(name)
+        || input.audio_selectors.values().any(|is_default| *is_default)
+    {
+        AudioSource::Input
+    } else {
+        AudioSource::Silence
+    };
+    Ok(AudioSpec {
+        bitrate,
+        sample_rate,
+        channels,
+        source,
     })
 }
 
@@ -520,9 +894,55 @@ mod tests {
                             }
                         }}
                     }]
+                }, {
+                    "name": "preview",
+                    "outputGroupSettings": {
+                        "type": "FILE_GROUP_SETTINGS",
+                        "fileGroupSettings": {"destination": "s3://processed/vid-1/preview"}
+                    },
+                    "outputs": [{
+                        "containerSettings": {"container": "MP4"},
+                        "extension": "mp4",
+                        "videoDescription": {
+                            "width": 640,
+                            "height": 360,
+                            "scalingBehavior": "FIT_NO_UPSCALE",
+                            "codecSettings": {
+                                "codec": "H_264",
+                                "h264Settings": {
+                                    "rateControlMode": "QVBR",
+                                    "maxBitrate": 1500000,
+                                    "qvbrSettings": {"qvbrQualityLevel": 7}
+                                }
+                            }
+                        },
+                        "audioDescriptions": [{
+                            "audioSourceName": "Audio Selector 1",
+                            "codecSettings": {"codec": "AAC", "aacSettings": {
+                                "bitrate": 96000, "codingMode": "CODING_MODE_2_0", "sampleRate": 48000
+                            }}
+                        }]
+                    }]
                 }]
             }
         })
+    }
+
+    const PREVIEW: &str = "/settings/outputGroups/1/outputs/0";
+
+    fn preview(request: &mut Value) -> &mut Value {
+        &mut request["settings"]["outputGroups"][1]["outputs"][0]
+    }
+
+    fn h264(request: &mut Value) -> &mut Value {
+        &mut preview(request)["videoDescription"]["codecSettings"]["h264Settings"]
+    }
+
+    fn video_spec(plan: &JobPlan) -> &VideoSpec {
+        match &plan.groups[1].outputs[0].kind {
+            OutputKind::Video(spec) => spec,
+            other => panic!("not a video output: {other:?}"),
+        }
     }
 
     fn plan(value: &Value) -> Result<JobPlan, BadRequest> {
@@ -557,7 +977,29 @@ mod tests {
             "s3://frames/vid-1/my clip.0000000.jpg"
         );
         assert_eq!(
-            output.capture,
+            plan.groups[1].outputs[0].naming.file_url(),
+            "s3://processed/vid-1/preview.mp4"
+        );
+        assert_eq!(
+            video_spec(&plan),
+            &VideoSpec {
+                width: Some(640),
+                height: Some(360),
+                scaling: Scaling::FitNoUpscale,
+                rate_control: RateControl::Qvbr {
+                    max_bitrate: 1_500_000,
+                    quality: 7
+                },
+                audio: Some(AudioSpec {
+                    bitrate: 96_000,
+                    sample_rate: 48_000,
+                    channels: Some(2),
+                    source: AudioSource::Silence,
+                }),
+            }
+        );
+        assert_eq!(
+            *output.capture().unwrap(),
             CaptureSpec {
                 numerator: 30000,
                 denominator: 1001,
@@ -575,7 +1017,9 @@ mod tests {
         let settings = fcs(&mut request).as_object_mut().unwrap();
         settings.remove("quality");
         settings.remove("maxCaptures");
-        let capture = plan(&request).unwrap().groups[0].outputs[0].capture;
+        let capture = *plan(&request).unwrap().groups[0].outputs[0]
+            .capture()
+            .unwrap();
         assert_eq!(capture.quality, DEFAULT_QUALITY);
         assert_eq!(capture.max_captures, 10_000_000);
     }
@@ -652,6 +1096,21 @@ mod tests {
         });
         assert_eq!(message, "/settings/inputs: Should have at least 1 items");
         let message = message_after(|r| {
+            r["settings"]["inputs"][0]["fileInput"] =
+                json!(format!("s3://in/{}", "k".repeat(2041)));
+        });
+        assert_eq!(
+            message,
+            "/settings/inputs/0/fileInput: Should be at most 2048 characters long"
+        );
+        let request = {
+            let mut r = frame_capture_request();
+            r["settings"]["inputs"][0]["fileInput"] =
+                json!(format!("s3://in/{}", "k".repeat(2040)));
+            r
+        };
+        assert!(plan(&request).is_ok());
+        let message = message_after(|r| {
             let input = r["settings"]["inputs"][0].clone();
             r["settings"]["inputs"] = json!([input.clone(), input]);
         });
@@ -688,8 +1147,142 @@ mod tests {
         let plan = plan(&request).unwrap();
         let outputs = &plan.groups[0].outputs;
         assert_eq!(outputs[0].naming.key(1), "vid-1/my clip_small.0000001.jpg");
-        assert_eq!(outputs[0].capture.width, Some(64));
+        assert_eq!(outputs[0].capture().unwrap().width, Some(64));
         assert_eq!(outputs[1].naming.key(1), "vid-1/my clip_large.0000001.jpg");
+    }
+
+    #[test]
+    fn frame_capture_alone_is_refused() {
+        let message = message_after(|r| {
+            r["settings"]["outputGroups"].as_array_mut().unwrap().pop();
+        });
+        assert!(
+            message.starts_with("/settings/outputGroups: Frame capture outputs can only be created in jobs that also have a regular video output"),
+            "{message}"
+        );
+        // Two frame-capture groups are still frame capture only.
+        let message = message_after(|r| {
+            let frames = r["settings"]["outputGroups"][0].clone();
+            r["settings"]["outputGroups"][1] = frames;
+            r["settings"]["outputGroups"][1]["outputGroupSettings"]["fileGroupSettings"]
+                ["destination"] = json!("s3://frames/other/");
+        });
+        assert!(message.contains("regular video output"), "{message}");
+    }
+
+    #[test]
+    fn name_modifiers_are_one_character_or_more() {
+        let message = message_after(|r| fcs_output(r)["nameModifier"] = json!(""));
+        assert_eq!(
+            message,
+            "/settings/outputGroups/0/outputs/0/nameModifier: Should be at least 1 characters long"
+        );
+        let message = message_after(|r| preview(r)["nameModifier"] = json!("x".repeat(257)));
+        assert!(message.contains("at most 256"), "{message}");
+        let with_modifier = {
+            let mut request = frame_capture_request();
+            fcs_output(&mut request)["nameModifier"] = json!("_f");
+            plan(&request).unwrap()
+        };
+        assert_eq!(
+            with_modifier.groups[0].outputs[0].naming.key(0),
+            "vid-1/my clip_f.0000000.jpg"
+        );
+    }
+
+    fn fcs_output(request: &mut Value) -> &mut Value {
+        &mut request["settings"]["outputGroups"][0]["outputs"][0]
+    }
+
+    #[test]
+    fn h264_rate_control_follows_the_model() {
+        let message = message_after(|r| {
+            h264(r).as_object_mut().unwrap().remove("maxBitrate");
+        });
+        assert_eq!(
+            message,
+            format!("{PREVIEW}/videoDescription/codecSettings/h264Settings/maxBitrate: Required when rateControlMode is QVBR")
+        );
+        for (level, expected) in [
+            (0, "greater than or equal to 1"),
+            (11, "less than or equal to 10"),
+        ] {
+            let message =
+                message_after(|r| h264(r)["qvbrSettings"]["qvbrQualityLevel"] = json!(level));
+            assert!(
+                message.ends_with(&format!("qvbrQualityLevel: Should be {expected}")),
+                "{message}"
+            );
+        }
+        let message = message_after(|r| h264(r)["maxBitrate"] = json!(999));
+        assert!(
+            message.ends_with("maxBitrate: Should be greater than or equal to 1000"),
+            "{message}"
+        );
+        let message = message_after(|r| h264(r)["rateControlMode"] = json!("CBR"));
+        assert!(
+            message.ends_with("bitrate: Required when rateControlMode is VBR or CBR"),
+            "{message}"
+        );
+        let message = message_after(|r| {
+            preview(r)["videoDescription"]["codecSettings"]
+                .as_object_mut()
+                .unwrap()
+                .remove("h264Settings");
+        });
+        assert!(
+            message.ends_with("h264Settings: Required when codec is H_264"),
+            "{message}"
+        );
+        let message = message_after(|r| preview(r)["videoDescription"]["width"] = json!(8194));
+        assert!(
+            message.ends_with("width: Should be less than or equal to 8192"),
+            "{message}"
+        );
+        let mut request = frame_capture_request();
+        h264(&mut request)["qvbrSettings"] = json!({});
+        let plan = plan(&request).unwrap();
+        assert_eq!(
+            video_spec(&plan).rate_control,
+            RateControl::Qvbr {
+                max_bitrate: 1_500_000,
+                quality: AUTO_QVBR_QUALITY
+            }
+        );
+    }
+
+    #[test]
+    fn audio_comes_from_a_declared_selector_or_is_silence() {
+        let mut request = frame_capture_request();
+        request["settings"]["inputs"][0]["audioSelectors"] =
+            json!({"Audio Selector 1": {"defaultSelection": "DEFAULT"}});
+        let source = |request: &Value| video_spec(&plan(request).unwrap()).audio.unwrap().source;
+        assert_eq!(source(&request), AudioSource::Input);
+        preview(&mut request)["audioDescriptions"][0]["audioSourceName"] =
+            json!("Audio Selector 2");
+        assert_eq!(
+            source(&request),
+            AudioSource::Input,
+            "falls back to the DEFAULT selector"
+        );
+        request["settings"]["inputs"][0]["audioSelectors"] =
+            json!({"Audio Selector 1": {"defaultSelection": "NOT_DEFAULT"}});
+        assert_eq!(source(&request), AudioSource::Silence);
+        let message = message_after(|r| {
+            preview(r)["audioDescriptions"][0]["codecSettings"]["aacSettings"]["bitrate"] =
+                json!(5999)
+        });
+        assert!(
+            message.ends_with("aacSettings/bitrate: Should be greater than or equal to 6000"),
+            "{message}"
+        );
+        let message = message_after(|r| {
+            fcs_output(r)["audioDescriptions"] = preview(r)["audioDescriptions"].clone();
+        });
+        assert!(
+            message.contains("Frame capture outputs cannot contain audio"),
+            "{message}"
+        );
     }
 
     #[test]

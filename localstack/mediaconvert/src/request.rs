@@ -54,6 +54,16 @@ pub struct Input {
     pub input_clippings: Option<Vec<Value>>,
     /// Only `rotate` is read.
     pub video_selector: Option<VideoSelector>,
+    /// Named audio selectors; an output's `audioSourceName` picks one.
+    pub audio_selectors: Option<BTreeMap<String, AudioSelector>>,
+}
+
+/// `settings.inputs[].audioSelectors.<name>`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AudioSelector {
+    /// `DEFAULT`: used by outputs whose selector is missing; `NOT_DEFAULT` (the default).
+    pub default_selection: Option<String>,
 }
 
 /// `settings.inputs[].videoSelector`.
@@ -101,14 +111,14 @@ pub struct FileGroupSettings {
 pub struct Output {
     /// Appended to the base name.
     pub name_modifier: Option<String>,
-    /// File extension; `jpg` for frame capture when absent.
+    /// File extension; `jpg` for frame capture and `mp4` for MP4 when absent.
     pub extension: Option<String>,
-    /// Must be `RAW` for frame capture.
+    /// `RAW` for frame capture, `MP4` for video.
     pub container_settings: Option<ContainerSettings>,
     /// Codec and size.
     pub video_description: Option<VideoDescription>,
-    /// Frame capture outputs carry no audio.
-    pub audio_descriptions: Option<Vec<Value>>,
+    /// Audio tracks of a video output; frame capture outputs carry none.
+    pub audio_descriptions: Option<Vec<AudioDescription>>,
     /// Frame capture outputs carry no captions.
     pub caption_descriptions: Option<Vec<Value>>,
     /// Presets are not supported by the stand-in.
@@ -119,8 +129,40 @@ pub struct Output {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerSettings {
-    /// `RAW` for frame capture.
+    /// `RAW` for frame capture, `MP4` for video.
     pub container: Option<String>,
+}
+
+/// `…outputs[].audioDescriptions[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AudioDescription {
+    /// The input audio selector to encode; `Audio Selector 1` when absent.
+    pub audio_source_name: Option<String>,
+    /// The codec.
+    pub codec_settings: Option<AudioCodecSettings>,
+}
+
+/// `…audioDescriptions[].codecSettings`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AudioCodecSettings {
+    /// `AAC` is the only codec the stand-in encodes.
+    pub codec: Option<String>,
+    /// Required with `AAC`.
+    pub aac_settings: Option<AacSettings>,
+}
+
+/// `…codecSettings.aacSettings`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AacSettings {
+    /// Bits per second (6000..=1024000).
+    pub bitrate: Option<i64>,
+    /// `CODING_MODE_1_0`, `CODING_MODE_2_0`, …: the channel layout.
+    pub coding_mode: Option<String>,
+    /// Hz (8000..=96000).
+    pub sample_rate: Option<i64>,
 }
 
 /// `…outputs[].videoDescription`.
@@ -131,6 +173,8 @@ pub struct VideoDescription {
     pub width: Option<i64>,
     /// Output height in pixels (32..=8192); the input's when absent.
     pub height: Option<i64>,
+    /// How the input is fitted to `width` × `height`; `DEFAULT` (fit with padding) when absent.
+    pub scaling_behavior: Option<String>,
     /// The codec.
     pub codec_settings: Option<VideoCodecSettings>,
 }
@@ -139,10 +183,34 @@ pub struct VideoDescription {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VideoCodecSettings {
-    /// `FRAME_CAPTURE` is the only codec the stand-in runs.
+    /// `FRAME_CAPTURE` (in RAW) or `H_264` (in MP4).
     pub codec: Option<String>,
     /// Required with `FRAME_CAPTURE`.
     pub frame_capture_settings: Option<FrameCaptureSettings>,
+    /// Required with `H_264`.
+    pub h264_settings: Option<H264Settings>,
+}
+
+/// `…codecSettings.h264Settings`: the rate control the stand-in reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct H264Settings {
+    /// `QVBR`, `VBR` or `CBR`.
+    pub rate_control_mode: Option<String>,
+    /// Peak bits per second (1000..=1152000000); required with QVBR.
+    pub max_bitrate: Option<i64>,
+    /// Average bits per second (1000..=1152000000); required with VBR and CBR.
+    pub bitrate: Option<i64>,
+    /// QVBR quality.
+    pub qvbr_settings: Option<H264QvbrSettings>,
+}
+
+/// `…h264Settings.qvbrSettings`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct H264QvbrSettings {
+    /// 1..=10; MediaConvert picks one when absent.
+    pub qvbr_quality_level: Option<i64>,
 }
 
 /// `…codecSettings.frameCaptureSettings`.

@@ -1,5 +1,5 @@
 //! The life of a job after `CreateJob` returned: wait for a slot (SUBMITTED), then PROGRESSING
-//! through probing, capture and upload, and a COMPLETE or ERROR event at the end, with
+//! through probing, capture and MP4 encoding, and upload, and a COMPLETE or ERROR event at the end, with
 //! STATUS_UPDATE events on the job's interval meanwhile. `CancelJob` and shutdown cancel the
 //! job's token, which drops the work (killing ffmpeg and deleting the work directory).
 
@@ -20,7 +20,7 @@ use crate::events::{EventPublisher, JobContext, JobEvent};
 use crate::job::{
     GroupResult, JobFailure, JobProgress, JobRecord, JobStore, Outcome, OutputResult, Phase,
 };
-use crate::plan::JobPlan;
+use crate::plan::{JobPlan, OutputKind};
 use crate::transfer::{self, TransferError};
 
 /// MediaConvert error code: the input could not be opened or is not a video.
@@ -219,62 +219,141 @@ async fn execute(
     progress
         .outputs_total
         .store(outputs.clone().count() as u64, Ordering::Relaxed);
-    let mut captured = Vec::new();
+    let mut produced = Vec::new();
     for (n, output) in outputs.enumerate() {
         let dir = work.path().join(format!("output-{n}"));
         tokio::fs::create_dir(&dir)
             .await
             .map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
         progress.position_us.store(0, Ordering::Relaxed);
-        let frames = capture::capture(
-            &config.ffmpeg,
-            &input,
-            url,
-            &dir,
-            &output.capture,
-            plan.input.auto_rotate,
-            progress,
-        )
-        .await
-        .map_err(|e| capture_failure(url, e))?;
+        let files = match &output.kind {
+            OutputKind::FrameCapture(spec) => {
+                let frames = capture::capture(
+                    &config.ffmpeg,
+                    &input,
+                    url,
+                    &dir,
+                    spec,
+                    plan.input.auto_rotate,
+                    progress,
+                )
+                .await
+                .map_err(|e| capture_failure(url, e))?;
+                let last = frames.last().expect("capture returns at least one frame");
+                let (width, height) = read_dimensions(last).await?;
+                Produced {
+                    files: Files::Frames(frames),
+                    width,
+                    height,
+                    duration_ms,
+                }
+            }
+            OutputKind::Video(spec) => {
+                let file = dir.join("output.mp4");
+                capture::encode_mp4(
+                    &config.ffmpeg,
+                    &input,
+                    url,
+                    &file,
+                    spec,
+                    plan.input.auto_rotate,
+                    probe.has_audio,
+                    progress,
+                )
+                .await
+                .map_err(|e| capture_failure(url, e))?;
+                let written = capture::probe(&config.ffprobe, &file, "the encoded MP4")
+                    .await
+                    .map_err(|e| internal(format!("the encoded MP4 is unreadable: {e}")))?;
+                Produced {
+                    files: Files::Single(file),
+                    width: written.width,
+                    height: written.height,
+                    duration_ms: written.duration_ms.unwrap_or(duration_ms),
+                }
+            }
+        };
         progress.outputs_done.fetch_add(1, Ordering::Relaxed);
-        let last = frames.last().expect("capture returns at least one frame");
-        let (width, height) = read_dimensions(last).await?;
-        tracing::debug!(captures = frames.len(), width, height, "output captured");
-        captured.push((output, frames, width, height));
+        tracing::debug!(
+            files = produced.len(),
+            width = files.width,
+            height = files.height,
+            "output written locally"
+        );
+        produced.push((output, files));
     }
 
     progress.set_phase(Phase::Uploading);
-    let total: usize = captured.iter().map(|(_, frames, ..)| frames.len()).sum();
+    let total: usize = produced.iter().map(|(_, p)| p.files.count()).sum();
     progress.to_upload.store(total as u64, Ordering::Relaxed);
-    for (output, frames, ..) in &captured {
-        transfer::upload_captures(&service.s3, &output.naming, frames, &progress.uploaded)
-            .await
-            .map_err(|e| output_failure(&e))?;
+    for (output, produced) in &produced {
+        match &produced.files {
+            Files::Frames(frames) => {
+                transfer::upload_captures(&service.s3, &output.naming, frames, &progress.uploaded)
+                    .await
+            }
+            Files::Single(file) => {
+                let done =
+                    transfer::upload_file(&service.s3, &output.naming, file, "video/mp4").await;
+                progress.uploaded.fetch_add(1, Ordering::Relaxed);
+                done
+            }
+        }
+        .map_err(|e| output_failure(&e))?;
     }
 
-    let mut captured = captured.into_iter();
+    let mut produced = produced.into_iter();
     let groups = plan
         .groups
         .iter()
         .map(|group| GroupResult {
-            outputs: captured
+            outputs: produced
                 .by_ref()
                 .take(group.outputs.len())
-                .map(|(output, frames, width, height)| {
-                    let captures = frames.len() as u64;
+                .map(|(output, produced)| {
+                    let (path, captures) = match &produced.files {
+                        Files::Frames(frames) => {
+                            let captures = frames.len() as u64;
+                            (output.naming.url(captures - 1), captures)
+                        }
+                        Files::Single(_) => (output.naming.file_url(), 0),
+                    };
                     OutputResult {
-                        last_capture: output.naming.url(captures - 1),
+                        path,
                         captures,
-                        duration_ms,
-                        width,
-                        height,
+                        duration_ms: produced.duration_ms,
+                        width: produced.width,
+                        height: produced.height,
                     }
                 })
                 .collect(),
         })
         .collect();
     Ok(groups)
+}
+
+/// An output written to the work directory, not yet uploaded.
+struct Produced {
+    files: Files,
+    width: u32,
+    height: u32,
+    duration_ms: u64,
+}
+
+enum Files {
+    /// Captures 0, 1, … in order.
+    Frames(Vec<std::path::PathBuf>),
+    /// One MP4.
+    Single(std::path::PathBuf),
+}
+
+impl Files {
+    fn count(&self) -> usize {
+        match self {
+            Self::Frames(frames) => frames.len(),
+            Self::Single(_) => 1,
+        }
+    }
 }
 
 /// The input file's extension (with its dot) when it is short and plain, so ffprobe sees the

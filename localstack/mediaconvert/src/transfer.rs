@@ -1,5 +1,5 @@
-//! S3 transfers: the input comes down to a local file for ffmpeg, captures go up under their
-//! MediaConvert names, a bounded number at once.
+//! S3 transfers: the input comes down to a local file for ffmpeg, captures (a bounded number at
+//! once) and MP4 outputs go up under their MediaConvert names.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -147,13 +147,33 @@ pub async fn upload_captures(
     }
 }
 
+/// Uploads the single-file output at `path` (an MP4) under `naming`.
+#[instrument(skip_all, fields(bucket = %naming.bucket, key = %naming.file_key()), err)]
+pub async fn upload_file(
+    s3: &aws_sdk_s3::Client,
+    naming: &OutputNaming,
+    path: &Path,
+    content_type: &str,
+) -> Result<(), TransferError> {
+    put_file(s3, &naming.bucket, naming.file_key(), path, content_type).await
+}
+
 async fn upload_capture(
     s3: &aws_sdk_s3::Client,
     naming: &OutputNaming,
     index: u64,
     path: &Path,
 ) -> Result<(), TransferError> {
-    let key = naming.key(index);
+    put_file(s3, &naming.bucket, naming.key(index), path, "image/jpeg").await
+}
+
+async fn put_file(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: String,
+    path: &Path,
+    content_type: &str,
+) -> Result<(), TransferError> {
     let body = ByteStream::from_path(path)
         .await
         .map_err(|e| TransferError::Local {
@@ -161,14 +181,14 @@ async fn upload_capture(
             source: std::io::Error::other(e),
         })?;
     s3.put_object()
-        .bucket(&naming.bucket)
+        .bucket(bucket)
         .key(&key)
-        .content_type("image/jpeg")
+        .content_type(content_type)
         .body(body)
         .send()
         .await
         .map_err(|e| TransferError::Upload {
-            bucket: naming.bucket.clone(),
+            bucket: bucket.to_string(),
             message: framefleet_core::aws::describe(&e),
             key,
             source: e.into(),
