@@ -1,0 +1,263 @@
+//! The pipeline under the failures AWS really returns, injected by the fault proxy between the
+//! services and moto_server: throttling, 5xx, transaction conflicts, lost connections before
+//! and after a call took effect, and SendMessageBatch's total size limit.
+
+use std::time::{Duration, Instant};
+
+use framefleet_core::frames::frame_index;
+use framefleet_core::jobs::JobStatus;
+use framefleet_e2e::fault_proxy::{
+    Fault, FaultPlan, FaultRule, Latency, Service, Trigger, SQS_MAX_BATCH_PAYLOAD_BYTES,
+};
+use framefleet_e2e::media::{count_frames, make_video};
+use framefleet_e2e::stack::{spawn_stack_with, Stack, StackOptions};
+
+/// A generated video and its frame count.
+async fn video(width: u32, height: u32, rate: &str, seconds: f64) -> (Vec<u8>, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clip.mp4");
+    make_video(&path, width, height, rate, seconds)
+        .await
+        .unwrap();
+    let frames = count_frames(&path).await.unwrap();
+    (std::fs::read(&path).unwrap(), frames)
+}
+
+/// The job's counts are exact, every frame has its edge map, there is one manifest, and no
+/// queue sent anything to its DLQ.
+async fn assert_complete_and_exact(stack: &Stack, video_id: &str, frames: u64) {
+    let record = stack
+        .jobs
+        .get(&framefleet_core::video::VideoId::from_raw(video_id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
+    let captured = stack
+        .list(&stack.resources.frames_bucket, &format!("{video_id}/"))
+        .await
+        .unwrap();
+    assert_eq!(captured.len() as u64, frames, "frames captured");
+    assert_eq!(record.total_frames, Some(frames));
+    assert_eq!(record.processed_frames, frames, "{record:#?}");
+    assert_eq!(record.failed_frames, 0, "{record:#?}");
+    let outputs = stack
+        .list(&stack.resources.processed_bucket, &format!("{video_id}/"))
+        .await
+        .unwrap();
+    assert_eq!(
+        outputs.iter().filter(|k| frame_index(k).is_some()).count() as u64,
+        frames,
+        "edge maps"
+    );
+    assert_eq!(
+        outputs
+            .iter()
+            .filter(|k| k.ends_with("/manifest.json"))
+            .count(),
+        1,
+        "one manifest: {outputs:?}"
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &stack
+            .get(
+                &stack.resources.processed_bucket,
+                &format!("{video_id}/manifest.json"),
+            )
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["counts"]["total"], frames);
+    assert_eq!(manifest["counts"]["processed"], frames);
+    for queue in [
+        &stack.resources.ingress_queue,
+        &stack.resources.job_events_queue,
+        &stack.resources.frames_queue,
+    ] {
+        let dlq = stack.dlq_url(queue);
+        assert_eq!(stack.queue_depth(dlq).await.unwrap(), 0, "DLQ of {queue}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn job_completes_exactly_under_faults_on_every_service() {
+    use Fault::*;
+    use Service::*;
+    use Trigger::*;
+    // Steady rates (every n-th call) make sure each kind happens; the seeded chances add
+    // faults wherever they land. A connection lost after forwarding is only aimed at calls
+    // that are safe to repeat blindly, as the SDK does: object writes, deletes, the fan-out
+    // (a duplicate batch is counted once) and the counting transaction (its marker).
+    let plan = FaultPlan::seeded(0x00fa_0175)
+        .rule(FaultRule::new(S3, EveryNth(7), S3InternalError).on("GetObject"))
+        .rule(FaultRule::new(S3, EveryNth(11), S3RequestTimeout).on("GetObject"))
+        .rule(FaultRule::new(S3, EveryNth(7), S3SlowDown).on("PutObject"))
+        .rule(FaultRule::new(S3, EveryNth(9), ResetAfterForwarding).on("PutObject"))
+        .rule(FaultRule::new(S3, Probability(0.03), ResetBeforeForwarding))
+        .rule(FaultRule::new(Sqs, FirstCalls(1), ResetAfterForwarding).on("SendMessageBatch"))
+        .rule(FaultRule::new(Sqs, EveryNth(3), ResetAfterForwarding).on("DeleteMessage"))
+        .rule(FaultRule::new(
+            Sqs,
+            Probability(0.05),
+            ResetBeforeForwarding,
+        ))
+        .rule(
+            FaultRule::new(DynamoDb, EveryNth(3), DynamoDbTransactionCanceledConflict)
+                .on("TransactWriteItems"),
+        )
+        .rule(FaultRule::new(DynamoDb, EveryNth(4), ResetAfterForwarding).on("TransactWriteItems"))
+        .rule(FaultRule::new(DynamoDb, EveryNth(3), DynamoDbTransactionConflict).on("UpdateItem"))
+        .rule(FaultRule::new(DynamoDb, EveryNth(5), DynamoDbThrottling).on("GetItem"))
+        .rule(FaultRule::new(
+            DynamoDb,
+            EveryNth(10),
+            DynamoDbProvisionedThroughputExceeded,
+        ))
+        .rule(FaultRule::new(
+            DynamoDb,
+            Probability(0.03),
+            ResetBeforeForwarding,
+        ))
+        .latency(Latency {
+            fixed: Duration::from_millis(1),
+            tail: Duration::from_millis(40),
+            tail_probability: 0.1,
+        });
+    let stack = spawn_stack_with(StackOptions {
+        faults: Some(plan),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let (bytes, frames) = video(64, 48, "10", 2.0).await;
+    let video_id = stack.upload("faulty.mp4", bytes).await.unwrap();
+    let record = stack.wait_final(&video_id).await.unwrap();
+    assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
+    assert_complete_and_exact(&stack, video_id.as_str(), frames).await;
+    let proxy = stack.fault_proxy.as_ref().unwrap();
+    let injected = proxy.injected();
+    for (service, fault) in [
+        (S3, S3InternalError),
+        (S3, S3RequestTimeout),
+        (S3, S3SlowDown),
+        (S3, ResetAfterForwarding),
+        (Sqs, ResetAfterForwarding),
+        (DynamoDb, DynamoDbTransactionCanceledConflict),
+        (DynamoDb, DynamoDbTransactionConflict),
+        (DynamoDb, DynamoDbThrottling),
+        (DynamoDb, DynamoDbProvisionedThroughputExceeded),
+        (DynamoDb, ResetAfterForwarding),
+    ] {
+        assert!(
+            proxy.count_on(service, fault) > 0,
+            "no {fault} on {service:?}: {injected:#?}"
+        );
+    }
+    assert!(proxy.count(ResetBeforeForwarding) > 0, "{injected:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conflicting_counting_transactions_are_retried_in_process() {
+    // The first attempt of every counting transaction (one per batch marker) is cancelled
+    // with TransactionConflict, as when concurrent batches update the same job item.
+    let plan = FaultPlan::seeded(1).rule(
+        FaultRule::new(
+            Service::DynamoDb,
+            Trigger::OncePerCall,
+            Fault::DynamoDbTransactionCanceledConflict,
+        )
+        .on("TransactWriteItems"),
+    );
+    let stack = spawn_stack_with(StackOptions {
+        workers: 0,
+        faults: Some(plan),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let (bytes, frames) = video(64, 48, "10", 2.0).await;
+    let video_id = stack.upload("conflicts.mp4", bytes).await.unwrap();
+    let record = stack
+        .wait_for(&video_id, &[JobStatus::Processing], Duration::from_secs(60))
+        .await
+        .unwrap();
+    let batches = record.batches.unwrap();
+    assert!(batches > 1, "{record:#?}");
+    // One worker, driven round by round, so every outcome is seen.
+    let worker = stack.worker().await.unwrap();
+    let mut handled = 0;
+    let mut retried = 0;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let outcome = worker.run_once(10, Duration::from_secs(1)).await.unwrap();
+        handled += outcome.handled;
+        retried += outcome.retried;
+        assert_eq!(outcome.rejected, 0, "{outcome:?}");
+        let record = stack.jobs.get(&video_id).await.unwrap().unwrap();
+        if record.status.is_final() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job never completed (frames uncounted?): {record:#?}"
+        );
+    }
+    assert_eq!(retried, 0, "no batch was left for redelivery");
+    assert_eq!(
+        handled as u64, batches,
+        "each batch handled on its first delivery"
+    );
+    assert_complete_and_exact(&stack, video_id.as_str(), frames).await;
+    let proxy = stack.fault_proxy.as_ref().unwrap();
+    assert_eq!(
+        proxy.count(Fault::DynamoDbTransactionCanceledConflict),
+        batches,
+        "{:#?}",
+        proxy.injected()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fan_out_larger_than_one_send_message_batch_completes() {
+    // Frame keys carry the upload's basename: with a long one, the bodies of one
+    // SendMessageBatch (40 keys of ~950 bytes each, up to ten bodies) sum past 256 KiB, which
+    // the proxy refuses as SQS does.
+    let stack = spawn_stack_with(StackOptions {
+        faults: Some(FaultPlan::strict()),
+        dispatcher_config: framefleet_dispatcher::settings::DispatcherConfig {
+            batch_size: 40,
+            ..StackOptions::default().dispatcher_config
+        },
+        workers: 2,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let (bytes, frames) = video(32, 32, "30", 10.0).await;
+    let name = format!("uploads/{}.mp4", "a-very-long-file-name-".repeat(41));
+    let video_id = stack.upload(&name, bytes).await.unwrap();
+    let record = stack.wait_final(&video_id).await.unwrap();
+    assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
+    let captured = stack
+        .list(&stack.resources.frames_bucket, &format!("{video_id}/"))
+        .await
+        .unwrap();
+    let key_bytes: usize = captured.iter().map(|k| k.len() + 3).sum();
+    assert!(
+        key_bytes > SQS_MAX_BATCH_PAYLOAD_BYTES,
+        "the fan-out must not fit one call: {key_bytes} bytes of keys"
+    );
+    assert!(
+        record.batches.unwrap() > 1 && record.batches.unwrap() <= 10,
+        "{record:#?}"
+    );
+    assert_complete_and_exact(&stack, video_id.as_str(), frames).await;
+    let proxy = stack.fault_proxy.as_ref().unwrap();
+    assert_eq!(
+        proxy.count(Fault::SqsBatchRequestTooLong),
+        0,
+        "{:#?}",
+        proxy.injected()
+    );
+}
