@@ -109,6 +109,9 @@ where
                 || code == "ProvisionedThroughputExceededException"
                 || code == TRANSACTION_CONFLICT
                 || code == "SlowDown"
+                // S3's idle-socket timeout: "Error responses", Amazon S3 API Reference,
+                // https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html
+                || code == "RequestTimeout"
                 || code == "InternalError"
                 || code == "ServiceUnavailable"
         }

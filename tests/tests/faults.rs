@@ -261,3 +261,241 @@ async fn fan_out_larger_than_one_send_message_batch_completes() {
         proxy.injected()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn injected_faults_reach_the_sdk_in_the_services_own_shapes() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use Fault::*;
+    use Service::*;
+    use Trigger::FirstCalls;
+    // Rules are tried in order and FirstCalls counts only the calls that reach it, so the
+    // n-th call of an operation gets the n-th fault listed for it.
+    let plan = FaultPlan::seeded(3)
+        .rule(FaultRule::new(S3, FirstCalls(1), S3InternalError).on("GetObject"))
+        .rule(FaultRule::new(S3, FirstCalls(1), S3SlowDown).on("GetObject"))
+        .rule(FaultRule::new(S3, FirstCalls(1), S3RequestTimeout).on("GetObject"))
+        .rule(FaultRule::new(S3, FirstCalls(1), ResetBeforeForwarding).on("GetObject"))
+        .rule(FaultRule::new(DynamoDb, FirstCalls(1), DynamoDbThrottling).on("GetItem"))
+        .rule(
+            FaultRule::new(
+                DynamoDb,
+                FirstCalls(1),
+                DynamoDbProvisionedThroughputExceeded,
+            )
+            .on("GetItem"),
+        )
+        .rule(FaultRule::new(DynamoDb, FirstCalls(1), DynamoDbTransactionConflict).on("UpdateItem"))
+        .rule(
+            FaultRule::new(DynamoDb, FirstCalls(1), DynamoDbTransactionCanceledConflict)
+                .on("TransactWriteItems"),
+        );
+    let stack = spawn_stack_with(StackOptions {
+        dispatcher: false,
+        workers: 0,
+        faults: Some(plan),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let proxy = stack.fault_proxy.as_ref().unwrap();
+    // The SDK without its retries, to see each answer as it arrives.
+    let sdk = framefleet_e2e::sdk_config(&proxy.endpoint())
+        .into_builder()
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    let clients = framefleet_core::aws::AwsClients::from_config(&sdk, true, None);
+    let bucket = &stack.resources.ingress_bucket;
+    stack
+        .clients
+        .s3
+        .put_object()
+        .bucket(bucket)
+        .key("k")
+        .body(b"v".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+
+    for (code, status) in [
+        ("InternalError", 500),
+        ("SlowDown", 503),
+        ("RequestTimeout", 400),
+    ] {
+        let error = clients
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key("k")
+            .send()
+            .await
+            .unwrap_err();
+        let service = error.as_service_error().expect("a service error");
+        assert_eq!(
+            aws_sdk_s3::error::ProvideErrorMetadata::code(service),
+            Some(code)
+        );
+        assert_eq!(error.raw_response().unwrap().status().as_u16(), status);
+        assert!(framefleet_core::aws::is_transient(&error), "{code}");
+    }
+    let reset = clients
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key("k")
+        .send()
+        .await
+        .unwrap_err();
+    // A connection closed before an answer: the SDK retries it as transient, and so do we.
+    assert!(
+        matches!(reset, aws_sdk_s3::error::SdkError::DispatchFailure(_)),
+        "{reset:?}"
+    );
+    assert!(framefleet_core::aws::is_transient(&reset));
+    let body = clients
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key("k")
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(&body[..], b"v", "the fifth call goes through");
+
+    let table = &stack.resources.jobs_table;
+    let key = |sk: &str| {
+        std::collections::HashMap::from([
+            ("pk".to_string(), AttributeValue::S("v".into())),
+            ("sk".to_string(), AttributeValue::S(sk.into())),
+        ])
+    };
+    let get = || {
+        clients
+            .dynamodb
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key("job")))
+    };
+    let error = get().send().await.unwrap_err();
+    assert_eq!(
+        aws_sdk_dynamodb::error::ProvideErrorMetadata::code(error.as_service_error().unwrap()),
+        Some("ThrottlingException")
+    );
+    assert!(framefleet_core::aws::is_transient(&error));
+    let error = get().send().await.unwrap_err();
+    assert!(
+        error
+            .as_service_error()
+            .unwrap()
+            .is_provisioned_throughput_exceeded_exception(),
+        "{error:?}"
+    );
+    get().send().await.unwrap();
+    let error = clients
+        .dynamodb
+        .update_item()
+        .table_name(table)
+        .set_key(Some(key("job")))
+        .update_expression("SET a = :a")
+        .expression_attribute_values(":a", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .as_service_error()
+            .unwrap()
+            .is_transaction_conflict_exception(),
+        "{error:?}"
+    );
+    assert!(framefleet_core::aws::is_transaction_conflict(&error));
+    let put = aws_sdk_dynamodb::types::Put::builder()
+        .table_name(table)
+        .set_item(Some(key("batch#000000")))
+        .build()
+        .unwrap();
+    let update = aws_sdk_dynamodb::types::Update::builder()
+        .table_name(table)
+        .set_key(Some(key("job")))
+        .update_expression("ADD n :one")
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .build()
+        .unwrap();
+    let error = clients
+        .dynamodb
+        .transact_write_items()
+        .transact_items(
+            aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                .put(put)
+                .build(),
+        )
+        .transact_items(
+            aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                .update(update)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    let Some(
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
+            cancelled,
+        ),
+    ) = error.as_service_error()
+    else {
+        panic!("not a cancellation: {error:?}");
+    };
+    let codes: Vec<_> = cancelled
+        .cancellation_reasons()
+        .iter()
+        .map(|r| r.code())
+        .collect();
+    assert_eq!(
+        codes,
+        [Some("TransactionConflict"), Some("TransactionConflict")]
+    );
+
+    // More than 256 KiB in one SendMessageBatch: refused as SQS refuses it.
+    let entries = (0..2)
+        .map(|i| {
+            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                .id(format!("m{i}"))
+                .message_body("x".repeat(SQS_MAX_BATCH_PAYLOAD_BYTES / 2 + 1))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let error = clients
+        .sqs
+        .send_message_batch()
+        .queue_url(&stack.provisioned.frames_queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .as_service_error()
+            .unwrap()
+            .is_batch_request_too_long(),
+        "{error:?}"
+    );
+    assert!(!framefleet_core::aws::is_transient(&error));
+    assert_eq!(
+        stack
+            .queue_depth(&stack.provisioned.frames_queue_url)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(proxy.count(SqsBatchRequestTooLong), 1);
+    assert_eq!(proxy.count_on(S3, S3InternalError), 1);
+    assert_eq!(
+        proxy.count_on(DynamoDb, DynamoDbTransactionCanceledConflict),
+        1
+    );
+}
