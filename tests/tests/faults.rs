@@ -108,10 +108,10 @@ async fn job_completes_exactly_under_faults_on_every_service() {
         )
         .rule(FaultRule::new(DynamoDb, EveryNth(4), ResetAfterForwarding).on("TransactWriteItems"))
         .rule(FaultRule::new(DynamoDb, EveryNth(3), DynamoDbTransactionConflict).on("UpdateItem"))
-        .rule(FaultRule::new(DynamoDb, EveryNth(5), DynamoDbThrottling).on("GetItem"))
+        .rule(FaultRule::new(DynamoDb, EveryNth(5), DynamoDbThrottling))
         .rule(FaultRule::new(
             DynamoDb,
-            EveryNth(10),
+            EveryNth(6),
             DynamoDbProvisionedThroughputExceeded,
         ))
         .rule(FaultRule::new(
