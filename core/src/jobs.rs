@@ -359,6 +359,29 @@ impl JobTable {
         set: Vec<(&str, AttributeValue)>,
         extra_condition: Option<&str>,
     ) -> Result<Transition, JobTableError> {
+        self.claimed_transition(operation, video_id, from, set, extra_condition, None)
+            .await
+    }
+
+    /// A transition that also writes `claim` (an attribute and a value unique to this call),
+    /// so a call can recognise its own write. The SDK resends a request whose answer was lost
+    /// (connection closed after DynamoDB applied it); the resent conditional write then fails
+    /// its condition, and only the item as it stands (`ReturnValuesOnConditionCheckFailure`,
+    /// "UpdateItem", Amazon DynamoDB API Reference,
+    /// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html>)
+    /// tells "I applied it before" from "someone else did".
+    async fn claimed_transition(
+        &self,
+        operation: &'static str,
+        video_id: &VideoId,
+        from: &[JobStatus],
+        mut set: Vec<(&str, AttributeValue)>,
+        extra_condition: Option<&str>,
+        claim: Option<(&str, String)>,
+    ) -> Result<Transition, JobTableError> {
+        if let Some((field, token)) = &claim {
+            set.push((field, s(token)));
+        }
         let mut names = status_names();
         let mut values: Item = HashMap::new();
         let mut sets = vec!["updated_at = :now".to_string()];
@@ -391,7 +414,12 @@ impl JobTable {
             .update_expression(format!("SET {}", sets.join(", ")))
             .condition_expression(condition)
             .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values));
+            .set_expression_attribute_values(Some(values))
+            .set_return_values_on_condition_check_failure(
+                claim
+                    .as_ref()
+                    .map(|_| aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld),
+            );
         // A conflict means the write was rejected, so sending the same conditional SET again is
         // safe (it cannot apply twice: it only sets values, guarded by the status).
         let mut backoff = ConflictBackoff::new();
@@ -403,16 +431,26 @@ impl JobTable {
                 result => break result,
             }
         };
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
         match result {
             Ok(_) => Ok(Transition::Applied),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Transition::NotApplicable)
-            }
-            Err(error) => Err(self.error(operation, video_id, error)),
+            Err(error) => match error.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    let ours = claim.as_ref().is_some_and(|(field, token)| {
+                        failed
+                            .item()
+                            .and_then(|item| get_s(item, field))
+                            .is_some_and(|stored| stored == *token)
+                    });
+                    if ours {
+                        tracing::info!(operation, %video_id, "the write had applied; its answer was lost");
+                        Ok(Transition::Applied)
+                    } else {
+                        Ok(Transition::NotApplicable)
+                    }
+                }
+                _ => Err(self.error(operation, video_id, error)),
+            },
         }
     }
 
@@ -627,8 +665,11 @@ impl JobTable {
 
     /// PROCESSING → FINALIZING when every frame is counted. Exactly one caller gets `Applied`
     /// and owes the job its manifest.
+    ///
+    /// The winner is recognised even when its answer is lost and the SDK resends the write
+    /// (which then fails its condition): it claims the job with a token of its own.
     pub async fn try_finalize(&self, video_id: &VideoId) -> Result<Transition, JobTableError> {
-        self.transition(
+        self.claimed_transition(
             "try_finalize",
             video_id,
             &[JobStatus::Processing],
@@ -637,6 +678,7 @@ impl JobTable {
                 ("finished_at", s(now_rfc3339())),
             ],
             Some("done_frames = total_frames"),
+            Some(("finalized_by", claim_token())),
         )
         .await
     }
@@ -695,6 +737,19 @@ impl JobTable {
         }
         Ok(failed)
     }
+}
+
+/// A value no other call writes: 128 random bits from the standard library's randomly keyed
+/// hasher, plus the time.
+fn claim_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let random = || {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    format!("{:016x}{:016x}-{nanos:x}", random(), random())
 }
 
 /// What a cancelled counting transaction means, read from its per-item cancellation reasons

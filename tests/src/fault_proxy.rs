@@ -96,6 +96,9 @@ pub enum Fault {
     ResetBeforeForwarding,
     /// The connection closes after moto answered: the call took effect, its answer is lost.
     ResetAfterForwarding,
+    /// Like [`Fault::ResetAfterForwarding`], but only when moto answered 2xx (a conditional
+    /// write that applied); other answers pass through and are not counted.
+    ResetAfterSuccess,
 }
 
 impl fmt::Display for Fault {
@@ -131,6 +134,9 @@ pub struct FaultRule {
     pub trigger: Trigger,
     /// What the caller gets.
     pub fault: Fault,
+    /// Only calls whose request body contains this text (DynamoDB and SQS bodies), e.g. one
+    /// condition expression.
+    pub body_contains: Option<String>,
 }
 
 impl FaultRule {
@@ -141,7 +147,14 @@ impl FaultRule {
             operation: None,
             trigger,
             fault,
+            body_contains: None,
         }
+    }
+
+    /// The same rule narrowed to calls whose body contains `text`.
+    pub fn body_contains(mut self, text: &str) -> Self {
+        self.body_contains = Some(text.to_string());
+        self
     }
 
     /// The same rule narrowed to one operation.
@@ -390,13 +403,22 @@ impl State {
         let Some(fault) = fault else {
             return Ok(self.forward(request).await);
         };
+        if fault == Fault::ResetAfterSuccess {
+            let response = self.forward(request).await;
+            if !response.status().is_success() {
+                return Ok(response);
+            }
+            self.record(&call, fault);
+            let _ = response.into_body().collect().await;
+            return Err(Dropped(fault));
+        }
         self.record(&call, fault);
         match fault {
             Fault::ResetBeforeForwarding => {
                 drain(request).await;
                 Err(Dropped(fault))
             }
-            Fault::ResetAfterForwarding => {
+            Fault::ResetAfterForwarding | Fault::ResetAfterSuccess => {
                 let response = self.forward(request).await;
                 // Read moto's answer whole, so the call has surely taken effect, then lose it.
                 let _ = response.into_body().collect().await;
@@ -431,7 +453,13 @@ impl State {
                 && rule
                     .operation
                     .as_deref()
-                    .is_none_or(|op| op == call.operation);
+                    .is_none_or(|op| op == call.operation)
+                && rule.body_contains.as_deref().is_none_or(|text| {
+                    call.body.as_deref().is_some_and(|body| {
+                        body.windows(text.len().max(1))
+                            .any(|window| window == text.as_bytes())
+                    })
+                });
             if !matches {
                 continue;
             }
@@ -681,7 +709,7 @@ fn error_response(fault: Fault, body: Option<&[u8]>) -> Response<ProxyBody> {
                 Some("AWS.SimpleQueueService.BatchRequestTooLong;Sender"),
             )
         }
-        Fault::ResetBeforeForwarding | Fault::ResetAfterForwarding => {
+        Fault::ResetBeforeForwarding | Fault::ResetAfterForwarding | Fault::ResetAfterSuccess => {
             (500, "text/plain", String::new(), None)
         }
     };

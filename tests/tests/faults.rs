@@ -499,3 +499,36 @@ async fn injected_faults_reach_the_sdk_in_the_services_own_shapes() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn winner_whose_finalize_answer_is_lost_still_writes_the_manifest() {
+    // The write that moves the job to FINALIZING applies, and its answer is lost: the SDK sends
+    // it again, and that copy fails its condition. The winner must still know it won.
+    let plan = FaultPlan::seeded(5).rule(
+        FaultRule::new(
+            Service::DynamoDb,
+            Trigger::EveryNth(1),
+            Fault::ResetAfterSuccess,
+        )
+        .on("UpdateItem")
+        .body_contains("done_frames = total_frames"),
+    );
+    let stack = spawn_stack_with(StackOptions {
+        faults: Some(plan),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let (bytes, frames) = video(64, 48, "10", 1.0).await;
+    let video_id = stack.upload("lost-answer.mp4", bytes).await.unwrap();
+    let record = stack.wait_final(&video_id).await.unwrap();
+    assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
+    assert_complete_and_exact(&stack, video_id.as_str(), frames).await;
+    let proxy = stack.fault_proxy.as_ref().unwrap();
+    assert_eq!(
+        proxy.count(Fault::ResetAfterSuccess),
+        1,
+        "{:#?}",
+        proxy.injected()
+    );
+}
