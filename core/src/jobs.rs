@@ -7,6 +7,14 @@
 //! "already counted". The job is finalized when `done_frames = total_frames`, a comparison
 //! DynamoDB can evaluate (it has no arithmetic in conditions, hence the extra `done_frames`);
 //! the one worker that wins that write writes the manifest and then marks the job COMPLETE.
+//!
+//! Concurrent batches of one job meet on the job item, so DynamoDB cancels some transactions
+//! with `TransactionConflict` and rejects some updates with `TransactionConflictException`.
+//! Nothing was written in either case, so the same request is sent again in process with
+//! jittered backoff ([`ConflictBackoff`]) instead of costing a redelivery. Only
+//! `ConditionalCheckFailed` on the marker (item 0) means "already counted". The winner of
+//! FINALIZING writes a token of its own, so it still knows it won when its answer was lost and
+//! the SDK's resend failed the condition.
 
 use std::collections::HashMap;
 use std::fmt;
