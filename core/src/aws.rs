@@ -107,12 +107,96 @@ where
                 || code.contains("Throttl")
                 || code == "RequestLimitExceeded"
                 || code == "ProvisionedThroughputExceededException"
+                || code == TRANSACTION_CONFLICT
                 || code == "SlowDown"
+                // S3's idle-socket timeout: "Error responses", Amazon S3 API Reference,
+                // https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html
+                || code == "RequestTimeout"
                 || code == "InternalError"
                 || code == "ServiceUnavailable"
         }
         _ => false,
     }
+}
+
+/// DynamoDB's code for a write that met a running transaction on the same item. The write was
+/// rejected, so sending it again is safe: "Transaction conflict handling in DynamoDB",
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html#transaction-conflict-handling>.
+pub const TRANSACTION_CONFLICT: &str = "TransactionConflictException";
+
+/// True when DynamoDB refused a single-item write because a transaction held the item. The SDK
+/// does not retry it (it is neither throttling nor a 5xx), so callers retry it with
+/// [`ConflictBackoff`].
+pub fn is_transaction_conflict<E, R>(
+    error: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    error
+        .as_service_error()
+        .is_some_and(|e| e.code() == Some(TRANSACTION_CONFLICT))
+}
+
+/// Jittered exponential backoff for retrying DynamoDB transaction conflicts in process, bounded
+/// so a batch gives up (and is redelivered) long before its visibility timeout matters.
+///
+/// Full jitter: each wait is uniform in `[0, min(cap, base · 2^attempt))`, as "Error retries
+/// and exponential backoff in AWS",
+/// <https://docs.aws.amazon.com/general/latest/gr/api-retries.html>, recommends; conflicting
+/// writers then spread out instead of meeting again. With the defaults a call is tried at most
+/// [`ConflictBackoff::MAX_ATTEMPTS`] times and sleeps at most 25+50+…+800+1000 ms ≈ 2.6 s.
+#[derive(Debug, Clone)]
+pub struct ConflictBackoff {
+    attempt: u32,
+}
+
+impl ConflictBackoff {
+    /// Attempts of one call, the first included.
+    pub const MAX_ATTEMPTS: u32 = 8;
+    const BASE: std::time::Duration = std::time::Duration::from_millis(25);
+    const CAP: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// A fresh backoff for one call.
+    pub fn new() -> Self {
+        Self { attempt: 1 }
+    }
+
+    /// The longest the next wait may be, or `None` once the attempts are spent.
+    pub fn next_ceiling(&self) -> Option<std::time::Duration> {
+        (self.attempt < Self::MAX_ATTEMPTS).then(|| {
+            Self::BASE
+                .saturating_mul(1 << (self.attempt - 1).min(16))
+                .min(Self::CAP)
+        })
+    }
+
+    /// Sleeps before the next attempt and returns true, or returns false when the attempts are
+    /// spent (the caller then reports the conflict as retryable, for redelivery).
+    pub async fn wait(&mut self) -> bool {
+        let Some(ceiling) = self.next_ceiling() else {
+            return false;
+        };
+        self.attempt += 1;
+        tokio::time::sleep(ceiling.mul_f64(unit_random())).await;
+        true
+    }
+}
+
+impl Default for ConflictBackoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A number in `[0, 1)` from the standard library's randomly keyed hasher: jitter needs no
+/// quality, only that two workers do not pick the same waits.
+fn unit_random() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let bits = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The HTTP status of a raw response, so [`is_transient`] works for every client.
@@ -152,6 +236,27 @@ where
                 source = cause.source();
             }
             text
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflict_backoff_is_bounded_and_doubles_to_its_cap() {
+        let mut backoff = ConflictBackoff::new();
+        let mut ceilings = Vec::new();
+        while let Some(ceiling) = backoff.next_ceiling() {
+            ceilings.push(ceiling.as_millis());
+            backoff.attempt += 1;
+        }
+        assert_eq!(ceilings, [25, 50, 100, 200, 400, 800, 1000]);
+        assert_eq!(ceilings.len() as u32 + 1, ConflictBackoff::MAX_ATTEMPTS);
+        for _ in 0..1000 {
+            let r = unit_random();
+            assert!((0.0..1.0).contains(&r), "{r}");
         }
     }
 }

@@ -14,6 +14,14 @@
 //! a scan, and the attribute is removed when the job ends, so finished jobs leave the index.
 //! Sharded because every counted batch rewrites `updated_at`, and one index partition takes
 //! about 1,000 writes a second.
+//!
+//! Concurrent batches of one job meet on the job item, so DynamoDB cancels some transactions
+//! with `TransactionConflict` and rejects some updates with `TransactionConflictException`.
+//! Nothing was written in either case, so the same request is sent again in process with
+//! jittered backoff ([`ConflictBackoff`]) instead of costing a redelivery. Only
+//! `ConditionalCheckFailed` on the marker (item 0) means "already counted". The winner of
+//! FINALIZING writes a token of its own, so it still knows it won when its answer was lost and
+//! the SDK's resend failed the condition.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,7 +31,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 
-use crate::aws::{describe, is_transient};
+use crate::aws::{describe, is_transaction_conflict, is_transient, ConflictBackoff};
 use crate::video::VideoId;
 
 /// Sort key of the job item.
@@ -354,14 +362,19 @@ impl JobTable {
         item.insert("created_at".into(), s(&record.created_at));
         item.insert("updated_at".into(), s(&record.updated_at));
         item.insert("open_shard".into(), s(open_shard(&record.video_id)));
-        let result = self
+        let request = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
+            .condition_expression("attribute_not_exists(pk)");
+        let mut backoff = ConflictBackoff::new();
+        let result = loop {
+            match request.clone().send().await {
+                Err(error) if is_transaction_conflict(&error) && backoff.wait().await => {}
+                result => break result,
+            }
+        };
         match result {
             Ok(_) => Ok(Registration::Created),
             Err(error)
@@ -397,6 +410,29 @@ impl JobTable {
         set: Vec<(&str, AttributeValue)>,
         extra_condition: Option<&str>,
     ) -> Result<Transition, JobTableError> {
+        self.claimed_transition(operation, video_id, from, set, extra_condition, None)
+            .await
+    }
+
+    /// A transition that also writes `claim` (an attribute and a value unique to this call),
+    /// so a call can recognise its own write. The SDK resends a request whose answer was lost
+    /// (connection closed after DynamoDB applied it); the resent conditional write then fails
+    /// its condition, and only the item as it stands (`ReturnValuesOnConditionCheckFailure`,
+    /// "UpdateItem", Amazon DynamoDB API Reference,
+    /// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html>)
+    /// tells "I applied it before" from "someone else did".
+    async fn claimed_transition(
+        &self,
+        operation: &'static str,
+        video_id: &VideoId,
+        from: &[JobStatus],
+        mut set: Vec<(&str, AttributeValue)>,
+        extra_condition: Option<&str>,
+        claim: Option<(&str, String)>,
+    ) -> Result<Transition, JobTableError> {
+        if let Some((field, token)) = &claim {
+            set.push((field, s(token)));
+        }
         let finishing = set.iter().any(|(field, value)| {
             *field == "status"
                 && value
@@ -429,7 +465,7 @@ impl JobTable {
         }
         // A finished job leaves the open-jobs index.
         let remove = if finishing { " REMOVE open_shard" } else { "" };
-        let result = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -438,18 +474,42 @@ impl JobTable {
             .condition_expression(condition)
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
-            .send()
-            .await;
+            .set_return_values_on_condition_check_failure(
+                claim
+                    .as_ref()
+                    .map(|_| aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld),
+            );
+        // A conflict means the write was rejected, so sending the same conditional SET again is
+        // safe (it cannot apply twice: it only sets values, guarded by the status).
+        let mut backoff = ConflictBackoff::new();
+        let result = loop {
+            match request.clone().send().await {
+                Err(error) if is_transaction_conflict(&error) && backoff.wait().await => {
+                    tracing::debug!(operation, %video_id, "transaction conflict; retrying");
+                }
+                result => break result,
+            }
+        };
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
         match result {
             Ok(_) => Ok(Transition::Applied),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Transition::NotApplicable)
-            }
-            Err(error) => Err(self.error(operation, video_id, error)),
+            Err(error) => match error.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    let ours = claim.as_ref().is_some_and(|(field, token)| {
+                        failed
+                            .item()
+                            .and_then(|item| get_s(item, field))
+                            .is_some_and(|stored| stored == *token)
+                    });
+                    if ours {
+                        tracing::info!(operation, %video_id, "the write had applied; its answer was lost");
+                        Ok(Transition::Applied)
+                    } else {
+                        Ok(Transition::NotApplicable)
+                    }
+                }
+                _ => Err(self.error(operation, video_id, error)),
+            },
         }
     }
 
@@ -610,30 +670,41 @@ impl JobTable {
             ])))
             .build()
             .map_err(|e| self.build_error("count_batch", video_id, e))?;
-        let result = self
+        let request = self
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Counting::Counted),
-            Err(error) => {
-                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-                let marker_exists = matches!(
-                    error.as_service_error(),
-                    Some(TransactWriteItemsError::TransactionCanceledException(t))
-                        if t.cancellation_reasons()
-                            .first()
-                            .and_then(|r| r.code())
-                            .is_some_and(|code| code == "ConditionalCheckFailed")
-                );
-                if marker_exists {
-                    Ok(Counting::AlreadyCounted)
-                } else {
-                    Err(self.error("count_batch", video_id, error))
+            .transact_items(TransactWriteItem::builder().update(update).build());
+        // Retrying the whole transaction is safe because the marker makes it idempotent: if an
+        // earlier attempt did commit (its answer lost), the retry is cancelled with
+        // ConditionalCheckFailed on the marker, i.e. "already counted". The ADDs alone would not
+        // be safe to resend; they never travel without the marker.
+        let mut backoff = ConflictBackoff::new();
+        loop {
+            let error = match request.clone().send().await {
+                Ok(_) => return Ok(Counting::Counted),
+                Err(error) => error,
+            };
+            use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+            let verdict = match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(t)) => {
+                    classify_cancellation(t.cancellation_reasons().iter().map(|r| r.code()))
                 }
+                _ if is_transaction_conflict(&error) => Cancellation::Retry,
+                _ => Cancellation::Refused,
+            };
+            match verdict {
+                Cancellation::AlreadyCounted => return Ok(Counting::AlreadyCounted),
+                Cancellation::Retry if backoff.wait().await => {
+                    tracing::debug!(%video_id, batch_index, error = %describe(&error), "counting transaction conflicted; retrying");
+                }
+                Cancellation::Retry => {
+                    let mut error = self.error("count_batch", video_id, error);
+                    // Conflicts and throttling pass; redelivery tries again later.
+                    error.retryable = true;
+                    return Err(error);
+                }
+                Cancellation::Refused => return Err(self.error("count_batch", video_id, error)),
             }
         }
     }
@@ -656,8 +727,11 @@ impl JobTable {
 
     /// PROCESSING → FINALIZING when every frame is counted. Exactly one caller gets `Applied`
     /// and owes the job its manifest.
+    ///
+    /// The winner is recognised even when its answer is lost and the SDK resends the write
+    /// (which then fails its condition): it claims the job with a token of its own.
     pub async fn try_finalize(&self, video_id: &VideoId) -> Result<Transition, JobTableError> {
-        self.transition(
+        self.claimed_transition(
             "try_finalize",
             video_id,
             &[JobStatus::Processing],
@@ -666,6 +740,7 @@ impl JobTable {
                 ("finished_at", s(now_rfc3339())),
             ],
             Some("done_frames = total_frames"),
+            Some(("finalized_by", claim_token())),
         )
         .await
     }
@@ -886,6 +961,66 @@ impl JobTable {
     }
 }
 
+/// A value no other call writes: 128 random bits from the standard library's randomly keyed
+/// hasher, plus the time.
+fn claim_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let random = || {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    format!("{:016x}{:016x}-{nanos:x}", random(), random())
+}
+
+/// What a cancelled counting transaction means, read from its per-item cancellation reasons
+/// (in request order: item 0 is the marker Put, item 1 the counter Update).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cancellation {
+    /// The marker's condition failed: this batch was counted before.
+    AlreadyCounted,
+    /// Another transaction held an item, or the table was throttled: nothing was written and
+    /// the same transaction may be sent again.
+    Retry,
+    /// Anything else (the job item is missing, validation): sending it again will not help.
+    Refused,
+}
+
+/// Reads the reasons DynamoDB gives in a `TransactionCanceledException`, one per item, code
+/// `None` for items that were not the cause ("TransactWriteItems", API reference,
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html>).
+/// Only `ConditionalCheckFailed` on the marker means "already counted": a conflict on the
+/// marker or the job item says nothing about whether the batch was counted.
+fn classify_cancellation<'a>(codes: impl IntoIterator<Item = Option<&'a str>>) -> Cancellation {
+    let codes: Vec<Option<&str>> = codes.into_iter().collect();
+    let marker_exists = codes
+        .first()
+        .copied()
+        .flatten()
+        .is_some_and(|code| code == "ConditionalCheckFailed");
+    if marker_exists {
+        return Cancellation::AlreadyCounted;
+    }
+    let retryable = codes.iter().flatten().any(|code| {
+        matches!(
+            *code,
+            "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+        )
+    });
+    let refused = codes.iter().flatten().any(|code| {
+        !matches!(
+            *code,
+            "None" | "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+        )
+    });
+    if retryable && !refused {
+        Cancellation::Retry
+    } else {
+        Cancellation::Refused
+    }
+}
+
 fn get_s(item: &Item, field: &str) -> Option<String> {
     item.get(field)
         .and_then(|v| v.as_s().ok())
@@ -949,6 +1084,84 @@ mod tests {
             assert_eq!(JobStatus::parse(status.as_str()), Some(status));
         }
         assert_eq!(JobStatus::parse("DONE"), None);
+    }
+
+    #[test]
+    fn only_a_failed_marker_condition_means_already_counted() {
+        use Cancellation::*;
+        let cases: [(&[Option<&str>], Cancellation); 10] = [
+            (
+                &[Some("ConditionalCheckFailed"), Some("None")],
+                AlreadyCounted,
+            ),
+            (
+                &[Some("ConditionalCheckFailed"), Some("TransactionConflict")],
+                AlreadyCounted,
+            ),
+            (
+                &[Some("TransactionConflict"), Some("TransactionConflict")],
+                Retry,
+            ),
+            (&[Some("None"), Some("TransactionConflict")], Retry),
+            (&[Some("TransactionConflict"), Some("None")], Retry),
+            (&[Some("ThrottlingError"), Some("None")], Retry),
+            (
+                &[Some("None"), Some("ProvisionedThroughputExceeded")],
+                Retry,
+            ),
+            // The job item's `attribute_exists` failed: the job is gone, no retry helps.
+            (&[Some("None"), Some("ConditionalCheckFailed")], Refused),
+            (
+                &[Some("ValidationError"), Some("TransactionConflict")],
+                Refused,
+            ),
+            (&[], Refused),
+        ];
+        for (codes, expected) in cases {
+            assert_eq!(
+                classify_cancellation(codes.iter().copied()),
+                expected,
+                "{codes:?}"
+            );
+        }
+        assert_eq!(classify_cancellation([None, None]), Refused);
+    }
+
+    fn service_error(
+        code: &str,
+        status: u16,
+    ) -> aws_smithy_runtime_api::client::result::SdkError<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+        aws_smithy_runtime_api::http::Response,
+    > {
+        use aws_sdk_dynamodb::error::ErrorMetadata;
+        use aws_smithy_runtime_api::http::{Response, StatusCode};
+        use aws_smithy_types::body::SdkBody;
+        let err = aws_sdk_dynamodb::operation::update_item::UpdateItemError::generic(
+            ErrorMetadata::builder().code(code).build(),
+        );
+        let raw = Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        aws_smithy_runtime_api::client::result::SdkError::service_error(err, raw)
+    }
+
+    #[test]
+    fn transaction_conflicts_are_retried_and_transient() {
+        let conflict = service_error("TransactionConflictException", 400);
+        assert!(is_transaction_conflict(&conflict));
+        assert!(
+            is_transient(&conflict),
+            "redelivery once the retries are spent"
+        );
+        for (code, transient) in [
+            ("ConditionalCheckFailedException", false),
+            ("ValidationException", false),
+            ("ThrottlingException", true),
+            ("ProvisionedThroughputExceededException", true),
+        ] {
+            let error = service_error(code, 400);
+            assert!(!is_transaction_conflict(&error), "{code}");
+            assert_eq!(is_transient(&error), transient, "{code}");
+        }
     }
 
     #[test]

@@ -150,6 +150,37 @@ mod tests {
     }
 
     #[test]
+    fn escaped_keys_are_costed_as_serialised_and_batches_stay_full() {
+        // Quotes, backslashes and control characters grow when serialised (`\u0001` is six
+        // bytes for one): costing a key by its raw length would overfill a body several times.
+        let keys: Vec<String> = (0..800)
+            .map(|i| {
+                let noise = "\"\\\u{1}\t\u{1f}".repeat(100 + i % 7);
+                format!("v-1/{noise}.{i:07}.jpg")
+            })
+            .collect();
+        let id = VideoId::from_raw("v-1");
+        let batches = plan_batches(&id, "f", keys.clone(), 1000, &EdgeParams::default());
+        assert!(batches.len() > 3, "{} batches", batches.len());
+        let flat: Vec<&String> = batches.iter().flat_map(|b| &b.frame_keys).collect();
+        assert_eq!(flat, keys.iter().collect::<Vec<_>>(), "every key, in order");
+        for (i, batch) in batches.iter().enumerate() {
+            let body = batch.to_body();
+            assert!(body.len() <= MAX_MESSAGE_BYTES, "batch {i}: {}", body.len());
+            assert_eq!(FrameBatch::parse(&body).unwrap(), *batch);
+            // Full: the next key would not have fitted (within the index-digit slack).
+            if let Some(next) = batches.get(i + 1) {
+                let next_cost = serde_json::to_string(&next.frame_keys[0]).unwrap().len() + 1;
+                assert!(
+                    body.len() + next_cost > MAX_MESSAGE_BYTES - 32,
+                    "batch {i} is {} bytes; the next key costs {next_cost}",
+                    body.len()
+                );
+            }
+        }
+    }
+
+    #[test]
     fn parse_round_trips_and_rejects_garbage() {
         let id = VideoId::from_raw("v-1");
         let batch = plan_batches(&id, "f", keys(3, 4), 10, &EdgeParams::default()).remove(0);

@@ -1,12 +1,47 @@
 //! SQS helpers the consumers share: long-poll receive, delete, visibility heartbeat, and batched
 //! sends that retry the entries SQS refused inside a 200.
 
+use std::ops::Range;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{Message, SendMessageBatchRequestEntry};
 use aws_sdk_sqs::Client;
 
 use crate::aws::{describe, is_transient};
+use crate::message::MAX_MESSAGE_BYTES;
+
+/// Entries SQS takes in one `SendMessageBatch`.
+pub const MAX_BATCH_ENTRIES: usize = 10;
+
+/// The most one `SendMessageBatch` may carry, summed over its message bodies. "The maximum
+/// allowed individual message size and the maximum total payload size (the sum of the
+/// individual lengths of all of the batched messages) are both 256 KiB" ("SendMessageBatch",
+/// Amazon SQS API Reference,
+/// <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatch.html>).
+/// AWS raised both to 1 MiB in 2025; we keep the older limit that emulators still apply.
+pub const MAX_BATCH_PAYLOAD_BYTES: usize = MAX_MESSAGE_BYTES;
+
+/// Splits `bodies` into runs SQS accepts in one call: at most [`MAX_BATCH_ENTRIES`] bodies whose
+/// lengths sum to at most [`MAX_BATCH_PAYLOAD_BYTES`], in order. A body too large on its own
+/// gets a run of its own (SQS then refuses it with a typed error rather than a whole batch).
+pub fn plan_send_batches(bodies: &[String]) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, body) in bodies.iter().enumerate() {
+        let full = i - start >= MAX_BATCH_ENTRIES || bytes + body.len() > MAX_BATCH_PAYLOAD_BYTES;
+        if i > start && full {
+            runs.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes += body.len();
+    }
+    if start < bodies.len() {
+        runs.push(start..bodies.len());
+    }
+    runs
+}
 
 /// A queue operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -131,10 +166,11 @@ impl Queue {
         Ok(Duration::from_secs(secs))
     }
 
-    /// Sends every body, ten per request, retrying entries SQS refused (with backoff) until
-    /// all are accepted or `attempts` run out.
+    /// Sends every body, up to ten and 256 KiB per request ([`plan_send_batches`]), retrying
+    /// entries SQS refused (with backoff) until all are accepted or `attempts` run out.
     pub async fn send_all(&self, bodies: &[String], attempts: u32) -> Result<(), QueueError> {
-        for (chunk_index, chunk) in bodies.chunks(10).enumerate() {
+        for (chunk_index, run) in plan_send_batches(bodies).into_iter().enumerate() {
+            let chunk = &bodies[run];
             let mut pending: Vec<(String, &String)> = chunk
                 .iter()
                 .enumerate()
@@ -212,4 +248,65 @@ pub fn receive_count(message: &Message) -> u32 {
         })
         .and_then(|v| v.parse().ok())
         .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(bodies: &[String]) -> Vec<Vec<usize>> {
+        plan_send_batches(bodies)
+            .into_iter()
+            .map(|run| bodies[run].iter().map(String::len).collect())
+            .collect()
+    }
+
+    fn body(len: usize) -> String {
+        "x".repeat(len)
+    }
+
+    #[test]
+    fn small_bodies_go_ten_per_call() {
+        let bodies: Vec<String> = (0..23).map(|_| body(100)).collect();
+        let runs = plan_send_batches(&bodies);
+        assert_eq!(runs, [0..10, 10..20, 20..23]);
+    }
+
+    #[test]
+    fn calls_stay_within_the_total_payload_limit() {
+        // Ten bodies of 30 KiB are 300 KiB: one call would be refused as BatchRequestTooLong.
+        let bodies: Vec<String> = (0..25).map(|i| body(30 * 1024 + i)).collect();
+        let runs = plan_send_batches(&bodies);
+        let mut next = 0;
+        for run in &runs {
+            assert_eq!(run.start, next, "in order, nothing skipped");
+            next = run.end;
+            let total: usize = bodies[run.clone()].iter().map(String::len).sum();
+            assert!(total <= MAX_BATCH_PAYLOAD_BYTES, "{run:?}: {total}");
+            assert!(run.len() <= MAX_BATCH_ENTRIES);
+        }
+        assert_eq!(next, bodies.len());
+        // Eight fit (240 KiB + a little), the ninth would not.
+        assert_eq!(runs[0], 0..8);
+    }
+
+    #[test]
+    fn exactly_at_the_limit_fits_and_one_byte_more_splits() {
+        let half = MAX_BATCH_PAYLOAD_BYTES / 2;
+        assert_eq!(sizes(&[body(half), body(half)]), [vec![half, half]]);
+        assert_eq!(
+            sizes(&[body(half), body(half + 1)]),
+            [vec![half], vec![half + 1]]
+        );
+    }
+
+    #[test]
+    fn an_oversized_body_travels_alone_and_nothing_is_empty() {
+        let big = MAX_BATCH_PAYLOAD_BYTES + 1;
+        assert_eq!(
+            sizes(&[body(10), body(big), body(10)]),
+            [vec![10], vec![big], vec![10]]
+        );
+        assert!(plan_send_batches(&[]).is_empty());
+    }
 }

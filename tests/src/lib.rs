@@ -1,7 +1,9 @@
 //! Test harness for the end-to-end suite: a real moto_server on a free loopback port
 //! ([`moto`]), SDK configuration pointed at it, and [`stack`] to provision and run the real
-//! dispatcher, workers and MediaConvert stand-in in-process with random resource names.
+//! dispatcher, workers and MediaConvert stand-in in-process with random resource names;
+//! [`fault_proxy`] sits between the services and moto when a test wants AWS's failures.
 
+pub mod fault_proxy;
 pub mod media;
 pub mod moto;
 pub mod processes;

@@ -18,6 +18,7 @@ use framefleet_worker::{Worker, WorkerSettings};
 use mediaconvert_standin::{Standin, StandinConfig};
 use tokio_util::sync::CancellationToken;
 
+use crate::fault_proxy::{FaultPlan, FaultProxy};
 use crate::moto::MotoServer;
 
 /// How to build the stack.
@@ -35,6 +36,9 @@ pub struct StackOptions {
     pub queues: QueueSettings,
     /// Run the MediaConvert stand-in in-process (off when the chaos suite runs it as a process).
     pub standin: bool,
+    /// When set, the dispatcher and workers reach moto through a [`FaultProxy`] running this
+    /// plan (the test's own clients and the stand-in still talk to moto directly).
+    pub faults: Option<FaultPlan>,
 }
 
 impl Default for StackOptions {
@@ -53,6 +57,7 @@ impl Default for StackOptions {
                 control_visibility_timeout_secs: 30,
             },
             standin: true,
+            faults: None,
         }
     }
 }
@@ -75,6 +80,10 @@ pub struct Stack {
     pub worker_settings: WorkerSettings,
     /// Where the stand-in listens.
     pub standin_endpoint: String,
+    /// The fault proxy, when the options asked for one: its counts say what it injected.
+    pub fault_proxy: Option<FaultProxy>,
+    /// Clients the dispatcher and workers use: through the fault proxy when there is one.
+    pub service_clients: AwsClients,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -151,6 +160,22 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
         format!("http://127.0.0.1:{}", crate::moto::free_port()?)
     };
     let clients = AwsClients::from_config(&sdk, true, Some(&standin_endpoint));
+    let fault_proxy = match options.faults {
+        Some(plan) => Some(
+            FaultProxy::start(moto.endpoint(), plan)
+                .await
+                .context("starting the fault proxy")?,
+        ),
+        None => None,
+    };
+    let service_clients = match &fault_proxy {
+        Some(proxy) => AwsClients::from_config(
+            &crate::sdk_config(&proxy.endpoint()),
+            true,
+            Some(&standin_endpoint),
+        ),
+        None => clients.clone(),
+    };
 
     let dispatcher_settings = DispatcherSettings {
         resources: resources.clone(),
@@ -179,6 +204,8 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
         dispatcher_settings,
         worker_settings,
         standin_endpoint,
+        fault_proxy,
+        service_clients,
         shutdown,
         tasks,
     };
@@ -194,12 +221,16 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
 impl Stack {
     /// A dispatcher on this stack (not started).
     pub async fn dispatcher(&self) -> anyhow::Result<Dispatcher> {
-        Dispatcher::new(self.dispatcher_settings.clone(), self.clients.clone()).await
+        Dispatcher::new(
+            self.dispatcher_settings.clone(),
+            self.service_clients.clone(),
+        )
+        .await
     }
 
     /// A worker on this stack (not started).
     pub async fn worker(&self) -> anyhow::Result<Worker> {
-        Worker::new(self.worker_settings.clone(), self.clients.clone()).await
+        Worker::new(self.worker_settings.clone(), self.service_clients.clone()).await
     }
 
     /// Starts a dispatcher service task.
