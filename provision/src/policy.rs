@@ -196,6 +196,12 @@ impl PolicyDocument {
     ///   with DynamoDB transactions", Amazon DynamoDB Developer Guide,
     ///   https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html).
     ///   A statement allowing both PutItem and UpdateItem gets `dynamodb:TransactWriteItems`.
+    /// - moto authorises the SQS batch calls as actions of their own, where AWS authorises
+    ///   `SendMessageBatch` as `sqs:SendMessage`, and likewise for DeleteMessage and
+    ///   ChangeMessageVisibility ("Amazon SQS API permissions: Actions and resource reference",
+    ///   Amazon SQS Developer Guide,
+    ///   https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-api-permissions-reference.html):
+    ///   each of those actions brings its batch twin.
     /// - moto authorises DynamoDB requests against the resource `*` (its DynamoDB handler
     ///   names no resource), so a statement scoped to the table would never match: DynamoDB
     ///   statements get `Resource: *` locally. Their actions are still enforced.
@@ -210,14 +216,20 @@ impl PolicyDocument {
         let mut queue_url = false;
         for statement in &self.statements {
             let mut statement = statement.clone();
-            let has = |name: &str| {
-                statement
-                    .actions
-                    .iter()
-                    .any(|a| a.eq_ignore_ascii_case(name))
-            };
+            let granted = statement.actions.clone();
+            let has = |name: &str| granted.iter().any(|a| a.eq_ignore_ascii_case(name));
             if statement.effect == Effect::Allow {
                 queue_url |= has("sqs:GetQueueUrl");
+                for single in [
+                    "sqs:SendMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                ] {
+                    let batch = format!("{single}Batch");
+                    if has(single) && !has(&batch) {
+                        statement.actions.push(batch);
+                    }
+                }
                 if has("dynamodb:PutItem")
                     && has("dynamodb:UpdateItem")
                     && !has("dynamodb:TransactWriteItems")
@@ -350,14 +362,19 @@ mod tests {
         let doc = document(json!([
             {"Effect": "Allow", "Action": ["dynamodb:PutItem", "dynamodb:UpdateItem"],
              "Resource": "arn:aws:dynamodb:us-east-1:123456789012:table/t"},
-            {"Effect": "Allow", "Action": ["sqs:ReceiveMessage", "sqs:GetQueueUrl"],
+            {"Effect": "Allow", "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
              "Resource": "arn:aws:sqs:us-east-1:123456789012:q"}
         ]));
         let moto = doc.for_moto();
         assert!(moto.allows("dynamodb:TransactWriteItems", "*"));
         assert!(!moto.allows("dynamodb:Query", "*"));
         assert!(moto.allows("sqs:GetQueueUrl", "*"));
-        assert!(!moto.allows("sqs:ReceiveMessage", "*"));
+        assert!(!moto.allows("sqs:SendMessageBatch", "*"));
+        assert!(!moto.allows("sqs:SendMessage", "*"));
+        assert!(moto.allows(
+            "sqs:SendMessageBatch",
+            "arn:aws:sqs:us-east-1:123456789012:q"
+        ));
         assert!(!doc.allows("dynamodb:TransactWriteItems", "*"));
     }
 

@@ -1,6 +1,13 @@
 //! `spawn_stack`: a whole framefleet on loopback for one test. A fresh moto_server, resources
 //! with random names provisioned by the real provisioner, the MediaConvert stand-in on port 0,
 //! and (unless asked not to) one dispatcher and some workers running as tasks.
+//!
+//! IAM is enforced as on AWS: after provisioning, each service gets an IAM user with its role's
+//! policies from `deploy/framefleet.yaml` and moto starts refusing anything those policies do
+//! not allow. The dispatcher, the workers and the stand-in sign with their own keys; the test's
+//! own client ([`Stack::clients`]) is an admin. Each service's S3 client answers a missing key
+//! as AWS would for its policy ([`crate::strict_s3`]), and each worker has its own ECS agent
+//! stand-in ([`crate::ecs_agent`]) judging scale-in protection by the worker's policy.
 
 use std::time::{Duration, Instant};
 
@@ -12,13 +19,17 @@ use framefleet_core::jobs::{JobRecord, JobStatus, JobTable};
 use framefleet_core::video::VideoId;
 use framefleet_dispatcher::settings::{DispatcherConfig, KernelConfig};
 use framefleet_dispatcher::{Dispatcher, DispatcherSettings};
+use framefleet_provision::iam_from_template::{LocalNames, NamedPolicy, ServicePolicies, Template};
+use framefleet_provision::identities::{create_identity, AccessKey, ServiceIdentities};
 use framefleet_provision::{ProvisionSettings, Provisioned, QueueSettings};
 use framefleet_worker::settings::WorkerConfig;
 use framefleet_worker::{Worker, WorkerSettings};
 use mediaconvert_standin::{Standin, StandinConfig};
 use tokio_util::sync::CancellationToken;
 
+use crate::ecs_agent::EcsAgent;
 use crate::moto::MotoServer;
+use crate::strict_s3::MissingKeyAsOnAws;
 
 /// How to build the stack.
 #[derive(Debug, Clone)]
@@ -33,6 +44,11 @@ pub struct StackOptions {
     pub kernel: KernelConfig,
     /// Queue settings for the provisioner.
     pub queues: QueueSettings,
+    /// Have moto enforce the template's IAM policies. Off only for object keys moto cannot
+    /// verify signatures of: moto 5.2.1 computes the canonical path of a key containing
+    /// `+`, `(`, `)`, `%` or non-ASCII characters differently from every SDK and answers
+    /// SignatureDoesNotMatch.
+    pub enforce_iam: bool,
 }
 
 impl Default for StackOptions {
@@ -50,6 +66,7 @@ impl Default for StackOptions {
                 frames_visibility_timeout_secs: 30,
                 control_visibility_timeout_secs: 30,
             },
+            enforce_iam: true,
         }
     }
 }
@@ -72,6 +89,14 @@ pub struct Stack {
     pub worker_settings: WorkerSettings,
     /// Where the stand-in listens.
     pub standin_endpoint: String,
+    /// Local names of the template's resources (ARNs, cluster, roles).
+    pub names: LocalNames,
+    /// Each service's policies, resolved from the template.
+    pub policies: ServicePolicies,
+    /// Each service's IAM user and key.
+    pub identities: ServiceIdentities,
+    /// The ECS agent stand-ins of the workers started so far, in start order.
+    pub ecs_agents: Vec<EcsAgent>,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -120,6 +145,31 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
     let provisioned = framefleet_provision::provision(&plain, &provision_settings)
         .await
         .context("provisioning")?;
+    // Identities from the template, then enforcement: from here on nothing unsigned or
+    // unallowed gets through.
+    let names = LocalNames::new(resources.clone(), "us-east-1", &prefix);
+    let policies = Template::parse(
+        framefleet_provision::iam_from_template::TEMPLATE,
+        names.clone(),
+    )?
+    .service_policies()
+    .context("resolving the template's IAM policies")?;
+    let identities = framefleet_provision::identities::create_service_identities(
+        &aws_sdk_iam::Client::new(&sdk),
+        &prefix,
+        &policies,
+    )
+    .await
+    .context("creating the services' IAM users")?;
+    if options.enforce_iam {
+        moto.enforce_iam().await?;
+    }
+    let standin_clients = clients_as(
+        moto.endpoint(),
+        &identities.mediaconvert_standin,
+        &policies.mediaconvert_standin,
+        None,
+    );
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
 
@@ -129,8 +179,8 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
             events_queue: provisioned.job_events_queue_url.clone(),
             ..StandinConfig::default()
         },
-        plain.s3.clone(),
-        plain.sqs.clone(),
+        standin_clients.s3,
+        standin_clients.sqs,
     )
     .await
     .context("starting the MediaConvert stand-in")?;
@@ -141,7 +191,12 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
             tracing::error!(error = format!("{error:#}"), "stand-in failed");
         }
     }));
-    let clients = AwsClients::from_config(&sdk, true, Some(&standin_endpoint));
+    let admin = crate::sdk_config_as(
+        moto.endpoint(),
+        &identities.admin.access_key_id,
+        &identities.admin.secret_access_key,
+    );
+    let clients = AwsClients::from_config(&admin, true, Some(&standin_endpoint));
 
     let dispatcher_settings = DispatcherSettings {
         resources: resources.clone(),
@@ -170,6 +225,10 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
         dispatcher_settings,
         worker_settings,
         standin_endpoint,
+        names,
+        policies,
+        identities,
+        ecs_agents: Vec::new(),
         shutdown,
         tasks,
     };
@@ -182,15 +241,78 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
     Ok(stack)
 }
 
+/// Clients signing with `key`, whose S3 client answers missing keys as AWS would for
+/// `policies`; MediaConvert at `mediaconvert_endpoint`.
+fn clients_as(
+    endpoint: &str,
+    key: &AccessKey,
+    policies: &[NamedPolicy],
+    mediaconvert_endpoint: Option<&str>,
+) -> AwsClients {
+    let sdk = crate::sdk_config_as(endpoint, &key.access_key_id, &key.secret_access_key);
+    let mut clients = AwsClients::from_config(&sdk, true, mediaconvert_endpoint);
+    let documents = policies.iter().map(|p| p.document.clone()).collect();
+    clients.s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .interceptor(MissingKeyAsOnAws::new(documents))
+            .build(),
+    );
+    clients
+}
+
 impl Stack {
-    /// A dispatcher on this stack (not started).
-    pub async fn dispatcher(&self) -> anyhow::Result<Dispatcher> {
-        Dispatcher::new(self.dispatcher_settings.clone(), self.clients.clone()).await
+    /// Clients of a service signing with `key`, held to `policies` where moto does not hold
+    /// them (S3 missing keys).
+    pub fn clients_as(&self, key: &AccessKey, policies: &[NamedPolicy]) -> AwsClients {
+        clients_as(
+            self.moto.endpoint(),
+            key,
+            policies,
+            Some(&self.standin_endpoint),
+        )
     }
 
-    /// A worker on this stack (not started).
+    /// Creates another IAM user `<prefix>-<name>` with `policies`, e.g. a worker's template
+    /// policy with one action taken away.
+    pub async fn create_identity(
+        &self,
+        name: &str,
+        policies: &[NamedPolicy],
+    ) -> anyhow::Result<AccessKey> {
+        let admin = crate::sdk_config_as(
+            self.moto.endpoint(),
+            &self.identities.admin.access_key_id,
+            &self.identities.admin.secret_access_key,
+        );
+        let prefix = &self.names.prefix;
+        Ok(create_identity(
+            &aws_sdk_iam::Client::new(&admin),
+            &format!("{prefix}-{name}"),
+            policies,
+        )
+        .await?)
+    }
+
+    /// A dispatcher on this stack with the dispatcher's identity (not started).
+    pub async fn dispatcher(&self) -> anyhow::Result<Dispatcher> {
+        let clients = self.clients_as(&self.identities.dispatcher, &self.policies.dispatcher);
+        Dispatcher::new(self.dispatcher_settings.clone(), clients).await
+    }
+
+    /// A worker on this stack with the worker's identity (not started, no ECS agent).
     pub async fn worker(&self) -> anyhow::Result<Worker> {
-        Worker::new(self.worker_settings.clone(), self.clients.clone()).await
+        self.worker_as(&self.identities.worker, &self.policies.worker)
+            .await
+    }
+
+    /// A worker signing with `key`, whose template policies are `policies` (not started).
+    pub async fn worker_as(
+        &self,
+        key: &AccessKey,
+        policies: &[NamedPolicy],
+    ) -> anyhow::Result<Worker> {
+        Worker::new(self.worker_settings.clone(), self.clients_as(key, policies)).await
     }
 
     /// Starts a dispatcher service task.
@@ -203,9 +325,29 @@ impl Stack {
         Ok(())
     }
 
-    /// Starts a worker service task.
+    /// Starts a worker service task with its own ECS agent stand-in (the next entry of
+    /// [`Stack::ecs_agents`]), which grants scale-in protection as the worker's template
+    /// policy allows.
     pub async fn start_worker(&mut self) -> anyhow::Result<()> {
-        let worker = self.worker().await?;
+        let task_id = format!("{:032x}", self.ecs_agents.len() + 1);
+        let agent = EcsAgent::start(
+            &self.names.task_arn(&task_id),
+            &format!(
+                "arn:aws:iam::{}:role/{}-worker",
+                self.names.account_id, self.names.prefix
+            ),
+            self.policies
+                .worker
+                .iter()
+                .map(|p| p.document.clone())
+                .collect(),
+        )
+        .await?;
+        let worker = self
+            .worker()
+            .await?
+            .with_ecs_agent(Some(agent.uri().to_string()));
+        self.ecs_agents.push(agent);
         let token = self.shutdown.clone();
         self.tasks.push(tokio::spawn(async move {
             let _ = worker.run(token).await;
@@ -265,18 +407,30 @@ impl Stack {
 
     /// Keys under `prefix` in `bucket`.
     pub async fn list(&self, bucket: &str, prefix: &str) -> anyhow::Result<Vec<String>> {
+        // moto verifies the signature of a query value against its decoded form, so a prefix
+        // with a character the SDK percent-encodes (`/` included) fails with
+        // SignatureDoesNotMatch while IAM is enforced: ask for the longest prefix without
+        // one and filter here.
+        let safe = prefix
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "-_.~".contains(c)))
+            .map_or(prefix, |end| &prefix[..end]);
         let mut keys = Vec::new();
         let mut pages = self
             .clients
             .s3
             .list_objects_v2()
             .bucket(bucket)
-            .prefix(prefix)
+            .prefix(safe)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
             for object in page?.contents() {
-                keys.extend(object.key().map(ToString::to_string));
+                keys.extend(
+                    object
+                        .key()
+                        .filter(|k| k.starts_with(prefix))
+                        .map(ToString::to_string),
+                );
             }
         }
         keys.sort();
