@@ -94,7 +94,8 @@ pub async fn create_service_identities(
     })
 }
 
-/// Creates `user` with `policies` inline (in their moto form) and returns a new access key.
+/// Creates `user` (or takes the existing one) with `policies` inline (in their moto form) and
+/// returns a new access key, the user's only one.
 pub async fn create_identity(
     iam: &aws_sdk_iam::Client,
     user: &str,
@@ -105,11 +106,35 @@ pub async fn create_identity(
         user: user.to_string(),
         message,
     };
-    iam.create_user()
-        .user_name(user)
-        .send()
-        .await
-        .map_err(|e| fail("CreateUser", DisplayErrorContext(&e).to_string()))?;
+    match iam.create_user().user_name(user).send().await {
+        Ok(_) => {}
+        // A second run: keep the user, replace its policies below, and its keys here (IAM
+        // allows two per user), so running the provisioner again changes nothing else.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_entity_already_exists_exception()) =>
+        {
+            let keys = iam
+                .list_access_keys()
+                .user_name(user)
+                .send()
+                .await
+                .map_err(|e| fail("ListAccessKeys", DisplayErrorContext(&e).to_string()))?;
+            for key in keys.access_key_metadata() {
+                if let Some(id) = key.access_key_id() {
+                    iam.delete_access_key()
+                        .user_name(user)
+                        .access_key_id(id)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            fail("DeleteAccessKey", DisplayErrorContext(&e).to_string())
+                        })?;
+                }
+            }
+        }
+        Err(e) => return Err(fail("CreateUser", DisplayErrorContext(&e).to_string())),
+    }
     for policy in policies {
         iam.put_user_policy()
             .user_name(user)

@@ -531,3 +531,36 @@ async fn reqwest_put(uri: &str, body: &str) -> (u16, serde_json::Value) {
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, serde_json::from_str(body).unwrap())
 }
+
+/// Creating an identity again (a second `framefleet-provision --local-iam`) keeps the user and
+/// hands out a fresh key; the old key stops working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn identities_can_be_created_again() {
+    let stack = spawn_stack_with(StackOptions {
+        dispatcher: false,
+        ..idle_stack()
+    })
+    .await
+    .unwrap();
+    let admin = framefleet_e2e::sdk_config_as(
+        stack.moto.endpoint(),
+        &stack.identities.admin.access_key_id,
+        &stack.identities.admin.secret_access_key,
+    );
+    let again = framefleet_provision::identities::create_identity(
+        &aws_sdk_iam::Client::new(&admin),
+        &stack.identities.worker.user,
+        &stack.policies.worker,
+    )
+    .await
+    .unwrap();
+    assert_ne!(again.access_key_id, stack.identities.worker.access_key_id);
+    stack
+        .worker_as(&again, &stack.policies.worker)
+        .await
+        .unwrap();
+    stack
+        .worker_as(&stack.identities.worker, &stack.policies.worker)
+        .await
+        .unwrap_err();
+}
