@@ -8,6 +8,7 @@ and one JSON summary line to stdout; exits 0 only for a COMPLETE job.
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -33,7 +34,9 @@ def main():
     s3 = boto3.client("s3")
     table = boto3.resource("dynamodb").Table(table_name)
 
-    key = os.path.basename(args.video)
+    # moto, enforcing IAM, cannot verify the signature of a key with characters the SDK
+    # percent-encodes other than spaces (+, parentheses, non-ASCII…): upload under a plain name.
+    key = re.sub(r"[^A-Za-z0-9._ -]", "-", os.path.basename(args.video))
     started = time.monotonic()
     print(f"demo: uploading {args.video} to s3://{ingress}/{key}", file=sys.stderr)
     s3.upload_file(args.video, ingress, key)
@@ -87,8 +90,11 @@ def main():
         os.makedirs(out_dir, exist_ok=True)
         paginator = s3.get_paginator("list_objects_v2")
         count = 0
-        for page in paginator.paginate(Bucket=processed, Prefix=f"{video_id}/"):
+        # A prefix without the slash: moto misverifies signatures of encoded query values.
+        for page in paginator.paginate(Bucket=processed, Prefix=video_id):
             for obj in page.get("Contents", []):
+                if not obj["Key"].startswith(f"{video_id}/"):
+                    continue
                 name = obj["Key"][len(video_id) + 1:]
                 s3.download_file(processed, obj["Key"], os.path.join(out_dir, name))
                 count += 1

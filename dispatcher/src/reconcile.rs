@@ -110,7 +110,9 @@ pub(crate) async fn reconcile_once(inner: &Inner) -> Result<ReconcileReport, Dis
     for video_id in inner.jobs.stale_jobs(&cutoff).await? {
         report.examined += 1;
         let span = tracing::info_span!("reconcile", video_id = %video_id);
-        match reconcile_job(inner, &video_id, now).instrument(span).await {
+        // Boxed: acting on a job can run the whole registration (pin, probe, CreateJob), a
+        // large future to keep inline in every caller's.
+        match Box::pin(reconcile_job(inner, &video_id, now).instrument(span)).await {
             Ok(Some(action)) => {
                 tracing::info!(video_id = %video_id, ?action, "reconciled a stale job");
                 report.actions.push((video_id, action));

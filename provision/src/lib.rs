@@ -6,6 +6,15 @@
 //! - queues: ingress, job events, frames, each with a `-dlq` and a redrive policy;
 //! - the ingress bucket's `ObjectCreated` notification to the ingress queue;
 //! - the DynamoDB job table (`pk`, `sk`, on demand) with TTL on `expires_at`.
+//!
+//! IAM comes from the CloudFormation template rather than from here: [`iam_from_template`]
+//! resolves the task roles' policies for local names, [`policy`] evaluates and adapts them to
+//! the emulator, and [`identities`] creates one IAM user per service with them, so a local
+//! stack can enforce exactly what AWS will.
+
+pub mod iam_from_template;
+pub mod identities;
+pub mod policy;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -41,6 +41,30 @@ impl MotoServer {
         &self.endpoint
     }
 
+    /// Turns IAM enforcement on: from now on every request must be signed with the key of an
+    /// IAM user whose policies allow it. moto starts with enforcement off (its
+    /// `INITIAL_NO_AUTH_ACTION_COUNT` is infinite) so provisioning and the IAM users can be
+    /// created first; `POST /moto-api/reset-auth` with body `0` sets the count of requests
+    /// still let through to zero.
+    pub async fn enforce_iam(&self) -> anyhow::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = self.endpoint.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .with_context(|| format!("connect to moto_server at {address}"))?;
+        let request = "POST /moto-api/reset-auth HTTP/1.0\r\nHost: localhost\r\n\
+                       Content-Length: 1\r\n\r\n0";
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        let response = String::from_utf8_lossy(&response);
+        let status = response.lines().next().unwrap_or_default();
+        if !status.contains(" 200 ") {
+            bail!("moto_server refused to enforce IAM: {status}");
+        }
+        Ok(())
+    }
+
     async fn wait_ready(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let address = self.endpoint.trim_start_matches("http://").to_string();

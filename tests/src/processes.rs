@@ -57,6 +57,8 @@ pub struct Fleet {
     /// refuse keys it does not know, so the stand-in must not get them).
     resources: Vec<(String, String)>,
     events_queue: String,
+    /// Each service's access key.
+    keys: HashMap<Service, Vec<(String, String)>>,
     extra: HashMap<Service, Vec<(String, String)>>,
     children: HashMap<String, (Service, Child)>,
 }
@@ -106,8 +108,9 @@ impl Fleet {
         let env = [
             ("AWS_ENDPOINT_URL", stack.moto.endpoint().to_string()),
             ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            // moto mis-verifies signed aws-chunked bodies with checksum trailers (see
+            // `crate::sdk_config_as`): checksums only where an operation requires them.
+            ("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required".into()),
             (
                 "AWS_ENDPOINT_URL_MEDIACONVERT",
                 format!("http://127.0.0.1:{standin_port}"),
@@ -131,6 +134,27 @@ impl Fleet {
         .map(|(k, v)| (format!("FRAMEFLEET__RESOURCES__{k}"), v.clone()))
         .collect();
         let events_queue = r.job_events_queue.clone();
+        // Each process signs with its own template identity, as each task has its own role.
+        let ids = &stack.identities;
+        let keys = HashMap::from([
+            (Service::Dispatcher, &ids.dispatcher),
+            (Service::Worker, &ids.worker),
+            (Service::Standin, &ids.mediaconvert_standin),
+        ])
+        .into_iter()
+        .map(|(service, key)| {
+            (
+                service,
+                vec![
+                    ("AWS_ACCESS_KEY_ID".to_string(), key.access_key_id.clone()),
+                    (
+                        "AWS_SECRET_ACCESS_KEY".to_string(),
+                        key.secret_access_key.clone(),
+                    ),
+                ],
+            )
+        })
+        .collect();
         Ok(Self {
             bin_dir,
             log_dir,
@@ -138,6 +162,7 @@ impl Fleet {
             env,
             resources,
             events_queue,
+            keys,
             extra,
             children: HashMap::new(),
         })
@@ -145,6 +170,7 @@ impl Fleet {
 
     fn service_env(&self, service: Service) -> Vec<(String, String)> {
         let mut env = self.env.clone();
+        env.extend(self.keys.get(&service).cloned().unwrap_or_default());
         match service {
             Service::Standin => {
                 env.push((

@@ -1,6 +1,13 @@
 //! `spawn_stack`: a whole framefleet on loopback for one test. A fresh moto_server, resources
 //! with random names provisioned by the real provisioner, the MediaConvert stand-in on port 0,
 //! and (unless asked not to) one dispatcher and some workers running as tasks.
+//!
+//! IAM is enforced as on AWS: after provisioning, each service gets an IAM user with its role's
+//! policies from `deploy/framefleet.yaml` and moto starts refusing anything those policies do
+//! not allow. The dispatcher, the workers and the stand-in sign with their own keys; the test's
+//! own client ([`Stack::clients`]) is an admin. Each service's S3 client answers a missing key
+//! as AWS would for its policy ([`crate::strict_s3`]), and each worker has its own ECS agent
+//! stand-in ([`crate::ecs_agent`]) judging scale-in protection by the worker's policy.
 
 use std::time::{Duration, Instant};
 
@@ -12,14 +19,18 @@ use framefleet_core::jobs::{JobRecord, JobStatus, JobTable};
 use framefleet_core::video::VideoId;
 use framefleet_dispatcher::settings::{DispatcherConfig, KernelConfig};
 use framefleet_dispatcher::{Dispatcher, DispatcherSettings};
+use framefleet_provision::iam_from_template::{LocalNames, NamedPolicy, ServicePolicies, Template};
+use framefleet_provision::identities::{create_identity, AccessKey, ServiceIdentities};
 use framefleet_provision::{ProvisionSettings, Provisioned, QueueSettings};
 use framefleet_worker::settings::WorkerConfig;
 use framefleet_worker::{Worker, WorkerSettings};
 use mediaconvert_standin::{Standin, StandinConfig};
 use tokio_util::sync::CancellationToken;
 
+use crate::ecs_agent::EcsAgent;
 use crate::fault_proxy::{FaultPlan, FaultProxy};
 use crate::moto::MotoServer;
+use crate::strict_s3::MissingKeyAsOnAws;
 
 /// How to build the stack.
 #[derive(Debug, Clone)]
@@ -39,6 +50,11 @@ pub struct StackOptions {
     /// When set, the dispatcher and workers reach moto through a [`FaultProxy`] running this
     /// plan (the test's own clients and the stand-in still talk to moto directly).
     pub faults: Option<FaultPlan>,
+    /// Have moto enforce the template's IAM policies. Off only for object keys moto cannot
+    /// verify signatures of: moto 5.2.1 computes the canonical path of a key containing
+    /// `+`, `(`, `)`, `%` or non-ASCII characters differently from every SDK and answers
+    /// SignatureDoesNotMatch.
+    pub enforce_iam: bool,
 }
 
 impl Default for StackOptions {
@@ -58,6 +74,7 @@ impl Default for StackOptions {
             },
             standin: true,
             faults: None,
+            enforce_iam: true,
         }
     }
 }
@@ -82,8 +99,16 @@ pub struct Stack {
     pub standin_endpoint: String,
     /// The fault proxy, when the options asked for one: its counts say what it injected.
     pub fault_proxy: Option<FaultProxy>,
-    /// Clients the dispatcher and workers use: through the fault proxy when there is one.
-    pub service_clients: AwsClients,
+    /// The AWS endpoint the dispatcher and workers use: the fault proxy's when there is one.
+    pub services_endpoint: String,
+    /// Local names of the template's resources (ARNs, cluster, roles).
+    pub names: LocalNames,
+    /// Each service's policies, resolved from the template.
+    pub policies: ServicePolicies,
+    /// Each service's IAM user and key.
+    pub identities: ServiceIdentities,
+    /// The ECS agent stand-ins of the workers started so far, in start order.
+    pub ecs_agents: Vec<EcsAgent>,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -132,6 +157,31 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
     let provisioned = framefleet_provision::provision(&plain, &provision_settings)
         .await
         .context("provisioning")?;
+    // Identities from the template, then enforcement: from here on nothing unsigned or
+    // unallowed gets through.
+    let names = LocalNames::new(resources.clone(), "us-east-1", &prefix);
+    let policies = Template::parse(
+        framefleet_provision::iam_from_template::TEMPLATE,
+        names.clone(),
+    )?
+    .service_policies()
+    .context("resolving the template's IAM policies")?;
+    let identities = framefleet_provision::identities::create_service_identities(
+        &aws_sdk_iam::Client::new(&sdk),
+        &prefix,
+        &policies,
+    )
+    .await
+    .context("creating the services' IAM users")?;
+    if options.enforce_iam {
+        moto.enforce_iam().await?;
+    }
+    let standin_clients = clients_as(
+        moto.endpoint(),
+        &identities.mediaconvert_standin,
+        &policies.mediaconvert_standin,
+        None,
+    );
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
 
@@ -142,8 +192,8 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
                 events_queue: provisioned.job_events_queue_url.clone(),
                 ..StandinConfig::default()
             },
-            plain.s3.clone(),
-            plain.sqs.clone(),
+            standin_clients.s3,
+            standin_clients.sqs,
         )
         .await
         .context("starting the MediaConvert stand-in")?;
@@ -159,7 +209,12 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
         // Set by the caller's own stand-in process; nothing answers here until then.
         format!("http://127.0.0.1:{}", crate::moto::free_port()?)
     };
-    let clients = AwsClients::from_config(&sdk, true, Some(&standin_endpoint));
+    let admin = crate::sdk_config_as(
+        moto.endpoint(),
+        &identities.admin.access_key_id,
+        &identities.admin.secret_access_key,
+    );
+    let clients = AwsClients::from_config(&admin, true, Some(&standin_endpoint));
     let fault_proxy = match options.faults {
         Some(plan) => Some(
             FaultProxy::start(moto.endpoint(), plan)
@@ -168,13 +223,9 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
         ),
         None => None,
     };
-    let service_clients = match &fault_proxy {
-        Some(proxy) => AwsClients::from_config(
-            &crate::sdk_config(&proxy.endpoint()),
-            true,
-            Some(&standin_endpoint),
-        ),
-        None => clients.clone(),
+    let services_endpoint = match &fault_proxy {
+        Some(proxy) => proxy.endpoint(),
+        None => moto.endpoint().to_string(),
     };
 
     let dispatcher_settings = DispatcherSettings {
@@ -205,7 +256,11 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
         worker_settings,
         standin_endpoint,
         fault_proxy,
-        service_clients,
+        services_endpoint,
+        names,
+        policies,
+        identities,
+        ecs_agents: Vec::new(),
         shutdown,
         tasks,
     };
@@ -218,19 +273,78 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
     Ok(stack)
 }
 
+/// Clients signing with `key`, whose S3 client answers missing keys as AWS would for
+/// `policies`; MediaConvert at `mediaconvert_endpoint`.
+fn clients_as(
+    endpoint: &str,
+    key: &AccessKey,
+    policies: &[NamedPolicy],
+    mediaconvert_endpoint: Option<&str>,
+) -> AwsClients {
+    let sdk = crate::sdk_config_as(endpoint, &key.access_key_id, &key.secret_access_key);
+    let mut clients = AwsClients::from_config(&sdk, true, mediaconvert_endpoint);
+    let documents = policies.iter().map(|p| p.document.clone()).collect();
+    clients.s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .interceptor(MissingKeyAsOnAws::new(documents))
+            .build(),
+    );
+    clients
+}
+
 impl Stack {
-    /// A dispatcher on this stack (not started).
-    pub async fn dispatcher(&self) -> anyhow::Result<Dispatcher> {
-        Dispatcher::new(
-            self.dispatcher_settings.clone(),
-            self.service_clients.clone(),
+    /// Clients of a service signing with `key`, held to `policies` where moto does not hold
+    /// them (S3 missing keys).
+    pub fn clients_as(&self, key: &AccessKey, policies: &[NamedPolicy]) -> AwsClients {
+        clients_as(
+            &self.services_endpoint,
+            key,
+            policies,
+            Some(&self.standin_endpoint),
         )
-        .await
     }
 
-    /// A worker on this stack (not started).
+    /// Creates another IAM user `<prefix>-<name>` with `policies`, e.g. a worker's template
+    /// policy with one action taken away.
+    pub async fn create_identity(
+        &self,
+        name: &str,
+        policies: &[NamedPolicy],
+    ) -> anyhow::Result<AccessKey> {
+        let admin = crate::sdk_config_as(
+            self.moto.endpoint(),
+            &self.identities.admin.access_key_id,
+            &self.identities.admin.secret_access_key,
+        );
+        let prefix = &self.names.prefix;
+        Ok(create_identity(
+            &aws_sdk_iam::Client::new(&admin),
+            &format!("{prefix}-{name}"),
+            policies,
+        )
+        .await?)
+    }
+
+    /// A dispatcher on this stack with the dispatcher's identity (not started).
+    pub async fn dispatcher(&self) -> anyhow::Result<Dispatcher> {
+        let clients = self.clients_as(&self.identities.dispatcher, &self.policies.dispatcher);
+        Dispatcher::new(self.dispatcher_settings.clone(), clients).await
+    }
+
+    /// A worker on this stack with the worker's identity (not started, no ECS agent).
     pub async fn worker(&self) -> anyhow::Result<Worker> {
-        Worker::new(self.worker_settings.clone(), self.service_clients.clone()).await
+        self.worker_as(&self.identities.worker, &self.policies.worker)
+            .await
+    }
+
+    /// A worker signing with `key`, whose template policies are `policies` (not started).
+    pub async fn worker_as(
+        &self,
+        key: &AccessKey,
+        policies: &[NamedPolicy],
+    ) -> anyhow::Result<Worker> {
+        Worker::new(self.worker_settings.clone(), self.clients_as(key, policies)).await
     }
 
     /// Starts a dispatcher service task.
@@ -243,9 +357,29 @@ impl Stack {
         Ok(())
     }
 
-    /// Starts a worker service task.
+    /// Starts a worker service task with its own ECS agent stand-in (the next entry of
+    /// [`Stack::ecs_agents`]), which grants scale-in protection as the worker's template
+    /// policy allows.
     pub async fn start_worker(&mut self) -> anyhow::Result<()> {
-        let worker = self.worker().await?;
+        let task_id = format!("{:032x}", self.ecs_agents.len() + 1);
+        let agent = EcsAgent::start(
+            &self.names.task_arn(&task_id),
+            &format!(
+                "arn:aws:iam::{}:role/{}-worker",
+                self.names.account_id, self.names.prefix
+            ),
+            self.policies
+                .worker
+                .iter()
+                .map(|p| p.document.clone())
+                .collect(),
+        )
+        .await?;
+        let worker = self
+            .worker()
+            .await?
+            .with_ecs_agent(Some(agent.uri().to_string()));
+        self.ecs_agents.push(agent);
         let token = self.shutdown.clone();
         self.tasks.push(tokio::spawn(async move {
             let _ = worker.run(token).await;
@@ -305,18 +439,30 @@ impl Stack {
 
     /// Keys under `prefix` in `bucket`.
     pub async fn list(&self, bucket: &str, prefix: &str) -> anyhow::Result<Vec<String>> {
+        // moto verifies the signature of a query value against its decoded form, so a prefix
+        // with a character the SDK percent-encodes (`/` included) fails with
+        // SignatureDoesNotMatch while IAM is enforced: ask for the longest prefix without
+        // one and filter here.
+        let safe = prefix
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "-_.~".contains(c)))
+            .map_or(prefix, |end| &prefix[..end]);
         let mut keys = Vec::new();
         let mut pages = self
             .clients
             .s3
             .list_objects_v2()
             .bucket(bucket)
-            .prefix(prefix)
+            .prefix(safe)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
             for object in page?.contents() {
-                keys.extend(object.key().map(ToString::to_string));
+                keys.extend(
+                    object
+                        .key()
+                        .filter(|k| k.starts_with(prefix))
+                        .map(ToString::to_string),
+                );
             }
         }
         keys.sort();

@@ -437,8 +437,13 @@ fn fleet_env(stack: &Stack) -> Vec<(String, String)> {
     env(&[
         ("AWS_ENDPOINT_URL", stack.moto.endpoint()),
         ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required"),
+        // An operator's command: the admin identity, not a task role.
+        ("AWS_ACCESS_KEY_ID", &stack.identities.admin.access_key_id),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            &stack.identities.admin.secret_access_key,
+        ),
         ("FRAMEFLEET__RESOURCES__INGRESS_QUEUE", &r.ingress_queue),
         (
             "FRAMEFLEET__RESOURCES__JOB_EVENTS_QUEUE",

@@ -114,6 +114,14 @@ impl Worker {
         })
     }
 
+    /// Scale-in protection through the ECS agent at `agent_uri` instead of the one
+    /// `ECS_AGENT_URI` names, so tests can put an agent stand-in on port 0 without touching the
+    /// process environment; `None` turns protection off.
+    pub fn with_ecs_agent(mut self, agent_uri: Option<String>) -> Self {
+        self.protection = ScaleInProtection::new(agent_uri);
+        self
+    }
+
     /// Runs until `shutdown`, then drains in-flight batches and returns what it did.
     ///
     /// Shutdown never drops a receive in flight: SQS may already have handed that call messages,
