@@ -84,6 +84,8 @@ pub enum JobStatus {
     Complete,
     /// The job cannot finish; `last_error` says why.
     Failed,
+    /// A user canceled the job (`framefleet cancel`); workers skip its remaining batches.
+    Canceled,
 }
 
 impl JobStatus {
@@ -96,6 +98,7 @@ impl JobStatus {
             Self::Finalizing => "FINALIZING",
             Self::Complete => "COMPLETE",
             Self::Failed => "FAILED",
+            Self::Canceled => "CANCELED",
         }
     }
 
@@ -107,13 +110,14 @@ impl JobStatus {
             "FINALIZING" => Self::Finalizing,
             "COMPLETE" => Self::Complete,
             "FAILED" => Self::Failed,
+            "CANCELED" => Self::Canceled,
             _ => return None,
         })
     }
 
-    /// True for COMPLETE and FAILED.
+    /// True for COMPLETE, FAILED and CANCELED: nothing moves the job any more.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Complete | Self::Failed)
+        matches!(self, Self::Complete | Self::Failed | Self::Canceled)
     }
 }
 
@@ -362,6 +366,7 @@ impl JobTable {
         item.insert("created_at".into(), s(&record.created_at));
         item.insert("updated_at".into(), s(&record.updated_at));
         item.insert("open_shard".into(), s(open_shard(&record.video_id)));
+        item.insert("created_day".into(), s(created_day(&record.created_at)));
         let request = self
             .client
             .put_item()
@@ -1067,6 +1072,138 @@ fn record_from_item(item: &Item) -> JobRecord {
     }
 }
 
+/// The sparse index of recent jobs: partition key `created_day` (`jobs#YYYY-MM-DD`, set once at
+/// registration and never changed), sort key `created_at`, keys only. Only job items carry
+/// `created_day` (batch markers do not), so `framefleet list` reads jobs day by day, newest
+/// first, with one Query per day and never a scan. Keys only, so counting a batch (which
+/// rewrites the counters and `updated_at`) never writes to this index: each job writes one
+/// index entry in its life, and a day's partition takes up to ~1,000 new jobs a second.
+///
+/// "Take advantage of sparse indexes",
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-indexes-general-sparse-indexes.html>;
+/// projections: "Using Global Secondary Indexes in DynamoDB",
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html>.
+pub const RECENT_JOBS_INDEX: &str = "recent-jobs";
+
+/// The `created_day` of a job created at `created_at` (RFC 3339): `jobs#YYYY-MM-DD`, the UTC
+/// day, which is the first ten characters of the timestamps this module writes.
+pub fn created_day(created_at: &str) -> String {
+    format!("jobs#{}", created_at.get(..10).unwrap_or(created_at))
+}
+
+/// A job found in one of the listing indexes: enough to sort and to read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobKey {
+    /// The job.
+    pub video_id: VideoId,
+    /// When it was registered (RFC 3339), when the index carries it.
+    pub created_at: Option<String>,
+}
+
+impl JobTable {
+    /// User cancellation: REGISTERED, CAPTURING or PROCESSING → CANCELED, final (the job leaves
+    /// the open-jobs index like COMPLETE and FAILED). A FINALIZING job has every frame counted
+    /// and is left to complete. Workers read the status before each batch and skip the
+    /// batches of a CANCELED job; the dispatcher's `fail` and fan-out never move it again.
+    pub async fn cancel(
+        &self,
+        video_id: &VideoId,
+        reason: &str,
+    ) -> Result<Transition, JobTableError> {
+        self.transition(
+            "cancel",
+            video_id,
+            &[
+                JobStatus::Registered,
+                JobStatus::Capturing,
+                JobStatus::Processing,
+            ],
+            vec![
+                ("status", s(JobStatus::Canceled.as_str())),
+                ("last_error", s(reason)),
+                ("finished_at", s(now_rfc3339())),
+            ],
+            None,
+        )
+        .await
+    }
+
+    /// Up to `limit` jobs registered in the last `days` UTC days (today included), newest
+    /// first, from the recent-jobs index: one Query per day, going backwards, stopping as soon
+    /// as `limit` are found. The index is eventually consistent; read a job to show it.
+    pub async fn recent_jobs(&self, days: u32, limit: usize) -> Result<Vec<JobKey>, JobTableError> {
+        let scope = VideoId::from_raw(RECENT_JOBS_INDEX);
+        let today = time::OffsetDateTime::now_utc().date();
+        let mut found = Vec::new();
+        for back in 0..days {
+            if found.len() >= limit {
+                break;
+            }
+            let Some(day) = today.checked_sub(time::Duration::days(i64::from(back))) else {
+                break;
+            };
+            let partition = format!(
+                "jobs#{:04}-{:02}-{:02}",
+                day.year(),
+                u8::from(day.month()),
+                day.day()
+            );
+            let mut pages = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(RECENT_JOBS_INDEX)
+                .key_condition_expression("created_day = :day")
+                .expression_attribute_values(":day", s(partition))
+                .scan_index_forward(false)
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(item) = pages.next().await {
+                let item = item.map_err(|e| self.error("recent_jobs", &scope, e))?;
+                if let Some(pk) = get_s(&item, "pk") {
+                    found.push(JobKey {
+                        video_id: VideoId::from_raw(pk),
+                        created_at: get_s(&item, "created_at"),
+                    });
+                    if found.len() >= limit {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Every unfinished job, from the open-jobs index (one Query per shard, never a scan).
+    pub async fn open_jobs(&self) -> Result<Vec<JobKey>, JobTableError> {
+        let scope = VideoId::from_raw(OPEN_JOBS_INDEX);
+        let mut found = Vec::new();
+        for shard in 0..OPEN_SHARDS {
+            let mut pages = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(OPEN_JOBS_INDEX)
+                .key_condition_expression("open_shard = :shard")
+                .expression_attribute_values(":shard", s(format!("open#{shard}")))
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(item) = pages.next().await {
+                let item = item.map_err(|e| self.error("open_jobs", &scope, e))?;
+                if let Some(pk) = get_s(&item, "pk") {
+                    found.push(JobKey {
+                        video_id: VideoId::from_raw(pk),
+                        created_at: None,
+                    });
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1080,6 +1217,7 @@ mod tests {
             JobStatus::Finalizing,
             JobStatus::Complete,
             JobStatus::Failed,
+            JobStatus::Canceled,
         ] {
             assert_eq!(JobStatus::parse(status.as_str()), Some(status));
         }
@@ -1162,6 +1300,11 @@ mod tests {
             assert!(!is_transaction_conflict(&error), "{code}");
             assert_eq!(is_transient(&error), transient, "{code}");
         }
+    }
+
+    #[test]
+    fn created_day_is_the_utc_date() {
+        assert_eq!(created_day("2026-11-30T12:00:00.5Z"), "jobs#2026-11-30");
     }
 
     #[test]

@@ -63,9 +63,14 @@ pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchErro
                 Ok(())
             }
             JobState::Canceled => {
+                // `fail` moves only unfinished jobs: a job the user canceled (`framefleet
+                // cancel` marks it CANCELED before canceling the capture) stays CANCELED.
                 let reason = format!("MediaConvert job {} was canceled", event.job_id);
-                inner.jobs.fail(&video_id, &reason).await?;
-                tracing::warn!("capture canceled; job FAILED");
+                if inner.jobs.fail(&video_id, &reason).await? == Transition::Applied {
+                    tracing::warn!("capture canceled outside framefleet; job FAILED");
+                } else {
+                    tracing::info!(status = %record.status, "capture canceled; job already final");
+                }
                 Ok(())
             }
             JobState::Other(status) => {
@@ -93,7 +98,7 @@ async fn complete(
             tracing::info!(status = %record.status, "duplicate COMPLETE; recorded the fan-out");
             return Ok(());
         }
-        JobStatus::Finalizing | JobStatus::Complete | JobStatus::Failed => {
+        JobStatus::Finalizing | JobStatus::Complete | JobStatus::Failed | JobStatus::Canceled => {
             tracing::info!(status = %record.status, "duplicate COMPLETE for a finished job");
             return Ok(());
         }

@@ -72,7 +72,7 @@ impl ReconcileConfig {
             JobStatus::Capturing => self.capturing_after_secs,
             JobStatus::Processing => self.processing_after_secs,
             JobStatus::Finalizing => self.finalizing_after_secs,
-            JobStatus::Complete | JobStatus::Failed => return None,
+            JobStatus::Complete | JobStatus::Failed | JobStatus::Canceled => return None,
         };
         Some(Duration::from_secs(secs))
     }
@@ -152,7 +152,7 @@ async fn reconcile_job(
             finish(inner, &record).await?;
             Ok(Some(Action::Completed))
         }
-        JobStatus::Complete | JobStatus::Failed => Ok(None),
+        JobStatus::Complete | JobStatus::Failed | JobStatus::Canceled => Ok(None),
     }
 }
 

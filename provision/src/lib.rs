@@ -29,7 +29,7 @@ use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
 use framefleet_core::aws::AwsClients;
 use framefleet_core::config::{ConfigError, Resources, TelemetrySettings};
-use framefleet_core::jobs::OPEN_JOBS_INDEX;
+use framefleet_core::jobs::{OPEN_JOBS_INDEX, RECENT_JOBS_INDEX};
 use serde::{Deserialize, Serialize};
 
 /// Settings of the provisioning command.
@@ -321,7 +321,10 @@ async fn ensure_table(clients: &AwsClients, table: &str) -> anyhow::Result<()> {
         .attribute_definitions(attribute("sk")?)
         .attribute_definitions(attribute("open_shard")?)
         .attribute_definitions(attribute("updated_at")?)
+        .attribute_definitions(attribute("created_day")?)
+        .attribute_definitions(attribute("created_at")?)
         .global_secondary_indexes(open_jobs_index()?)
+        .global_secondary_indexes(recent_jobs_index()?)
         .send()
         .await;
     match created {
@@ -334,6 +337,7 @@ async fn ensure_table(clients: &AwsClients, table: &str) -> anyhow::Result<()> {
     }
     wait_table_active(clients, table).await?;
     ensure_open_jobs_index(clients, table).await?;
+    ensure_recent_jobs_index(clients, table).await?;
     let ttl = clients
         .dynamodb
         .describe_time_to_live()
@@ -430,6 +434,78 @@ async fn ensure_open_jobs_index(clients: &AwsClients, table: &str) -> anyhow::Re
         .send()
         .await
         .with_context(|| format!("add index {OPEN_JOBS_INDEX} to {table}"))?;
+    wait_table_active(clients, table).await
+}
+
+/// The sparse index of recent jobs `framefleet list` queries day by day (see
+/// `framefleet_core::jobs::RECENT_JOBS_INDEX`): only job items carry `created_day`; keys only,
+/// so counting batches never writes to it.
+fn recent_jobs_index() -> anyhow::Result<GlobalSecondaryIndex> {
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+    };
+    Ok(GlobalSecondaryIndex::builder()
+        .index_name(RECENT_JOBS_INDEX)
+        .key_schema(key("created_day", KeyType::Hash)?)
+        .key_schema(key("created_at", KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()?)
+}
+
+/// Adds the recent-jobs index to a table made before it existed (one index per UpdateTable,
+/// as DynamoDB requires, hence apart from the open-jobs one). Jobs registered before it carry
+/// no `created_day` and are not listed as recent.
+async fn ensure_recent_jobs_index(clients: &AwsClients, table: &str) -> anyhow::Result<()> {
+    let out = clients
+        .dynamodb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .with_context(|| format!("describe table {table}"))?;
+    let present = out
+        .table()
+        .map(|t| t.global_secondary_indexes())
+        .unwrap_or_default()
+        .iter()
+        .any(|index| index.index_name() == Some(RECENT_JOBS_INDEX));
+    if present {
+        return Ok(());
+    }
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    let index = recent_jobs_index()?;
+    clients
+        .dynamodb
+        .update_table()
+        .table_name(table)
+        .attribute_definitions(attribute("created_day")?)
+        .attribute_definitions(attribute("created_at")?)
+        .global_secondary_index_updates(
+            GlobalSecondaryIndexUpdate::builder()
+                .create(
+                    CreateGlobalSecondaryIndexAction::builder()
+                        .index_name(RECENT_JOBS_INDEX)
+                        .set_key_schema(Some(index.key_schema().to_vec()))
+                        .set_projection(index.projection().cloned())
+                        .build()?,
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .with_context(|| format!("add index {RECENT_JOBS_INDEX} to {table}"))?;
     wait_table_active(clients, table).await
 }
 

@@ -133,7 +133,9 @@ impl Fleet {
         .into_iter()
         .map(|(k, v)| (format!("FRAMEFLEET__RESOURCES__{k}"), v.clone()))
         .collect();
-        let events_queue = r.job_events_queue.clone();
+        // By URL, as the stand-in stands in for the EventBridge rule's target (the MediaConvert
+        // role has no sqs:GetQueueUrl to resolve a name with).
+        let events_queue = stack.provisioned.job_events_queue_url.clone();
         // Each process signs with its own template identity, as each task has its own role.
         let ids = &stack.identities;
         let keys = HashMap::from([

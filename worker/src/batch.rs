@@ -11,7 +11,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use framefleet_core::aws::{describe, is_transient};
 use framefleet_core::frames::frame_name;
 use framefleet_core::jobs::{
-    BatchOutcome, Counting, FailedFrame, JobTable, JobTableError, Transition,
+    BatchOutcome, Counting, FailedFrame, JobStatus, JobTable, JobTableError, Transition,
 };
 use framefleet_core::message::FrameBatch;
 use framefleet_edge::EdgeParams;
@@ -47,10 +47,14 @@ pub enum BatchError {
 pub struct BatchReport {
     /// Frames written and failed.
     pub outcome: BatchOutcome,
-    /// Whether this delivery counted the batch.
+    /// Whether this delivery counted the batch (`AlreadyCounted` when `canceled`: nothing was
+    /// counted, nor will be).
     pub counting: Counting,
     /// True if this worker completed the job and wrote its manifest.
     pub completed_job: bool,
+    /// True when the job was CANCELED: the batch was skipped (no frame read, nothing counted,
+    /// no frame failed) and its message is deleted.
+    pub canceled: bool,
 }
 
 /// Processes batches; shared by every in-flight batch.
@@ -106,6 +110,19 @@ impl BatchProcessor {
                     outcome: BatchOutcome::default(),
                     counting: Counting::AlreadyCounted,
                     completed_job,
+                    canceled: false,
+                });
+            }
+            // One consistent read before any frame is fetched: a canceled job's remaining
+            // batches are dropped, not counted as failed (its counters stay as they were).
+            let status = self.jobs.get(&batch.video_id).await?.map(|r| r.status);
+            if status == Some(JobStatus::Canceled) {
+                tracing::info!("job CANCELED; skipping the batch");
+                return Ok(BatchReport {
+                    outcome: BatchOutcome::default(),
+                    counting: Counting::AlreadyCounted,
+                    completed_job: false,
+                    canceled: true,
                 });
             }
             // Futures built eagerly: a lazy `map` closure over borrowed state is not `Send`
@@ -145,6 +162,7 @@ impl BatchProcessor {
                 outcome,
                 counting,
                 completed_job,
+                canceled: false,
             })
         }
         .instrument(span)
