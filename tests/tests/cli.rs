@@ -364,7 +364,8 @@ async fn cancel_while_capturing_stays_canceled_after_mediaconvert_says_canceled(
         .s3
         .put_object()
         .bucket(&frames_bucket)
-        .key("blocker/long.mp4")
+        // Under sources/, the only prefix of the frames bucket the MediaConvert role may read.
+        .key("sources/blocker/long.mp4")
         .body(ByteStream::from(std::fs::read(&long).unwrap()))
         .send()
         .await
@@ -374,10 +375,12 @@ async fn cancel_while_capturing_stays_canceled_after_mediaconvert_says_canceled(
         &stack.dispatcher_settings.dispatcher,
         &CaptureRequest {
             video_id: &VideoId::from_raw("blocker"),
-            input_url: format!("s3://{frames_bucket}/blocker/long.mp4"),
+            input_url: format!("s3://{frames_bucket}/sources/blocker/long.mp4"),
             destination: format!("s3://{frames_bucket}/blocker-frames/"),
+            preview_destination: format!("s3://{frames_bucket}/blocker-preview/preview"),
             rate: CaptureRate::parse("30").unwrap(),
             attempt: 0,
+            source_has_audio: false,
         },
     )
     .await
