@@ -299,8 +299,12 @@ async fn injected_faults_reach_the_sdk_in_the_services_own_shapes() {
     .unwrap();
     let proxy = stack.fault_proxy.as_ref().unwrap();
     // The SDK without its retries, to see each answer as it arrives.
-    let sdk = framefleet_e2e::sdk_config(&proxy.endpoint())
-        .into_builder()
+    let sdk = framefleet_e2e::sdk_config_as(
+        &proxy.endpoint(),
+        &stack.identities.admin.access_key_id,
+        &stack.identities.admin.secret_access_key,
+    )
+    .into_builder()
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .build();
     let clients = framefleet_core::aws::AwsClients::from_config(&sdk, true, None);

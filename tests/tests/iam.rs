@@ -79,6 +79,10 @@ fn each_role_grants_exactly_the_actions_its_code_calls() {
             "dynamodb:GetItem",
             "dynamodb:PutItem",
             "dynamodb:UpdateItem",
+            // The reconciler (dispatcher/src/reconcile.rs): stale jobs from the open-jobs
+            // index, a job's batch markers and failed frames; MediaConvert's state of a job.
+            "dynamodb:Query",
+            "mediaconvert:GetJob",
             "mediaconvert:CreateJob",
             "iam:PassRole",
         ])
