@@ -842,8 +842,9 @@ async fn not_visible(stack: &Stack, queue_url: &str) -> u64 {
 /// Batches that take longer than the frames queue's 2 s visibility timeout stay with the
 /// worker that holds them: its heartbeat extends the visibility (ChangeMessageVisibility,
 /// https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-visibility-timeout.html),
-/// so no batch is received by a second consumer. Slow by construction: 30 full-HD frames a
-/// batch, one frame at a time, each read from and written to moto.
+/// so no batch is received by a second consumer. Slow by construction: 60 full-HD frames a
+/// batch, one frame at a time, each read from and written to moto; each worker keeps a free
+/// slot, so an expired batch would be received again at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn batches_longer_than_the_visibility_timeout_are_received_once() {
     let mut options = StackOptions {
@@ -851,9 +852,9 @@ async fn batches_longer_than_the_visibility_timeout_are_received_once() {
         ..StackOptions::default()
     };
     options.queues.frames_visibility_timeout_secs = 2;
-    options.dispatcher_config.batch_size = 30;
+    options.dispatcher_config.batch_size = 60;
     let stack = spawn_stack_with(options).await.unwrap();
-    let (video, frames) = video_bytes(1920, 1080, "30", 2.0).await;
+    let (video, frames) = video_bytes(1920, 1080, "30", 4.0).await;
     let video_id = stack.upload("slow.mp4", video).await.unwrap();
     let record = stack
         .wait_for(
@@ -866,7 +867,7 @@ async fn batches_longer_than_the_visibility_timeout_are_received_once() {
     let batches = record.batches.unwrap();
     let mut settings = stack.worker_settings.clone();
     settings.worker.frame_concurrency = 1;
-    settings.worker.batches_in_flight = 1;
+    settings.worker.batches_in_flight = 2;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut running = Vec::new();
     for _ in 0..2 {
