@@ -604,6 +604,128 @@ mod tests {
         check::<4>(&with_radius(4));
     }
 
+    /// The exact Sobel magnitude of `src` with no blur: `round(sqrt(gx² + gy²))` in f64,
+    /// clamped to 255, borders replicated. Never a tie: `gx² + gy²` is an integer, and no
+    /// integer is the square of `k + 0.5`.
+    fn exact_sobel(src: &[u8], w: usize, h: usize) -> Vec<u8> {
+        let at = |x: isize, y: isize| -> f64 {
+            let x = x.clamp(0, w as isize - 1) as usize;
+            let y = y.clamp(0, h as isize - 1) as usize;
+            f64::from(src[y * w + x])
+        };
+        let mut out = Vec::with_capacity(w * h);
+        for y in 0..h as isize {
+            for x in 0..w as isize {
+                let gx = (at(x + 1, y - 1) + 2.0 * at(x + 1, y) + at(x + 1, y + 1))
+                    - (at(x - 1, y - 1) + 2.0 * at(x - 1, y) + at(x - 1, y + 1));
+                let gy = (at(x - 1, y + 1) + 2.0 * at(x, y + 1) + at(x + 1, y + 1))
+                    - (at(x - 1, y - 1) + 2.0 * at(x, y - 1) + at(x + 1, y - 1));
+                out.push((gx * gx + gy * gy).sqrt().round().min(255.0) as u8);
+            }
+        }
+        out
+    }
+
+    /// Planes that reach every rounding case: noise, extremes (0/255 checkerboards, steps,
+    /// single bright pixels) and ramps whose magnitudes land just below and just above many
+    /// half grey levels; widths below, at and above the AVX2 vector.
+    fn exact_planes() -> Vec<(String, usize, usize, Vec<u8>)> {
+        let mut planes = Vec::new();
+        for (w, h) in [(1, 1), (3, 2), (17, 5), (40, 33), (203, 61)] {
+            let plane = noise(w * h, (w * 7 + h) as u32);
+            planes.push((format!("noise {w}x{h}"), w, h, plane));
+        }
+        let (w, h) = (37, 19);
+        let checker = (0..w * h)
+            .map(|i| if (i % w + i / w) % 2 == 0 { 0 } else { 255 })
+            .collect();
+        planes.push(("checkerboard".into(), w, h, checker));
+        let step = (0..w * h)
+            .map(|i| if i % w < w / 2 { 0 } else { 255 })
+            .collect();
+        planes.push(("step".into(), w, h, step));
+        let mut dots = vec![0u8; w * h];
+        for dot in dots.iter_mut().step_by(5) {
+            *dot = 255;
+        }
+        planes.push(("dots".into(), w, h, dots));
+        // A ramp of slope (a, b) has gradient (8a, 8b): magnitudes 8·sqrt(a² + b²).
+        let (w, h) = (64, 32);
+        for (a, b) in [(1usize, 0usize), (1, 1), (2, 1), (3, 2), (5, 3), (7, 4)] {
+            let ramp = (0..w * h)
+                .map(|i| ((i % w) * a + (i / w) * b) as u8)
+                .collect();
+            planes.push((format!("ramp {a},{b}"), w, h, ramp));
+        }
+        // Every horizontal difference 0..=255 against every vertical one nearby.
+        let (w, h) = (256, 3);
+        let pairs = (0..w * h)
+            .map(|i| match i / w {
+                0 => (i % w) as u8,
+                1 => 0,
+                _ => (255 - i % w) as u8,
+            })
+            .collect();
+        planes.push(("pairs".into(), w, h, pairs));
+        planes
+    }
+
+    fn assert_exact(name: &str, w: usize, h: usize, src: &[u8], out: &[u8]) {
+        let exact = exact_sobel(src, w, h);
+        let wrong: Vec<(usize, u8, u8)> = (0..w * h)
+            .filter(|&i| out[i] != exact[i])
+            .map(|i| (i, out[i], exact[i]))
+            .take(5)
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "{name}: (pixel, ours, exact) differ: {wrong:?}"
+        );
+    }
+
+    /// With no blur, the portable row steps (what aarch64 runs) give exactly the rounded
+    /// Sobel magnitude: a truncating conversion, or any off-by-one in the rounding, fails
+    /// here even where it stays within the statistical accuracy bounds.
+    #[test]
+    fn portable_sobel_is_the_exact_rounded_magnitude() {
+        for (name, w, h, src) in exact_planes() {
+            let mut out = vec![0u8; w * h];
+            edge_map_with(
+                Portable,
+                &src,
+                w,
+                h,
+                &Taps::gaussian(0.0),
+                &mut out,
+                &mut KernelScratch::default(),
+            );
+            assert_exact(&name, w, h, &src, &out);
+        }
+    }
+
+    /// The same for the AVX2 row steps, on CPUs that have AVX2 (rows narrower than one
+    /// vector take the portable steps).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_sobel_is_the_exact_rounded_magnitude() {
+        let Some(avx2) = avx2::Avx2::detect() else {
+            eprintln!("no AVX2 on this CPU: nothing to check");
+            return;
+        };
+        for (name, w, h, src) in exact_planes() {
+            let mut out = vec![0u8; w * h];
+            avx2.edge_map(
+                &src,
+                w,
+                h,
+                &Taps::gaussian(0.0),
+                &mut out,
+                &mut KernelScratch::default(),
+            );
+            assert_exact(&name, w, h, &src, &out);
+        }
+    }
+
     #[test]
     fn vertical_step_gives_a_vertical_line() {
         let (w, h) = (16, 8);

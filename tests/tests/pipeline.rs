@@ -9,6 +9,8 @@ use framefleet_core::jobs::JobStatus;
 use framefleet_core::message::FrameBatch;
 use framefleet_e2e::media::{count_frames, make_video};
 use framefleet_e2e::stack::{spawn_stack, spawn_stack_with, Stack, StackOptions};
+use framefleet_edge::{Blur, EdgeParams, OutputFormat};
+use framefleet_worker::batch::output_key;
 
 async fn video_bytes(width: u32, height: u32, rate: &str, seconds: f64) -> (Vec<u8>, u64) {
     video_file("clip.mp4", width, height, rate, seconds).await
@@ -31,7 +33,9 @@ async fn video_file(
     (std::fs::read(&path).unwrap(), frames)
 }
 
-/// Every processed object of a job except the manifest, checked to be a JPEG of `w`×`h`.
+/// Every processed object of a job except the manifest, checked to be a JPEG of `w`×`h` equal
+/// byte for byte to what [`framefleet_edge::process`] makes offline of the captured frame with
+/// the parameters the manifest records.
 async fn assert_edge_maps(stack: &Stack, video_id: &str, expected: u64, w: u32, h: u32) {
     let keys = stack
         .list(&stack.resources.processed_bucket, &format!("{video_id}/"))
@@ -39,13 +43,6 @@ async fn assert_edge_maps(stack: &Stack, video_id: &str, expected: u64, w: u32, 
         .unwrap();
     let maps: Vec<&String> = keys.iter().filter(|k| frame_index(k).is_some()).collect();
     assert_eq!(maps.len() as u64, expected, "edge maps: {keys:?}");
-    assert_eq!(
-        keys.iter()
-            .filter(|k| k.ends_with("/manifest.json"))
-            .count(),
-        1,
-        "exactly one manifest: {keys:?}"
-    );
     for key in maps {
         let bytes = stack
             .get(&stack.resources.processed_bucket, key)
@@ -55,6 +52,78 @@ async fn assert_edge_maps(stack: &Stack, video_id: &str, expected: u64, w: u32, 
             .unwrap_or_else(|e| panic!("{key} is not a JPEG: {e}"));
         assert_eq!((image.width(), image.height()), (w, h), "{key}");
     }
+    assert_edge_maps_are_the_offline_output(stack, video_id).await;
+}
+
+/// Each captured frame's edge map is exactly the offline kernel's output for that frame with
+/// the parameters the manifest records: a blank image, or parameters the worker ignored,
+/// cannot pass. Returns the parameters.
+async fn assert_edge_maps_are_the_offline_output(stack: &Stack, video_id: &str) -> EdgeParams {
+    let manifest = manifest(stack, video_id).await;
+    let params: EdgeParams = serde_json::from_value(manifest["parameters"].clone())
+        .unwrap_or_else(|e| panic!("manifest parameters: {e}: {manifest:#}"));
+    let frames = stack
+        .list(&stack.resources.frames_bucket, &format!("{video_id}/"))
+        .await
+        .unwrap();
+    assert!(!frames.is_empty());
+    for frame in &frames {
+        let captured = stack
+            .get(&stack.resources.frames_bucket, frame)
+            .await
+            .unwrap();
+        let offline = framefleet_edge::process(&captured, &params).unwrap();
+        let key = output_key(video_id, frame, params.format.extension());
+        let stored = stack
+            .get(&stack.resources.processed_bucket, &key)
+            .await
+            .unwrap();
+        assert!(
+            stored == offline.bytes,
+            "{key} differs from the offline edge map of {frame} with {params:?}"
+        );
+    }
+    params
+}
+
+/// Turns on versioning on the processed bucket, so every write of a key leaves a version:
+/// "Retaining multiple versions of objects with S3 Versioning",
+/// https://docs.aws.amazon.com/AmazonS3/latest/userguide/Versioning.html
+async fn version_processed_bucket(stack: &Stack) {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    stack
+        .clients
+        .s3
+        .put_bucket_versioning()
+        .bucket(&stack.resources.processed_bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// How many times the job's manifest was written: its versions in the (versioned) processed
+/// bucket, from ListObjectVersions
+/// (https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectVersions.html).
+async fn manifest_writes(stack: &Stack, video_id: &str) -> usize {
+    let key = format!("{video_id}/manifest.json");
+    let out = stack
+        .clients
+        .s3
+        .list_object_versions()
+        .bucket(&stack.resources.processed_bucket)
+        .prefix(&key)
+        .send()
+        .await
+        .unwrap();
+    out.versions()
+        .iter()
+        .filter(|v| v.key() == Some(key.as_str()))
+        .count()
 }
 
 /// The job's preview, checked to be an H.264 MP4 ffprobe reads, that fits 640×360 (the
@@ -129,6 +198,7 @@ async fn upload_becomes_edge_maps_with_exact_counts() {
     })
     .await
     .unwrap();
+    version_processed_bucket(&stack).await;
     let (video, frames) = video_bytes(160, 96, "12", 2.0).await;
     let key = "uploads/my clip+ü (1).mp4";
     let video_id = stack.upload(key, video).await.unwrap();
@@ -148,6 +218,11 @@ async fn upload_becomes_edge_maps_with_exact_counts() {
         "{captured:?}"
     );
     assert_edge_maps(&stack, video_id.as_str(), frames, 160, 96).await;
+    assert_eq!(
+        manifest_writes(&stack, video_id.as_str()).await,
+        1,
+        "one winner writes the manifest, once"
+    );
     let manifest = manifest(&stack, video_id.as_str()).await;
     assert_eq!(manifest["counts"]["total"], frames);
     assert_eq!(manifest["counts"]["processed"], frames);
@@ -163,6 +238,47 @@ async fn upload_becomes_edge_maps_with_exact_counts() {
         assert_preview(&stack, video_id.as_str()).await,
         (160, 96, false)
     );
+}
+
+/// Non-default kernel parameters reach every worker through the batches: PNG, a downscale to
+/// fit 80×40, and an absolute sigma. The manifest records them and every edge map is the
+/// offline output for its frame with exactly them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batch_parameters_reach_the_workers_and_the_manifest() {
+    let mut options = StackOptions::default();
+    options.kernel.format = OutputFormat::Png;
+    options.kernel.sigma = Some(1.3);
+    options.kernel.max_width = Some(80);
+    options.kernel.max_height = Some(40);
+    let stack = spawn_stack_with(options).await.unwrap();
+    version_processed_bucket(&stack).await;
+    let (video, frames) = video_bytes(160, 96, "6", 1.0).await;
+    let video_id = stack.upload("params.mp4", video).await.unwrap();
+    let record = stack.wait_final(&video_id).await.unwrap();
+    assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
+    assert_eq!(record.processed_frames, frames);
+    let params = assert_edge_maps_are_the_offline_output(&stack, video_id.as_str()).await;
+    assert_eq!(params.format, OutputFormat::Png);
+    assert_eq!(params.blur, Blur::Sigma(1.3));
+    assert_eq!((params.max_width, params.max_height), (Some(80), Some(40)));
+    assert_eq!(manifest_writes(&stack, video_id.as_str()).await, 1);
+    let keys = stack
+        .list(&stack.resources.processed_bucket, &format!("{video_id}/"))
+        .await
+        .unwrap();
+    let maps: Vec<&String> = keys.iter().filter(|k| k.ends_with(".png")).collect();
+    assert_eq!(maps.len() as u64, frames, "{keys:?}");
+    for key in maps {
+        let bytes = stack
+            .get(&stack.resources.processed_bucket, key)
+            .await
+            .unwrap();
+        let image = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png)
+            .unwrap_or_else(|e| panic!("{key} is not a PNG: {e}"));
+        // 160×96 shrunk to fit 80×40, aspect kept: the height binds.
+        assert_eq!(image.height(), 40, "{key}");
+        assert!(image.width().abs_diff(160 * 40 / 96) <= 1, "{key}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -338,9 +454,21 @@ async fn redelivered_batches_are_not_counted_twice() {
         .iter()
         .filter_map(|m| m.body().map(ToString::to_string))
         .collect();
-    assert!(!bodies.is_empty());
+    // moto hands back every message of a receive up to 10: all batches are copied.
+    let mut resent: Vec<FrameBatch> = bodies
+        .iter()
+        .map(|b| FrameBatch::parse(b).unwrap())
+        .collect();
+    resent.sort_by_key(|b| b.batch_index);
+    assert_eq!(
+        resent
+            .iter()
+            .map(|b| u64::from(b.batch_index))
+            .collect::<Vec<_>>(),
+        (0..batches).collect::<Vec<_>>(),
+        "every batch re-sent"
+    );
     for body in &bodies {
-        FrameBatch::parse(body).unwrap();
         for _ in 0..2 {
             stack
                 .clients
@@ -362,6 +490,26 @@ async fn redelivered_batches_are_not_counted_twice() {
     assert_eq!(record.processed_frames, frames, "counted once");
     assert_eq!(record.failed_frames, 0);
     assert_eq!(record.batches, Some(batches));
+    // Each re-sent batch has its marker, and the total is the sum of exactly one count per
+    // batch: any batch counted twice (or not at all) moves it.
+    for batch in &resent {
+        assert!(
+            stack
+                .jobs
+                .is_counted(&video_id, batch.batch_index)
+                .await
+                .unwrap(),
+            "batch {} counted",
+            batch.batch_index
+        );
+    }
+    assert_eq!(
+        resent
+            .iter()
+            .map(|b| b.frame_keys.len() as u64)
+            .sum::<u64>(),
+        frames
+    );
     assert_edge_maps(&stack, video_id.as_str(), frames, 64, 48).await;
 }
 
@@ -535,11 +683,26 @@ async fn test_events_odd_keys_and_garbage_are_handled() {
         .upload("a dir/ünïcødé + plus%20/clip #1.mp4", video)
         .await
         .unwrap();
-    for _ in 0..3 {
+    // Until both notifications were handled (deleted): only then may "no job" be asserted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
         dispatcher
             .run_once(framefleet_dispatcher::Feed::Ingress, Duration::from_secs(1))
             .await
             .unwrap();
+        if stack
+            .queue_depth(&stack.provisioned.ingress_queue_url)
+            .await
+            .unwrap()
+            == 0
+            && stack.jobs.get(&odd).await.unwrap().is_some()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ingress queue never drained"
+        );
     }
     assert!(stack.jobs.get(&skipped).await.unwrap().is_none());
     let record = stack
@@ -555,6 +718,7 @@ async fn test_events_odd_keys_and_garbage_are_handled() {
     // Garbage on the ingress and frames queues ends in their DLQs.
     for url in [
         &stack.provisioned.ingress_queue_url,
+        &stack.provisioned.job_events_queue_url,
         &stack.provisioned.frames_queue_url,
     ] {
         sqs.send_message()
@@ -566,27 +730,32 @@ async fn test_events_odd_keys_and_garbage_are_handled() {
     }
     let ingress_dlq = stack.dlq_url(&stack.resources.ingress_queue).to_string();
     let frames_dlq = stack.dlq_url(&stack.resources.frames_queue).to_string();
+    let events_dlq = stack.dlq_url(&stack.resources.job_events_queue).to_string();
     for _ in 0..12 {
-        dispatcher
-            .run_once(
-                framefleet_dispatcher::Feed::Ingress,
-                Duration::from_millis(200),
-            )
-            .await
-            .unwrap();
+        for feed in [
+            framefleet_dispatcher::Feed::Ingress,
+            framefleet_dispatcher::Feed::JobEvents,
+        ] {
+            dispatcher
+                .run_once(feed, Duration::from_millis(200))
+                .await
+                .unwrap();
+        }
         worker
             .run_once(10, Duration::from_millis(200))
             .await
             .unwrap();
         if stack.queue_depth(&ingress_dlq).await.unwrap() == 1
+            && stack.queue_depth(&events_dlq).await.unwrap() == 1
             && stack.queue_depth(&frames_dlq).await.unwrap() == 1
         {
             return;
         }
     }
     panic!(
-        "garbage did not reach the DLQs: ingress {} frames {}",
+        "garbage did not reach the DLQs: ingress {} job events {} frames {}",
         stack.queue_depth(&ingress_dlq).await.unwrap(),
+        stack.queue_depth(&events_dlq).await.unwrap(),
         stack.queue_depth(&frames_dlq).await.unwrap()
     );
 }
@@ -676,4 +845,64 @@ async fn not_visible(stack: &Stack, queue_url: &str) -> u64 {
         .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// Batches that take longer than the frames queue's 2 s visibility timeout stay with the
+/// worker that holds them: its heartbeat extends the visibility (ChangeMessageVisibility,
+/// https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-visibility-timeout.html),
+/// so no batch is received by a second consumer. Slow by construction: 60 full-HD frames a
+/// batch, one frame at a time, each read from and written to moto; each worker keeps a free
+/// slot, so an expired batch would be received again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batches_longer_than_the_visibility_timeout_are_received_once() {
+    let mut options = StackOptions {
+        workers: 0,
+        ..StackOptions::default()
+    };
+    options.queues.frames_visibility_timeout_secs = 2;
+    options.dispatcher_config.batch_size = 60;
+    let stack = spawn_stack_with(options).await.unwrap();
+    let (video, frames) = video_bytes(1920, 1080, "30", 4.0).await;
+    let video_id = stack.upload("slow.mp4", video).await.unwrap();
+    let record = stack
+        .wait_for(
+            &video_id,
+            &[JobStatus::Processing],
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+    let batches = record.batches.unwrap();
+    let mut settings = stack.worker_settings.clone();
+    settings.worker.frame_concurrency = 1;
+    settings.worker.batches_in_flight = 2;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut running = Vec::new();
+    for _ in 0..2 {
+        let worker =
+            framefleet_worker::Worker::new(settings.clone(), stack.service_clients.clone())
+                .await
+                .unwrap();
+        running.push(tokio::spawn(worker.run(shutdown.clone())));
+    }
+    let record = stack.wait_final(&video_id).await.unwrap();
+    shutdown.cancel();
+    let mut handled = 0;
+    for task in running {
+        handled += task.await.unwrap().unwrap().handled;
+    }
+    assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
+    assert_eq!(record.processed_frames, frames);
+    assert_eq!(
+        handled as u64, batches,
+        "each batch handled by exactly one delivery"
+    );
+    wait_until_empty(&stack, &stack.provisioned.frames_queue_url).await;
+    assert_eq!(
+        stack
+            .queue_depth(stack.dlq_url(&stack.resources.frames_queue))
+            .await
+            .unwrap(),
+        0
+    );
 }
