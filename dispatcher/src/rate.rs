@@ -2,6 +2,10 @@
 //! MP4/QuickTime or Matroska/WebM header with ranged reads (`source`), so 29.97 fps is captured as 30000/1001
 //! and every frame is captured exactly once without downloading the video. The same header
 //! says whether the video has a sound track, which decides whether the preview carries audio.
+//!
+//! The header is outside input: every length and offset in it is checked before it is added,
+//! multiplied or used as an index, and one probe spends at most [`PROBE_MAX_REQUESTS`] ranged
+//! reads and [`PROBE_MAX_BYTES`] bytes, failing with [`ProbeError::BudgetExhausted`] past them.
 
 use std::fmt;
 use std::future::Future;
@@ -65,10 +69,13 @@ impl CaptureRate {
         if n > MAX_RATE_TERM || d > MAX_RATE_TERM {
             return Err(RateParseError::OutOfRange(shown()));
         }
-        Ok(Self {
-            numerator: n as u32,
-            denominator: d as u32,
-        })
+        match (u32::try_from(n), u32::try_from(d)) {
+            (Ok(numerator), Ok(denominator)) => Ok(Self {
+                numerator,
+                denominator,
+            }),
+            _ => Err(RateParseError::OutOfRange(shown())),
+        }
     }
 
     /// The terms as MediaConvert's integers; `None` for a rate built by hand out of range.
@@ -111,6 +118,19 @@ pub enum ProbeError<E: std::error::Error + 'static> {
     /// The header is readable but its frame rate cannot be sent to MediaConvert exactly.
     #[error("the video's own frame rate is unusable: {0}")]
     Unsupported(String),
+    /// Reading the header would take more ranged reads or bytes than one probe may spend
+    /// ([`PROBE_MAX_REQUESTS`], [`PROBE_MAX_BYTES`]): a hostile or absurd file, e.g. thousands
+    /// of tiny boxes before the index, must not cost thousands of GETs. The Display text is the
+    /// failed job's reason.
+    #[error("reading the container header would exceed the probe's read budget ({PROBE_MAX_REQUESTS} ranged reads, {PROBE_MAX_BYTES} bytes): {wanted} after {requests} reads of {bytes} bytes")]
+    BudgetExhausted {
+        /// What the probe was about to read.
+        wanted: String,
+        /// Ranged reads made before giving up.
+        requests: u32,
+        /// Bytes asked for before giving up.
+        bytes: u64,
+    },
     /// Reading the object failed.
     #[error("reading the video failed")]
     Read(#[source] E),
@@ -128,8 +148,63 @@ pub trait RangeRead {
     ) -> impl Future<Output = Result<Vec<u8>, Self::Error>> + Send;
 }
 
-/// Largest `moov` box read (a long video's index is a few MiB).
-const MAX_MOOV: u64 = 64 * 1024 * 1024;
+/// Most ranged reads one probe makes. A real MP4 has a handful of top-level boxes before its
+/// index (`ftyp`, `free`/`wide`, `mdat`, maybe `uuid`), one read each, plus one for the index;
+/// a Matroska file takes two. Each read is one S3 GET, so a file of 50,000 tiny boxes must not
+/// cost 50,000 of them.
+pub const PROBE_MAX_REQUESTS: u32 = 64;
+
+/// Most bytes one probe asks for, all reads together: a long video's index (`moov`) is a few
+/// MiB, a Matroska head is read as its first MiB; an index that does not fit is refused
+/// rather than downloaded.
+pub const PROBE_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A [`RangeRead`] that refuses, before asking, any read past the probe's budget, and keeps
+/// no more of an answer than was asked for (a server may ignore `Range`).
+struct Budgeted<'r, R> {
+    reader: &'r R,
+    requests: u32,
+    bytes: u64,
+}
+
+impl<'r, R: RangeRead> Budgeted<'r, R> {
+    fn new(reader: &'r R) -> Self {
+        Self {
+            reader,
+            requests: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Up to `len` bytes from `offset`; `wanted` says what they are, for the error.
+    async fn read(
+        &mut self,
+        offset: u64,
+        len: u64,
+        wanted: impl FnOnce() -> String,
+    ) -> Result<Vec<u8>, ProbeError<R::Error>> {
+        let bytes = self
+            .bytes
+            .checked_add(len)
+            .filter(|&total| total <= PROBE_MAX_BYTES);
+        let (Some(bytes), true) = (bytes, self.requests < PROBE_MAX_REQUESTS) else {
+            return Err(ProbeError::BudgetExhausted {
+                wanted: wanted(),
+                requests: self.requests,
+                bytes: self.bytes,
+            });
+        };
+        self.requests += 1;
+        self.bytes = bytes;
+        let mut data = self
+            .reader
+            .read(offset, len)
+            .await
+            .map_err(ProbeError::Read)?;
+        data.truncate(usize::try_from(len).unwrap_or(usize::MAX));
+        Ok(data)
+    }
+}
 
 /// What the container header says about the video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,40 +225,48 @@ pub async fn probe_rate<R: RangeRead>(
     if size == 0 {
         return Err(ProbeError::NotAVideo("the object is empty".into()));
     }
-    let head = reader.read(0, 16).await.map_err(ProbeError::Read)?;
+    let mut reader = Budgeted::new(reader);
+    let head = reader.read(0, 16, || "the first 16 bytes".into()).await?;
     if head.starts_with(&EBML_MAGIC) {
-        return probe_matroska(reader, size).await;
+        return probe_matroska(&mut reader, size).await;
     }
     sniff(&head)?;
     let mut offset = 0u64;
     while offset < size {
-        let header = reader.read(offset, 16).await.map_err(ProbeError::Read)?;
-        if header.len() < 8 {
+        // offset < size, so this cannot underflow.
+        let remaining = size - offset;
+        let header = reader
+            .read(offset, 16, || format!("the box header at byte {offset}"))
+            .await?;
+        let Some(kind) = header.get(4..8).map(fourcc) else {
             return Err(ProbeError::Truncated(format!(
                 "box header at byte {offset} of {size} is incomplete"
             )));
-        }
-        let (box_size, header_len) = box_size(&header, size - offset)
+        };
+        let (box_size, header_len) = box_size(&header, remaining)
             .ok_or_else(|| ProbeError::Malformed(format!("bad box size at byte {offset}")))?;
-        let kind = fourcc(&header[4..8]);
-        if offset + box_size > size {
+        if box_size > remaining {
             return Err(ProbeError::Truncated(format!(
-                "`{kind}` box at byte {offset} needs {box_size} bytes but the object has {} left",
-                size - offset
+                "`{kind}` box at byte {offset} needs {box_size} bytes but the object has {remaining} left"
             )));
         }
         if kind == "moov" {
-            if box_size > MAX_MOOV {
+            let (Some(start), Some(len)) = (
+                offset.checked_add(header_len),
+                box_size.checked_sub(header_len),
+            ) else {
                 return Err(ProbeError::Malformed(format!(
-                    "`moov` box of {box_size} bytes is larger than {MAX_MOOV}"
+                    "`moov` box at byte {offset} is smaller than its header"
                 )));
-            }
+            };
             let moov = reader
-                .read(offset + header_len, box_size - header_len)
-                .await
-                .map_err(ProbeError::Read)?;
+                .read(start, len, || {
+                    format!("the {box_size}-byte `moov` box (the index)")
+                })
+                .await?;
             return rate_from_moov(&moov);
         }
+        // box_size <= remaining = size - offset, so this stays <= size.
         offset += box_size;
     }
     Err(ProbeError::Truncated(
@@ -192,8 +275,7 @@ pub async fn probe_rate<R: RangeRead>(
 }
 
 fn sniff<E: std::error::Error>(head: &[u8]) -> Result<(), ProbeError<E>> {
-    if head.len() >= 8 {
-        let kind = &head[4..8];
+    if let Some(kind) = head.get(4..8) {
         if [
             b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot", b"uuid",
         ]
@@ -233,14 +315,20 @@ fn sniff<E: std::error::Error>(head: &[u8]) -> Result<(), ProbeError<E>> {
 fn fourcc(bytes: &[u8]) -> String {
     bytes
         .iter()
-        .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
+        .map(|&b| {
+            if b.is_ascii_graphic() {
+                char::from(b)
+            } else {
+                '?'
+            }
+        })
         .collect()
 }
 
 /// Size of the box starting `header` and the length of its header; `remaining` bounds a
 /// size-0 ("to the end") box.
 fn box_size(header: &[u8], remaining: u64) -> Option<(u64, u64)> {
-    let size32 = u32::from_be_bytes(header.get(0..4)?.try_into().ok()?) as u64;
+    let size32 = u64::from(u32::from_be_bytes(header.get(0..4)?.try_into().ok()?));
     match size32 {
         0 => Some((remaining, 8)),
         1 => {
@@ -257,14 +345,13 @@ fn children(payload: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     let mut offset = 0usize;
     std::iter::from_fn(move || {
         let rest = payload.get(offset..)?;
-        let (size, header) = box_size(rest, rest.len() as u64)?;
+        let (size, header) = box_size(rest, u64::try_from(rest.len()).ok()?)?;
         let size = usize::try_from(size).ok()?;
-        let header = header as usize;
-        if size > rest.len() || size < header {
-            return None;
-        }
-        offset += size;
-        Some((&rest[4..8], &rest[header..size]))
+        let header = usize::try_from(header).ok()?;
+        let (kind, body) = (rest.get(4..8)?, rest.get(header..size)?);
+        // size >= header >= 8 > 0: the walk always advances, and stays within `payload`.
+        offset = offset.checked_add(size)?;
+        Some((kind, body))
     })
 }
 
@@ -273,7 +360,9 @@ fn child<'a>(payload: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
 }
 
 fn be32(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    Some(u32::from_be_bytes(
+        bytes.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 fn rate_from_moov<E: std::error::Error>(moov: &[u8]) -> Result<HeaderProbe, ProbeError<E>> {
@@ -312,14 +401,19 @@ fn rate_from_video_trak<E: std::error::Error>(
             .and_then(|minf| child(minf, b"stbl"))
             .and_then(|stbl| child(stbl, b"stts"))
             .ok_or_else(|| ProbeError::Malformed("video track without `stts`".into()))?;
-        let entries = be32(stts, 4).unwrap_or(0) as usize;
+        let entries = usize::try_from(be32(stts, 4).unwrap_or(0)).unwrap_or(usize::MAX);
+        let table = stts.get(8..).unwrap_or_default().chunks_exact(8);
+        if table.len() < entries {
+            return Err(ProbeError::Malformed(
+                "`stts` is shorter than its count".into(),
+            ));
+        }
         // The dominant sample duration: robust to a short first or last sample.
         let mut best = (0u64, 0u32);
-        for i in 0..entries {
-            let (Some(count), Some(delta)) = (be32(stts, 8 + i * 8), be32(stts, 12 + i * 8)) else {
-                return Err(ProbeError::Malformed(
-                    "`stts` is shorter than its count".into(),
-                ));
+        for entry in table.take(entries) {
+            // chunks_exact(8) yields 8 bytes: both are always there.
+            let (Some(count), Some(delta)) = (be32(entry, 0), be32(entry, 4)) else {
+                continue;
             };
             if delta > 0 && u64::from(count) > best.0 {
                 best = (u64::from(count), delta);
@@ -380,7 +474,7 @@ fn vint(bytes: &[u8], at: usize) -> Option<(u64, usize)> {
     }
     let mut value = u64::from(first) & (0xff >> len);
     for i in 1..len {
-        value = (value << 8) | u64::from(*bytes.get(at + i)?);
+        value = (value << 8) | u64::from(*bytes.get(at.checked_add(i)?)?);
     }
     Some((value, len))
 }
@@ -394,9 +488,9 @@ fn element(bytes: &[u8], at: usize) -> Option<(u32, Option<u64>, usize)> {
     }
     let mut id = 0u32;
     for i in 0..id_len {
-        id = (id << 8) | u32::from(*bytes.get(at + i)?);
+        id = (id << 8) | u32::from(*bytes.get(at.checked_add(i)?)?);
     }
-    let (size, size_len) = vint(bytes, at + id_len)?;
+    let (size, size_len) = vint(bytes, at.checked_add(id_len)?)?;
     let unknown = size == (1u64 << (7 * size_len)) - 1;
     Some((id, (!unknown).then_some(size), id_len + size_len))
 }
@@ -410,7 +504,11 @@ fn ebml_children(bytes: &[u8], start: usize, end: usize) -> Vec<(u32, usize, usi
         let Some((id, size, header)) = element(bytes, at) else {
             break;
         };
-        let payload = at + header;
+        // A child whose header runs past its parent's end is cut off: its payload would start
+        // after `end`.
+        let Some(payload) = at.checked_add(header).filter(|&payload| payload <= end) else {
+            break;
+        };
         let Some(size) = size.and_then(|s| usize::try_from(s).ok()) else {
             out.push((id, payload, end));
             break;
@@ -431,13 +529,13 @@ fn ebml_uint(bytes: &[u8]) -> Option<u64> {
 
 /// The frame rate of a Matroska/WebM video track, from its `DefaultDuration`.
 async fn probe_matroska<R: RangeRead>(
-    reader: &R,
+    reader: &mut Budgeted<'_, R>,
     size: u64,
 ) -> Result<HeaderProbe, ProbeError<R::Error>> {
+    let head = size.min(MATROSKA_HEAD);
     let bytes = reader
-        .read(0, size.min(MATROSKA_HEAD))
-        .await
-        .map_err(ProbeError::Read)?;
+        .read(0, head, || format!("the Matroska head ({head} bytes)"))
+        .await?;
     let top = ebml_children(&bytes, 0, bytes.len());
     let Some(&(_, seg_start, seg_end)) = top.iter().find(|(id, _, _)| *id == SEGMENT) else {
         return Err(ProbeError::Truncated(
@@ -461,7 +559,7 @@ async fn probe_matroska<R: RangeRead>(
                     fields
                         .iter()
                         .find(|(id, _, _)| *id == wanted)
-                        .and_then(|&(_, s, e)| ebml_uint(&bytes[s..e]))
+                        .and_then(|&(_, s, e)| ebml_uint(bytes.get(s..e)?))
                 };
                 (field(TRACK_TYPE), field(DEFAULT_DURATION))
             })
@@ -494,8 +592,12 @@ async fn probe_matroska<R: RangeRead>(
 
 /// Frames per second from nanoseconds per frame, snapped to a standard rate when it is one.
 fn rate_from_frame_duration(nanos: u64) -> Result<CaptureRate, RateParseError> {
+    // Lossy casts on purpose: only to compare against the standard rates; the exact rate
+    // comes from `CaptureRate::reduced` on the integers.
+    #[allow(clippy::cast_precision_loss)]
     let fps = 1e9 / nanos as f64;
     for (num, den) in STANDARD_RATES {
+        #[allow(clippy::cast_precision_loss)]
         let standard = num as f64 / den as f64;
         if ((fps - standard) / standard).abs() < 0.0005 {
             return CaptureRate::reduced(num, den);
@@ -747,6 +849,127 @@ mod tests {
         let mut cut = mkv(Some(40_000_000));
         cut.truncate(30);
         assert!(probe(cut).await.is_err());
+    }
+
+    /// A reader over `Bytes` that counts its requests and the bytes asked for.
+    struct Counting {
+        bytes: Vec<u8>,
+        requests: std::sync::atomic::AtomicU64,
+    }
+
+    impl RangeRead for Counting {
+        type Error = Never;
+        async fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, Never> {
+            self.requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Bytes(self.bytes.clone()).read(offset, len).await
+        }
+    }
+
+    #[tokio::test]
+    async fn matroska_child_header_past_its_parent_is_an_error_not_a_panic() {
+        // The TrackEntry's payload ends with the TrackType ID (0x83); its size byte is the
+        // first byte after the entry, so the child's payload would start past the entry's end.
+        let entry = [0x83];
+        let tracks = ebml(
+            &[0x16, 0x54, 0xAE, 0x6B],
+            &[ebml(&[0xAE], &entry), ebml(&[0xAE], &ebml(&[0x83], &[1]))].concat(),
+        );
+        let segment = ebml(&[0x18, 0x53, 0x80, 0x67], &tracks);
+        let bytes = [ebml(&EBML_MAGIC, &[0x42, 0x86, 0x81, 0x01]), segment].concat();
+        assert!(probe(bytes).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn mp4_box_size_near_2_pow_64_is_refused() {
+        let ftyp = bx(b"ftyp", b"isom\0\0\0\0");
+        let offset = ftyp.len() as u64;
+        // Sizes whose sum with the offset overflows, and one that wraps to exactly 0.
+        for size64 in [u64::MAX, u64::MAX - offset + 1, u64::MAX / 2 + 1] {
+            let mut huge = 1u32.to_be_bytes().to_vec();
+            huge.extend_from_slice(b"free");
+            huge.extend_from_slice(&size64.to_be_bytes());
+            let bytes = [ftyp.clone(), huge, vec![0; 64]].concat();
+            let reader = Counting {
+                bytes,
+                requests: Default::default(),
+            };
+            let size = reader.bytes.len() as u64;
+            let error = probe_rate(&reader, size).await.unwrap_err();
+            assert!(
+                matches!(error, ProbeError::Truncated(_)),
+                "{size64}: {error}"
+            );
+            assert!(reader.requests.into_inner() <= 3, "{size64}");
+        }
+    }
+
+    #[tokio::test]
+    async fn many_small_boxes_exhaust_the_request_budget() {
+        // 50,000 8-byte `free` boxes: one ranged GET each without a budget.
+        let mut bytes = bx(b"ftyp", b"isom\0\0\0\0");
+        for _ in 0..50_000 {
+            bytes.extend(bx(b"free", &[]));
+        }
+        let reader = Counting {
+            bytes,
+            requests: Default::default(),
+        };
+        let size = reader.bytes.len() as u64;
+        let error = probe_rate(&reader, size).await.unwrap_err();
+        assert!(
+            matches!(error, ProbeError::BudgetExhausted { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("budget"), "{error}");
+        assert!(reader.requests.into_inner() <= u64::from(PROBE_MAX_REQUESTS));
+    }
+
+    /// Claims an object of `size` bytes whose first box is a `moov` of `moov` bytes, without
+    /// holding it; records the largest read asked for.
+    struct HugeMoov {
+        moov: u64,
+        largest: std::sync::atomic::AtomicU64,
+    }
+
+    impl RangeRead for HugeMoov {
+        type Error = Never;
+        async fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, Never> {
+            self.largest
+                .fetch_max(len, std::sync::atomic::Ordering::Relaxed);
+            let mut head = 1u32.to_be_bytes().to_vec();
+            head.extend_from_slice(b"moov");
+            head.extend_from_slice(&self.moov.to_be_bytes());
+            let start = usize::try_from(offset).unwrap().min(head.len());
+            let end = usize::try_from(offset + len).unwrap().min(head.len());
+            Ok(head[start..end].to_vec())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_index_larger_than_the_byte_budget_is_not_read() {
+        let moov = PROBE_MAX_BYTES + 1;
+        let reader = HugeMoov {
+            moov,
+            largest: Default::default(),
+        };
+        let error = probe_rate(&reader, moov + 1000).await.unwrap_err();
+        assert!(
+            matches!(error, ProbeError::BudgetExhausted { .. }),
+            "{error}"
+        );
+        assert!(reader.largest.into_inner() <= 16);
+    }
+
+    #[tokio::test]
+    async fn matroska_default_duration_near_2_pow_64_is_an_error() {
+        for duration in [u64::MAX / 1000 + 1, u64::MAX / 2, u64::MAX] {
+            let error = probe(mkv_with(Some(duration), false)).await.unwrap_err();
+            assert!(
+                matches!(error, ProbeError::Unsupported(_) | ProbeError::Malformed(_)),
+                "{duration}: {error}"
+            );
+        }
     }
 
     #[tokio::test]
