@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from moto.dynamodb.models import DynamoDBBackend
 from moto.s3.exceptions import MissingKey, PreconditionFailed
 from moto.s3.responses import S3Response
+from moto.core.responses import BaseResponse
 from moto.server import main
 
 _LOCK = threading.RLock()
@@ -98,6 +99,53 @@ def _complete_multipart_result(method):
 
 
 S3Response._key_response_post = _complete_multipart_result(S3Response._key_response_post)
+
+
+def _remember_raw_uri(method):
+    """Keeps the request line's path and query exactly as the client sent them (werkzeug's
+    RAW_URI), for the signature check below."""
+
+    @functools.wraps(method)
+    def call(self, request, *args, **kwargs):
+        result = method(self, request, *args, **kwargs)
+        environ = getattr(request, "environ", None) or {}
+        self._framefleet_raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+        return result
+
+    return call
+
+
+def _verify_against_raw_uri(method):
+    """Checks SigV4 signatures against the path and query the client signed.
+
+    moto 5.2.1 rebuilds the URL from its decoded form before computing the expected signature,
+    so a key or query value an SDK percent-encodes (`+`, `(`, `%`, non-ASCII, a `/` in
+    `prefix=`) never verifies and AWS-valid requests get SignatureDoesNotMatch. The signature
+    covers the URI as sent (SigV4, "Create a canonical request",
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html), which is what
+    this hands moto's check.
+    """
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        raw = getattr(self, "_framefleet_raw_uri", None)
+        if not raw:
+            return method(self, *args, **kwargs)
+        decoded = self.uri
+        parsed = urlparse(decoded)
+        self.uri = f"{parsed.scheme}://{parsed.netloc}{raw}"
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.uri = decoded
+
+    return call
+
+
+BaseResponse.setup_class = _remember_raw_uri(BaseResponse.setup_class)
+BaseResponse._authenticate_and_authorize_action = _verify_against_raw_uri(
+    BaseResponse._authenticate_and_authorize_action
+)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -304,29 +304,22 @@ async fn ensure_table(clients: &AwsClients, table: &str) -> anyhow::Result<()> {
             .key_type(kind)
             .build()
     };
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-    };
-    let created = clients
+    let mut create = clients
         .dynamodb
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
         .key_schema(key("pk", KeyType::Hash)?)
         .key_schema(key("sk", KeyType::Range)?)
-        .attribute_definitions(attribute("pk")?)
-        .attribute_definitions(attribute("sk")?)
-        .attribute_definitions(attribute("open_shard")?)
-        .attribute_definitions(attribute("updated_at")?)
-        .attribute_definitions(attribute("created_day")?)
-        .attribute_definitions(attribute("created_at")?)
-        .global_secondary_indexes(open_jobs_index()?)
-        .global_secondary_indexes(recent_jobs_index()?)
-        .send()
-        .await;
+        .attribute_definitions(string_attribute("pk")?)
+        .attribute_definitions(string_attribute("sk")?);
+    for (name, hash, range) in JOB_INDEXES {
+        create = create
+            .attribute_definitions(string_attribute(hash)?)
+            .attribute_definitions(string_attribute(range)?)
+            .global_secondary_indexes(keys_only_index(name, hash, range)?);
+    }
+    let created = create.send().await;
     match created {
         Ok(_) => {}
         Err(error)
@@ -336,8 +329,7 @@ async fn ensure_table(clients: &AwsClients, table: &str) -> anyhow::Result<()> {
         Err(error) => return Err(error).with_context(|| format!("create table {table}")),
     }
     wait_table_active(clients, table).await?;
-    ensure_open_jobs_index(clients, table).await?;
-    ensure_recent_jobs_index(clients, table).await?;
+    ensure_job_indexes(clients, table).await?;
     let ttl = clients
         .dynamodb
         .describe_time_to_live()
@@ -367,10 +359,27 @@ async fn ensure_table(clients: &AwsClients, table: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The sparse index of unfinished jobs the reconciler queries (see `framefleet_core::jobs`):
-/// only job items carry `open_shard`, and only until they finish; keys only, since the
-/// reconciler re-reads each job it finds.
-fn open_jobs_index() -> anyhow::Result<GlobalSecondaryIndex> {
+/// A keys-only global secondary index of the job table: `name`, partitioned by `hash` and
+/// sorted by `range` (both strings). Both of ours are sparse: only job items carry their keys.
+/// - `open-jobs` (`open_shard`, `updated_at`): unfinished jobs, which the reconciler queries
+///   (see `framefleet_core::jobs`); the key is removed when a job ends.
+/// - `recent-jobs` (`created_day`, `created_at`): every job by day, which `framefleet list`
+///   queries day by day; set once at registration, so counting batches never writes to it.
+///
+/// Keys only: readers re-read each job they find.
+const JOB_INDEXES: [(&str, &str, &str); 2] = [
+    (OPEN_JOBS_INDEX, "open_shard", "updated_at"),
+    (RECENT_JOBS_INDEX, "created_day", "created_at"),
+];
+
+fn string_attribute(name: &str) -> anyhow::Result<AttributeDefinition> {
+    Ok(AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()?)
+}
+
+fn keys_only_index(name: &str, hash: &str, range: &str) -> anyhow::Result<GlobalSecondaryIndex> {
     let key = |name: &str, kind: KeyType| {
         KeySchemaElement::builder()
             .attribute_name(name)
@@ -378,9 +387,9 @@ fn open_jobs_index() -> anyhow::Result<GlobalSecondaryIndex> {
             .build()
     };
     Ok(GlobalSecondaryIndex::builder()
-        .index_name(OPEN_JOBS_INDEX)
-        .key_schema(key("open_shard", KeyType::Hash)?)
-        .key_schema(key("updated_at", KeyType::Range)?)
+        .index_name(name)
+        .key_schema(key(hash, KeyType::Hash)?)
+        .key_schema(key(range, KeyType::Range)?)
         .projection(
             Projection::builder()
                 .projection_type(ProjectionType::KeysOnly)
@@ -389,124 +398,50 @@ fn open_jobs_index() -> anyhow::Result<GlobalSecondaryIndex> {
         .build()?)
 }
 
-/// Adds the open-jobs index to a table made before it existed.
-async fn ensure_open_jobs_index(clients: &AwsClients, table: &str) -> anyhow::Result<()> {
-    let out = clients
-        .dynamodb
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .with_context(|| format!("describe table {table}"))?;
-    let present = out
-        .table()
-        .map(|t| t.global_secondary_indexes())
-        .unwrap_or_default()
-        .iter()
-        .any(|index| index.index_name() == Some(OPEN_JOBS_INDEX));
-    if present {
-        return Ok(());
+/// Adds the job table's indexes that a table made before them lacks, one per UpdateTable as
+/// DynamoDB requires. Jobs written before an index carry none of its keys.
+async fn ensure_job_indexes(clients: &AwsClients, table: &str) -> anyhow::Result<()> {
+    for (name, hash, range) in JOB_INDEXES {
+        let out = clients
+            .dynamodb
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .with_context(|| format!("describe table {table}"))?;
+        let present = out
+            .table()
+            .map(|t| t.global_secondary_indexes())
+            .unwrap_or_default()
+            .iter()
+            .any(|index| index.index_name() == Some(name));
+        if present {
+            continue;
+        }
+        let index = keys_only_index(name, hash, range)?;
+        clients
+            .dynamodb
+            .update_table()
+            .table_name(table)
+            .attribute_definitions(string_attribute(hash)?)
+            .attribute_definitions(string_attribute(range)?)
+            .global_secondary_index_updates(
+                GlobalSecondaryIndexUpdate::builder()
+                    .create(
+                        CreateGlobalSecondaryIndexAction::builder()
+                            .index_name(name)
+                            .set_key_schema(Some(index.key_schema().to_vec()))
+                            .set_projection(index.projection().cloned())
+                            .build()?,
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .with_context(|| format!("add index {name} to {table}"))?;
+        wait_table_active(clients, table).await?;
     }
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-    };
-    let index = open_jobs_index()?;
-    clients
-        .dynamodb
-        .update_table()
-        .table_name(table)
-        .attribute_definitions(attribute("open_shard")?)
-        .attribute_definitions(attribute("updated_at")?)
-        .global_secondary_index_updates(
-            GlobalSecondaryIndexUpdate::builder()
-                .create(
-                    CreateGlobalSecondaryIndexAction::builder()
-                        .index_name(OPEN_JOBS_INDEX)
-                        .set_key_schema(Some(index.key_schema().to_vec()))
-                        .set_projection(index.projection().cloned())
-                        .build()?,
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .with_context(|| format!("add index {OPEN_JOBS_INDEX} to {table}"))?;
-    wait_table_active(clients, table).await
-}
-
-/// The sparse index of recent jobs `framefleet list` queries day by day (see
-/// `framefleet_core::jobs::RECENT_JOBS_INDEX`): only job items carry `created_day`; keys only,
-/// so counting batches never writes to it.
-fn recent_jobs_index() -> anyhow::Result<GlobalSecondaryIndex> {
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-    };
-    Ok(GlobalSecondaryIndex::builder()
-        .index_name(RECENT_JOBS_INDEX)
-        .key_schema(key("created_day", KeyType::Hash)?)
-        .key_schema(key("created_at", KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
-                .build(),
-        )
-        .build()?)
-}
-
-/// Adds the recent-jobs index to a table made before it existed (one index per UpdateTable,
-/// as DynamoDB requires, hence apart from the open-jobs one). Jobs registered before it carry
-/// no `created_day` and are not listed as recent.
-async fn ensure_recent_jobs_index(clients: &AwsClients, table: &str) -> anyhow::Result<()> {
-    let out = clients
-        .dynamodb
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .with_context(|| format!("describe table {table}"))?;
-    let present = out
-        .table()
-        .map(|t| t.global_secondary_indexes())
-        .unwrap_or_default()
-        .iter()
-        .any(|index| index.index_name() == Some(RECENT_JOBS_INDEX));
-    if present {
-        return Ok(());
-    }
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-    };
-    let index = recent_jobs_index()?;
-    clients
-        .dynamodb
-        .update_table()
-        .table_name(table)
-        .attribute_definitions(attribute("created_day")?)
-        .attribute_definitions(attribute("created_at")?)
-        .global_secondary_index_updates(
-            GlobalSecondaryIndexUpdate::builder()
-                .create(
-                    CreateGlobalSecondaryIndexAction::builder()
-                        .index_name(RECENT_JOBS_INDEX)
-                        .set_key_schema(Some(index.key_schema().to_vec()))
-                        .set_projection(index.projection().cloned())
-                        .build()?,
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .with_context(|| format!("add index {RECENT_JOBS_INDEX} to {table}"))?;
-    wait_table_active(clients, table).await
+    Ok(())
 }
 
 async fn wait_table_active(clients: &AwsClients, table: &str) -> anyhow::Result<()> {

@@ -50,10 +50,8 @@ pub struct StackOptions {
     /// When set, the dispatcher and workers reach moto through a [`FaultProxy`] running this
     /// plan (the test's own clients and the stand-in still talk to moto directly).
     pub faults: Option<FaultPlan>,
-    /// Have moto enforce the template's IAM policies. Off only for object keys moto cannot
-    /// verify signatures of: moto 5.2.1 computes the canonical path of a key containing
-    /// `+`, `(`, `)`, `%` or non-ASCII characters differently from every SDK and answers
-    /// SignatureDoesNotMatch.
+    /// Have moto enforce the template's IAM policies (on by default; `tests/moto_server.py`
+    /// makes moto verify signatures of percent-encoded keys and query values as AWS does).
     pub enforce_iam: bool,
 }
 

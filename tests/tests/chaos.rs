@@ -214,9 +214,6 @@ async fn pin_copies_the_registered_bytes_in_parts_and_refuses_others() {
     let stack = spawn_stack_with(StackOptions {
         dispatcher: false,
         workers: 0,
-        // The key has `+` and non-ASCII characters, whose signatures moto 5.2.1 verifies
-        // wrongly (see `StackOptions::enforce_iam`).
-        enforce_iam: false,
         ..StackOptions::default()
     })
     .await

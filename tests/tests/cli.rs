@@ -105,19 +105,9 @@ fn files_in(dir: &Path) -> Vec<String> {
     names
 }
 
-/// The stack a user's `framefleet` talks to. Without moto's IAM enforcement: the command runs
-/// with the user's own credentials, not a task role of the template, and lists prefixes ending
-/// in `/`, whose signatures moto 5.2.1 verifies wrongly (see `StackOptions::enforce_iam`).
-fn user_stack() -> StackOptions {
-    StackOptions {
-        enforce_iam: false,
-        ..StackOptions::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn submit_wait_then_fetch_checks_counts_and_resumes() {
-    let stack = spawn_stack_with(user_stack()).await.unwrap();
+    let stack = spawn_stack_with(StackOptions::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (path, frames) = video(dir.path(), "my clip.mp4", "12", 2.0).await;
     // A one-part multipart upload: its eTag is `<md5 of md5s>-1`, not the content's MD5.
@@ -225,7 +215,7 @@ async fn submit_wait_then_fetch_checks_counts_and_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fetch_refuses_outputs_that_disagree_with_the_manifest() {
-    let stack = spawn_stack_with(user_stack()).await.unwrap();
+    let stack = spawn_stack_with(StackOptions::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = video(dir.path(), "short.mp4", "10", 1.0).await;
     let out = framefleet(
@@ -273,7 +263,7 @@ async fn cancel_while_processing_skips_the_remaining_batches_and_list_shows_both
     // No workers yet: every batch waits on the frames queue while the job is canceled.
     let mut stack = spawn_stack_with(StackOptions {
         workers: 0,
-        ..user_stack()
+        ..StackOptions::default()
     })
     .await
     .unwrap();
@@ -364,7 +354,7 @@ async fn cancel_while_processing_skips_the_remaining_batches_and_list_shows_both
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_while_capturing_stays_canceled_after_mediaconvert_says_canceled() {
-    let stack = spawn_stack_with(user_stack()).await.unwrap();
+    let stack = spawn_stack_with(StackOptions::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     // Hold the stand-in's one job slot with a long capture, so the job waits in SUBMITTED.
     let (long, _) = video(dir.path(), "long.mp4", "30", 60.0).await;
@@ -451,7 +441,7 @@ async fn errors_are_one_line_with_their_exit_code() {
     let stack = spawn_stack_with(StackOptions {
         dispatcher: false,
         workers: 0,
-        ..user_stack()
+        ..StackOptions::default()
     })
     .await
     .unwrap();

@@ -305,8 +305,8 @@ async fn injected_faults_reach_the_sdk_in_the_services_own_shapes() {
         &stack.identities.admin.secret_access_key,
     )
     .into_builder()
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .build();
+    .retry_config(aws_config::retry::RetryConfig::disabled())
+    .build();
     let clients = framefleet_core::aws::AwsClients::from_config(&sdk, true, None);
     let bucket = &stack.resources.ingress_bucket;
     stack

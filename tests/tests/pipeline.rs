@@ -191,13 +191,7 @@ async fn manifest(stack: &Stack, video_id: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn upload_becomes_edge_maps_with_exact_counts() {
-    // The key needs percent-encoding, whose signatures moto cannot verify (StackOptions).
-    let stack = spawn_stack_with(StackOptions {
-        enforce_iam: false,
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap();
+    let stack = spawn_stack().await.unwrap();
     version_processed_bucket(&stack).await;
     let (video, frames) = video_bytes(160, 96, "12", 2.0).await;
     let key = "uploads/my clip+ü (1).mp4";
@@ -642,8 +636,6 @@ async fn test_events_odd_keys_and_garbage_are_handled() {
     let stack = spawn_stack_with(StackOptions {
         dispatcher: false,
         workers: 0,
-        // Keys that need percent-encoding, whose signatures moto cannot verify.
-        enforce_iam: false,
         ..StackOptions::default()
     })
     .await
@@ -879,10 +871,12 @@ async fn batches_longer_than_the_visibility_timeout_are_received_once() {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut running = Vec::new();
     for _ in 0..2 {
-        let worker =
-            framefleet_worker::Worker::new(settings.clone(), stack.service_clients.clone())
-                .await
-                .unwrap();
+        let worker = framefleet_worker::Worker::new(
+            settings.clone(),
+            stack.clients_as(&stack.identities.worker, &stack.policies.worker),
+        )
+        .await
+        .unwrap();
         running.push(tokio::spawn(worker.run(shutdown.clone())));
     }
     let record = stack.wait_final(&video_id).await.unwrap();
