@@ -189,16 +189,11 @@ async fn frame_keys(
 ) -> Result<Vec<String>, DispatchError> {
     let frames_bucket = &inner.settings.resources.frames_bucket;
     if let Some((bucket, key)) = last_output.and_then(parse_s3_url) {
-        if let Some(last) = frame_index(key) {
+        if let Some(keys) = frame_index(key).and_then(|last| keys_through(key, last)) {
             if bucket != frames_bucket {
                 tracing::warn!(bucket, "last output is outside the frames bucket");
             }
-            let stem = &key[..key.len() - ".0000000.jpg".len() - (digits(last) - 7)];
-            let (prefix, base) = match stem.rfind('/') {
-                Some(slash) => (&stem[..=slash], &stem[slash + 1..]),
-                None => ("", stem),
-            };
-            return Ok((0..=last).map(|i| frame_key(prefix, base, i)).collect());
+            return Ok(keys);
         }
         tracing::warn!(
             last_output,
@@ -208,8 +203,16 @@ async fn frame_keys(
     list_frames(inner, frames_bucket, &format!("{video_id}/")).await
 }
 
-fn digits(index: u64) -> usize {
-    index.to_string().len().max(7)
+/// Every frame key of a capture whose last frame is `last_key`, number `last`: MediaConvert
+/// numbers frames from 0 with at least seven digits, under the last key's prefix and base
+/// name. `None` when the key does not end in that number.
+fn keys_through(last_key: &str, last: u64) -> Option<Vec<String>> {
+    let stem = last_key.strip_suffix(&format!(".{last:07}.jpg"))?;
+    let (prefix, base) = match stem.rfind('/') {
+        Some(slash) => (&stem[..=slash], &stem[slash + 1..]),
+        None => ("", stem),
+    };
+    Some((0..=last).map(|i| frame_key(prefix, base, i)).collect())
 }
 
 async fn list_frames(
@@ -245,11 +248,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stem_cut_handles_wide_indices() {
-        assert_eq!(digits(949), 7);
-        assert_eq!(digits(12_345_678), 8);
-        let key = "v/clip.12345678.jpg";
-        let stem = &key[..key.len() - ".0000000.jpg".len() - (digits(12_345_678) - 7)];
-        assert_eq!(stem, "v/clip");
+    fn the_last_frame_names_every_frame_before_it() {
+        let keys = keys_through("v/my clip.0000002.jpg", 2).unwrap();
+        assert_eq!(
+            keys,
+            [
+                "v/my clip.0000000.jpg",
+                "v/my clip.0000001.jpg",
+                "v/my clip.0000002.jpg"
+            ]
+        );
+        assert_eq!(
+            keys_through("clip.0000000.jpg", 0).unwrap(),
+            ["clip.0000000.jpg"]
+        );
+        // A number that is not the key's own is no frame total.
+        assert_eq!(keys_through("v/clip.0000009.jpg", 8), None);
     }
 }

@@ -158,9 +158,9 @@ async fn submit_wait_then_fetch_checks_counts_and_resumes() {
     assert_eq!(last["status"], "COMPLETE", "{lines:#?}");
     assert_eq!(last["counts"]["processed"], frames);
     assert!(
-        lines
+        lines[1..lines.len() - 1]
             .iter()
-            .any(|l| l["status"] == "PROCESSING" || l["status"] == "CAPTURING"),
+            .any(|l| l["status"].is_string() && l["status"] != "COMPLETE"),
         "progress lines before the end: {lines:#?}"
     );
 
@@ -179,8 +179,8 @@ async fn submit_wait_then_fetch_checks_counts_and_resumes() {
     let report = &json_lines(&fetch)[0];
     assert_eq!(
         report["downloaded"],
-        frames + 1,
-        "edge maps and the manifest: {report}"
+        frames + 2,
+        "edge maps, the manifest and the MP4 preview: {report}"
     );
     assert_eq!(report["skipped"], 0);
     assert_eq!(report["edge_maps"], frames);
@@ -188,6 +188,7 @@ async fn submit_wait_then_fetch_checks_counts_and_resumes() {
     let maps = names.iter().filter(|n| n.ends_with(".jpg")).count() as u64;
     assert_eq!(maps, frames, "{names:?}");
     assert!(names.contains(&"manifest.json".to_string()), "{names:?}");
+    assert!(names.contains(&"preview.mp4".to_string()), "{names:?}");
     assert!(!names.iter().any(|n| n.ends_with(".part")), "{names:?}");
     let first_map = names.iter().find(|n| n.ends_with(".jpg")).unwrap();
     let remote = stack
@@ -203,7 +204,7 @@ async fn submit_wait_then_fetch_checks_counts_and_resumes() {
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     let report = &json_lines(&again)[0];
     assert_eq!(report["downloaded"], 0, "{report}");
-    assert_eq!(report["skipped"], frames + 1);
+    assert_eq!(report["skipped"], frames + 2);
 
     // A truncated file is downloaded again; the others are not.
     std::fs::write(out_dir.join(first_map), b"cut").unwrap();
@@ -338,11 +339,15 @@ async fn cancel_while_processing_skips_the_remaining_batches_and_list_shows_both
         "{record:#?}"
     );
     assert!(stack.jobs.counted_batches(&id_a).await.unwrap().is_empty());
-    assert!(stack
+    // No edge map and no manifest; the MP4 preview MediaConvert wrote before the cancel stays.
+    let outputs = stack
         .list(&stack.resources.processed_bucket, &format!("{id_a}/"))
         .await
-        .unwrap()
-        .is_empty());
+        .unwrap();
+    assert!(
+        outputs.iter().all(|k| k.ends_with("/preview.mp4")),
+        "{outputs:?}"
+    );
     let status_a = framefleet(&stack, &["status", id_a.as_str()]).await;
     assert_eq!(
         status_a.status.code(),
