@@ -69,13 +69,13 @@ pub async fn run(context: &Context, video_id: &VideoId) -> Result<u8, CliError> 
 
 fn report(context: &Context, video_id: &VideoId, what: &str, capture: Option<String>) {
     match context.output {
-        Output::Json => println!(
+        Output::Json => crate::out!(
             "{}",
             serde_json::json!({"video_id": video_id.as_str(), "status": "CANCELED", "result": what, "capture": capture})
         ),
         _ => match capture {
-            Some(capture) => println!("{video_id} {what}; {capture}"),
-            None => println!("{video_id} {what}"),
+            Some(capture) => crate::out!("{video_id} {what}; {capture}"),
+            None => crate::out!("{video_id} {what}"),
         },
     }
 }

@@ -186,8 +186,8 @@ pub async fn run(context: &Context, args: &FetchArgs) -> Result<u8, CliError> {
         bytes: total,
     };
     match context.output {
-        Output::Json => println!("{}", serde_json::to_string(&report).unwrap_or_default()),
-        _ => println!(
+        Output::Json => crate::out!("{}", serde_json::to_string(&report).unwrap_or_default()),
+        _ => crate::out!(
             "{} fetched into {}: {} downloaded ({} bytes), {} already complete; {} edge maps match the manifest",
             report.video_id, report.out, report.downloaded, report.bytes, report.skipped, report.edge_maps
         ),

@@ -9,6 +9,29 @@
 //! - [`cancel`]: marking a job CANCELED and canceling its MediaConvert job.
 //! - [`error`] and [`exit`]: one-line errors and documented exit codes.
 
+/// `println!` for the command's results, except that a reader that has gone away (`framefleet
+/// list | head`, EPIPE) ends the command quietly with success, as Unix tools do, instead of
+/// the panic `println!` gives.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!($($arg)*))
+    };
+}
+pub(crate) use out;
+
+/// Writes one line to stdout; see [`out!`].
+pub(crate) fn write_stdout(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("framefleet: cannot write to stdout: {error}");
+        std::process::exit(i32::from(exit::IO));
+    }
+}
+
 pub mod cancel;
 pub mod context;
 pub mod error;

@@ -90,7 +90,7 @@ pub async fn run(context: &Context, args: &ListArgs) -> Result<u8, CliError> {
     match context.output {
         Output::Json => {
             for row in &rows {
-                println!("{}", serde_json::to_string(row).unwrap_or_default());
+                crate::out!("{}", serde_json::to_string(row).unwrap_or_default());
             }
         }
         _ => {
@@ -100,9 +100,13 @@ pub async fn run(context: &Context, args: &ListArgs) -> Result<u8, CliError> {
                 .max()
                 .unwrap_or(8)
                 .max(8);
-            println!(
+            crate::out!(
                 "{:width$}  {:10}  {:>11}  {:>6}  {:>5}  KEY",
-                "VIDEO ID", "STATUS", "FRAMES", "FAILED", "AGE"
+                "VIDEO ID",
+                "STATUS",
+                "FRAMES",
+                "FAILED",
+                "AGE"
             );
             for row in &rows {
                 let frames = format!(
@@ -110,7 +114,7 @@ pub async fn run(context: &Context, args: &ListArgs) -> Result<u8, CliError> {
                     row.processed_frames + row.failed_frames,
                     row.total_frames.map_or("?".into(), |t| t.to_string())
                 );
-                println!(
+                crate::out!(
                     "{:width$}  {:10}  {:>11}  {:>6}  {:>5}  {}",
                     row.video_id,
                     row.status,

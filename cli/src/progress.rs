@@ -263,8 +263,8 @@ async fn summary(context: &Context, record: &JobRecord) -> Result<String, CliErr
 
 fn print_view(context: &Context, view: &JobView) {
     match context.output {
-        Output::Json => println!("{}", serde_json::to_string(view).unwrap_or_default()),
-        _ => println!("{}", view.line()),
+        Output::Json => crate::out!("{}", serde_json::to_string(view).unwrap_or_default()),
+        _ => crate::out!("{}", view.line()),
     }
 }
 
@@ -280,7 +280,7 @@ pub async fn status(context: &Context, video_id: &VideoId) -> Result<u8, CliErro
         })?;
     print_view(context, &JobView::of(&record));
     if record.status.is_final() {
-        println!("{}", summary(context, &record).await?);
+        crate::out!("{}", summary(context, &record).await?);
     }
     Ok(exit::for_status(record.status))
 }
@@ -363,7 +363,7 @@ pub async fn follow(
                 if context.output == Output::Terminal {
                     bars.println(line).unwrap_or_default();
                 } else {
-                    println!("{line}");
+                    crate::out!("{line}");
                 }
                 codes.insert(id.clone(), exit::for_status(record.status));
             }

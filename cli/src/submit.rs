@@ -140,7 +140,7 @@ pub async fn run(context: &Context, args: &SubmitArgs, interval: Duration) -> Re
             video_id,
         };
         match context.output {
-            Output::Json => println!("{}", serde_json::to_string(&done).unwrap_or_default()),
+            Output::Json => crate::out!("{}", serde_json::to_string(&done).unwrap_or_default()),
             _ => bars
                 .println(format!(
                     "{}  s3://{}/{} ({} bytes)",
