@@ -888,6 +888,27 @@ impl JobTable {
         Ok(counted)
     }
 
+    /// Sends a conditional UpdateItem of the job item: `Applied`, or `NotApplicable` when its
+    /// condition failed (the job had moved on).
+    async fn conditional_update(
+        &self,
+        operation: &'static str,
+        video_id: &VideoId,
+        update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    ) -> Result<Transition, JobTableError> {
+        match update.send().await {
+            Ok(_) => Ok(Transition::Applied),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Transition::NotApplicable)
+            }
+            Err(error) => Err(self.error(operation, video_id, error)),
+        }
+    }
+
     /// Records that the reconciler acted on a job still in `expected`: counts the attempt,
     /// says what it did in `last_error`, and moves `updated_at`, so the job is looked at again
     /// only after another stale period.
@@ -897,7 +918,7 @@ impl JobTable {
         expected: JobStatus,
         note: &str,
     ) -> Result<Transition, JobTableError> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -914,19 +935,9 @@ impl JobTable {
             .expression_attribute_values(":note", s(note))
             .expression_attribute_values(":now", s(now_rfc3339()))
             .expression_attribute_values(":expected", s(expected.as_str()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Transition::Applied),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Transition::NotApplicable)
-            }
-            Err(error) => Err(self.error("note_reconcile", video_id, error)),
-        }
+            ;
+        self.conditional_update("note_reconcile", video_id, update)
+            .await
     }
 
     /// CAPTURING → CAPTURING under a new MediaConvert job, when the recorded one
@@ -937,7 +948,7 @@ impl JobTable {
         expected_job_id: &str,
         mediaconvert_job_id: &str,
     ) -> Result<Transition, JobTableError> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -949,20 +960,9 @@ impl JobTable {
             .expression_attribute_values(":job", s(mediaconvert_job_id))
             .expression_attribute_values(":expected", s(expected_job_id))
             .expression_attribute_values(":capturing", s(JobStatus::Capturing.as_str()))
-            .expression_attribute_values(":now", s(now_rfc3339()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Transition::Applied),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Transition::NotApplicable)
-            }
-            Err(error) => Err(self.error("restart_capture", video_id, error)),
-        }
+            .expression_attribute_values(":now", s(now_rfc3339()));
+        self.conditional_update("restart_capture", video_id, update)
+            .await
     }
 }
 
