@@ -604,8 +604,20 @@ impl JobTable {
 
     /// Any non-final status → FAILED with `error`.
     pub async fn fail(&self, video_id: &VideoId, error: &str) -> Result<Transition, JobTableError> {
+        self.end_unfinished("fail", video_id, JobStatus::Failed, error)
+            .await
+    }
+
+    /// REGISTERED, CAPTURING or PROCESSING → `status` (FAILED or CANCELED) with `reason`.
+    async fn end_unfinished(
+        &self,
+        operation: &'static str,
+        video_id: &VideoId,
+        status: JobStatus,
+        reason: &str,
+    ) -> Result<Transition, JobTableError> {
         self.transition(
-            "fail",
+            operation,
             video_id,
             &[
                 JobStatus::Registered,
@@ -613,8 +625,8 @@ impl JobTable {
                 JobStatus::Processing,
             ],
             vec![
-                ("status", s(JobStatus::Failed.as_str())),
-                ("last_error", s(error)),
+                ("status", s(status.as_str())),
+                ("last_error", s(reason)),
                 ("finished_at", s(now_rfc3339())),
             ],
             None,
@@ -1110,22 +1122,8 @@ impl JobTable {
         video_id: &VideoId,
         reason: &str,
     ) -> Result<Transition, JobTableError> {
-        self.transition(
-            "cancel",
-            video_id,
-            &[
-                JobStatus::Registered,
-                JobStatus::Capturing,
-                JobStatus::Processing,
-            ],
-            vec![
-                ("status", s(JobStatus::Canceled.as_str())),
-                ("last_error", s(reason)),
-                ("finished_at", s(now_rfc3339())),
-            ],
-            None,
-        )
-        .await
+        self.end_unfinished("cancel", video_id, JobStatus::Canceled, reason)
+            .await
     }
 
     /// Up to `limit` jobs registered in the last `days` UTC days (today included), newest

@@ -203,13 +203,9 @@ pub fn qscale(quality: u8) -> u8 {
     2 + ((u32::from(100 - quality) * 29 + 49) / 99) as u8
 }
 
-/// The ffmpeg arguments that capture `spec` from `input` into `dir`.
-pub fn ffmpeg_args(
-    input: &Path,
-    dir: &Path,
-    spec: &CaptureSpec,
-    auto_rotate: bool,
-) -> Vec<OsString> {
+/// The ffmpeg arguments every job's run starts with: quiet, overwriting, and reading `input`
+/// as MediaConvert reads it.
+fn input_args(input: &Path, auto_rotate: bool) -> Vec<OsString> {
     let mut args: Vec<OsString> = [
         "-hide_banner",
         "-nostdin",
@@ -217,19 +213,31 @@ pub fn ffmpeg_args(
         "-loglevel",
         "error",
         "-y",
+        // MediaConvert fails a job whose input cannot be read to the end ("Is file
+        // truncated?") rather than using what decodes; `-xerror` makes ffmpeg stop on the
+        // first error too.
+        "-xerror",
     ]
     .into_iter()
     .map(OsString::from)
     .collect();
-    // MediaConvert fails a job whose input cannot be read to the end ("Is file truncated?")
-    // rather than capturing what decodes; `-xerror` makes ffmpeg stop on the first error too.
-    args.push("-xerror".into());
     if !auto_rotate {
         // MediaConvert's default (`rotate = DEGREE_0`) ignores rotation metadata.
         args.push("-noautorotate".into());
     }
     args.push("-i".into());
     args.push(input.into());
+    args
+}
+
+/// The ffmpeg arguments that capture `spec` from `input` into `dir`.
+pub fn ffmpeg_args(
+    input: &Path,
+    dir: &Path,
+    spec: &CaptureSpec,
+    auto_rotate: bool,
+) -> Vec<OsString> {
+    let mut args = input_args(input, auto_rotate);
     // MediaConvert samples the frame on screen at t = 0, D/N, 2·D/N, …: the last frame whose
     // timestamp is not after the sampling time, which is the fps filter with `round=up`
     // (its default, `near`, would pick the frame nearest to the *end* of each interval). The
@@ -307,23 +315,7 @@ pub fn mp4_args(
     auto_rotate: bool,
     input_has_audio: bool,
 ) -> Vec<OsString> {
-    let mut args: Vec<OsString> = [
-        "-hide_banner",
-        "-nostdin",
-        "-nostats",
-        "-loglevel",
-        "error",
-        "-y",
-        "-xerror",
-    ]
-    .into_iter()
-    .map(OsString::from)
-    .collect();
-    if !auto_rotate {
-        args.push("-noautorotate".into());
-    }
-    args.push("-i".into());
-    args.push(input.into());
+    let mut args = input_args(input, auto_rotate);
     let mut rest: Vec<String> = Vec::new();
     let audio = spec.audio.filter(|audio| match audio.source {
         AudioSource::Input => input_has_audio,
