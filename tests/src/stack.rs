@@ -385,6 +385,40 @@ impl Stack {
         Ok(())
     }
 
+    /// Holds the MediaConvert stand-in's one job slot with a capture of `long` (a long video)
+    /// outside the pipeline, so the next jobs wait in SUBMITTED as on a busy MediaConvert
+    /// queue; returns the blocking job's id. The input goes under `sources/`, the only prefix
+    /// of the frames bucket the MediaConvert role may read.
+    pub async fn occupy_mediaconvert(&self, long: Vec<u8>) -> anyhow::Result<String> {
+        use framefleet_dispatcher::mediaconvert::{create_capture_job, CaptureRequest};
+        use framefleet_dispatcher::rate::CaptureRate;
+        let frames_bucket = &self.resources.frames_bucket;
+        self.clients
+            .s3
+            .put_object()
+            .bucket(frames_bucket)
+            .key("sources/blocker/long.mp4")
+            .body(ByteStream::from(long))
+            .send()
+            .await
+            .context("upload the blocking video")?;
+        let job = create_capture_job(
+            &self.clients.mediaconvert,
+            &self.dispatcher_settings.dispatcher,
+            &CaptureRequest {
+                video_id: &VideoId::from_raw("blocker"),
+                input_url: format!("s3://{frames_bucket}/sources/blocker/long.mp4"),
+                destination: format!("s3://{frames_bucket}/blocker-frames/"),
+                preview_destination: format!("s3://{frames_bucket}/blocker-preview/preview"),
+                rate: CaptureRate::parse("30")?,
+                attempt: 0,
+                source_has_audio: false,
+            },
+        )
+        .await?;
+        Ok(job)
+    }
+
     /// Uploads `body` to the ingress bucket and returns the video id it will get.
     pub async fn upload(&self, key: &str, body: Vec<u8>) -> anyhow::Result<VideoId> {
         let out = self

@@ -10,11 +10,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::QueueAttributeName;
 use framefleet_core::jobs::JobStatus;
 use framefleet_core::video::VideoId;
-use framefleet_dispatcher::mediaconvert::{create_capture_job, CaptureRequest};
 use framefleet_dispatcher::pin::{
     pin_upload, PinError, PinLimits, PinnedSource, Upload, MIN_PART, SOURCE_ETAG_METADATA,
 };
-use framefleet_dispatcher::rate::CaptureRate;
 use framefleet_e2e::media::{count_frames, make_video};
 use framefleet_e2e::stack::{spawn_stack_with, Stack, StackOptions};
 use framefleet_provision::QueueSettings;
@@ -97,24 +95,7 @@ async fn overwrite_while_capture_is_queued_keeps_each_job_on_its_own_bytes() {
     // Hold the stand-in's one job slot with a long capture outside the pipeline, so A's job
     // waits in SUBMITTED, as jobs do on a busy MediaConvert queue.
     let (long, _) = video_file("long.mp4", "30", 60.0).await;
-    let frames_bucket = stack.resources.frames_bucket.clone();
-    // Under sources/, the only prefix of the frames bucket the MediaConvert role may read.
-    put(&stack, &frames_bucket, "sources/blocker/long.mp4", long).await;
-    let blocker = create_capture_job(
-        &stack.clients.mediaconvert,
-        &stack.dispatcher_settings.dispatcher,
-        &CaptureRequest {
-            video_id: &VideoId::from_raw("blocker"),
-            input_url: format!("s3://{frames_bucket}/sources/blocker/long.mp4"),
-            destination: format!("s3://{frames_bucket}/blocker-frames/"),
-            preview_destination: format!("s3://{frames_bucket}/blocker-preview/preview"),
-            rate: CaptureRate::parse("30").unwrap(),
-            attempt: 0,
-            source_has_audio: false,
-        },
-    )
-    .await
-    .unwrap();
+    let blocker = stack.occupy_mediaconvert(long).await.unwrap();
     wait_until("the blocker to run", || async {
         mediaconvert_status(&stack, &blocker).await == MediaConvertStatus::Progressing
     })

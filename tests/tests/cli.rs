@@ -10,11 +10,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use aws_sdk_mediaconvert::types::JobStatus as MediaConvertStatus;
-use aws_sdk_s3::primitives::ByteStream;
 use framefleet_core::jobs::JobStatus;
 use framefleet_core::video::VideoId;
-use framefleet_dispatcher::mediaconvert::{create_capture_job, CaptureRequest};
-use framefleet_dispatcher::rate::CaptureRate;
 use framefleet_e2e::media::{count_frames, make_video};
 use framefleet_e2e::stack::{spawn_stack_with, Stack, StackOptions};
 
@@ -363,33 +360,10 @@ async fn cancel_while_capturing_stays_canceled_after_mediaconvert_says_canceled(
     let dir = tempfile::tempdir().unwrap();
     // Hold the stand-in's one job slot with a long capture, so the job waits in SUBMITTED.
     let (long, _) = video(dir.path(), "long.mp4", "30", 60.0).await;
-    let frames_bucket = stack.resources.frames_bucket.clone();
-    stack
-        .clients
-        .s3
-        .put_object()
-        .bucket(&frames_bucket)
-        // Under sources/, the only prefix of the frames bucket the MediaConvert role may read.
-        .key("sources/blocker/long.mp4")
-        .body(ByteStream::from(std::fs::read(&long).unwrap()))
-        .send()
+    let blocker = stack
+        .occupy_mediaconvert(std::fs::read(&long).unwrap())
         .await
         .unwrap();
-    let blocker = create_capture_job(
-        &stack.clients.mediaconvert,
-        &stack.dispatcher_settings.dispatcher,
-        &CaptureRequest {
-            video_id: &VideoId::from_raw("blocker"),
-            input_url: format!("s3://{frames_bucket}/sources/blocker/long.mp4"),
-            destination: format!("s3://{frames_bucket}/blocker-frames/"),
-            preview_destination: format!("s3://{frames_bucket}/blocker-preview/preview"),
-            rate: CaptureRate::parse("30").unwrap(),
-            attempt: 0,
-            source_has_audio: false,
-        },
-    )
-    .await
-    .unwrap();
     let (clip, _) = video(dir.path(), "clip.mp4", "10", 1.0).await;
     let out = framefleet(&stack, &["submit", clip.to_str().unwrap(), "--json"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
