@@ -9,9 +9,14 @@
 //! `arn:aws:sqs:<region>:<account>:name`, the table ARN
 //! `arn:aws:dynamodb:<region>:<account>:table/name`, and so on.
 //!
+//! Parameters take their defaults unless [`Template::with_parameter`] sets them, and
+//! `Conditions` are evaluated with those values, so an optional part of the stack that is off
+//! by default (the telemetry sidecar's policy) grants nothing locally.
+//!
 //! What each local identity gets ([`ServicePolicies`]):
-//! - dispatcher: the inline policies of `DispatcherTaskRole`;
-//! - worker: the inline policies of `WorkerTaskRole`;
+//! - dispatcher: the inline policies of `DispatcherTaskRole`, plus any `AWS::IAM::Policy`
+//!   attached to it whose condition holds;
+//! - worker: the same for `WorkerTaskRole`;
 //! - the MediaConvert stand-in: the inline policies of `MediaConvertRole` (it reads videos
 //!   and writes frames as MediaConvert would) plus what the queue policies grant
 //!   `events.amazonaws.com` (it posts job state changes as the EventBridge rule would).
@@ -211,6 +216,8 @@ pub struct ServicePolicies {
 pub struct Template {
     root: Yaml,
     names: LocalNames,
+    /// Parameter values set by [`Template::with_parameter`]; the rest take their defaults.
+    parameters: HashMap<String, String>,
 }
 
 impl Template {
@@ -220,7 +227,37 @@ impl Template {
         if root.get("Resources").and_then(Yaml::as_mapping).is_none() {
             return Err(shape("Resources", "the template has no Resources mapping"));
         }
-        Ok(Self { root, names })
+        Ok(Self {
+            root,
+            names,
+            parameters: HashMap::new(),
+        })
+    }
+
+    /// Resolves as if the stack were deployed with parameter `name` = `value` instead of its
+    /// default, e.g. to see what an optional feature grants when it is turned on.
+    pub fn with_parameter(mut self, name: &str, value: &str) -> Result<Self, TemplateError> {
+        let path = format!("Parameters.{name}");
+        let Some(parameter) = self.root.get("Parameters").and_then(|p| p.get(name)) else {
+            return Err(TemplateError::UnknownName {
+                path,
+                name: name.to_string(),
+            });
+        };
+        if let Some(allowed) = parameter.get("AllowedValues").and_then(Yaml::as_sequence) {
+            let allowed: Vec<String> = allowed
+                .iter()
+                .map(|v| self.resolve_string(v, &path))
+                .collect::<Result<_, _>>()?;
+            if !allowed.iter().any(|v| v == value) {
+                return Err(shape(
+                    &path,
+                    format!("`{value}` is not one of the AllowedValues {allowed:?}"),
+                ));
+            }
+        }
+        self.parameters.insert(name.to_string(), value.to_string());
+        Ok(self)
     }
 
     /// The policies of every local identity.
@@ -246,7 +283,9 @@ impl Template {
             .ok_or_else(|| shape(&path, "missing"))
     }
 
-    /// The inline policies of the role `logical_id`, resolved.
+    /// The policies of the role `logical_id`, resolved: its inline `Policies`, then every
+    /// `AWS::IAM::Policy` resource that names it in `Roles` and whose `Condition` (if any)
+    /// holds.
     pub fn role_policies(&self, logical_id: &str) -> Result<Vec<NamedPolicy>, TemplateError> {
         let properties = self.resource_properties(logical_id)?;
         let base = format!("Resources.{logical_id}.Properties");
@@ -260,27 +299,73 @@ impl Template {
             .get("Policies")
             .and_then(Yaml::as_sequence)
             .ok_or_else(|| shape(&format!("{base}.Policies"), "expected a list"))?;
-        policies
+        let mut named = policies
             .iter()
             .enumerate()
-            .map(|(i, policy)| {
-                let path = format!("{base}.Policies[{i}]");
-                let name = policy
-                    .get("PolicyName")
-                    .map(|n| self.resolve(n, &format!("{path}.PolicyName")))
-                    .transpose()?
-                    .flatten()
-                    .and_then(|n| n.as_str().map(ToString::to_string))
-                    .ok_or_else(|| shape(&path, "PolicyName must be a string"))?;
-                let document = self.document(
-                    policy
-                        .get("PolicyDocument")
-                        .ok_or_else(|| shape(&path, "PolicyDocument missing"))?,
-                    &format!("{path}.PolicyDocument"),
-                )?;
-                Ok(NamedPolicy { name, document })
-            })
-            .collect()
+            .map(|(i, policy)| self.named_policy(policy, &format!("{base}.Policies[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        named.extend(self.attached_policies(logical_id)?);
+        Ok(named)
+    }
+
+    /// The `AWS::IAM::Policy` resources attached to the role `logical_id` whose condition
+    /// holds with the parameter values in effect.
+    fn attached_policies(&self, logical_id: &str) -> Result<Vec<NamedPolicy>, TemplateError> {
+        let resources = self
+            .root
+            .get("Resources")
+            .and_then(Yaml::as_mapping)
+            .ok_or_else(|| shape("Resources", "expected a mapping"))?;
+        let mut named = Vec::new();
+        for (id, resource) in resources {
+            if resource.get("Type").and_then(Yaml::as_str) != Some("AWS::IAM::Policy") {
+                continue;
+            }
+            let base = format!("Resources.{}", id.as_str().unwrap_or("?"));
+            let properties = resource
+                .get("Properties")
+                .ok_or_else(|| shape(&format!("{base}.Properties"), "missing"))?;
+            let roles = properties
+                .get("Roles")
+                .and_then(Yaml::as_sequence)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let attached = roles.iter().any(|role| {
+                matches!(intrinsic(role), Some((f, Yaml::String(r))) if f == "Ref" && r == logical_id)
+            });
+            if !attached {
+                continue;
+            }
+            if let Some(condition) = resource.get("Condition") {
+                let condition = condition
+                    .as_str()
+                    .ok_or_else(|| shape(&format!("{base}.Condition"), "names a condition"))?;
+                if !self.condition(condition, &format!("{base}.Condition"))? {
+                    continue;
+                }
+            }
+            named.push(self.named_policy(properties, &format!("{base}.Properties"))?);
+        }
+        Ok(named)
+    }
+
+    /// A `{PolicyName, PolicyDocument}` mapping (an inline policy or a policy resource's
+    /// properties), resolved.
+    fn named_policy(&self, policy: &Yaml, path: &str) -> Result<NamedPolicy, TemplateError> {
+        let name = policy
+            .get("PolicyName")
+            .map(|n| self.resolve(n, &format!("{path}.PolicyName")))
+            .transpose()?
+            .flatten()
+            .and_then(|n| n.as_str().map(ToString::to_string))
+            .ok_or_else(|| shape(path, "PolicyName must be a string"))?;
+        let document = self.document(
+            policy
+                .get("PolicyDocument")
+                .ok_or_else(|| shape(path, "PolicyDocument missing"))?,
+            &format!("{path}.PolicyDocument"),
+        )?;
+        Ok(NamedPolicy { name, document })
     }
 
     /// The trust policy of the role `logical_id`, resolved.
@@ -536,6 +621,8 @@ impl Template {
             _ => {
                 if let Some(resource) = names.resource(name) {
                     resource.reference
+                } else if let Some(value) = self.parameters.get(name) {
+                    value.clone()
                 } else if let Some(parameter) =
                     self.root.get("Parameters").and_then(|p| p.get(name))
                 {
@@ -730,9 +817,28 @@ mod tests {
 Parameters:
   ResourcePrefix: { Type: String, Default: framefleet }
   NoDefault: { Type: String }
+  Sidecar: { Type: String, Default: "false", AllowedValues: ["true", "false"] }
 Conditions:
   HasPrefix: !Not [!Equals [!Ref ResourcePrefix, ""]]
+  SidecarOn: !Equals [!Ref Sidecar, "true"]
 Resources:
+  SidecarPolicy:
+    Type: AWS::IAM::Policy
+    Condition: SidecarOn
+    Properties:
+      PolicyName: sidecar
+      Roles: [!Ref Role]
+      PolicyDocument:
+        Statement:
+          - { Effect: Allow, Action: xray:PutTraceSegments, Resource: "*" }
+  OtherRolesPolicy:
+    Type: AWS::IAM::Policy
+    Properties:
+      PolicyName: other
+      Roles: [{ Ref: Unknown }]
+      PolicyDocument:
+        Statement:
+          - { Effect: Allow, Action: s3:PutObject, Resource: "*" }
   Role:
     Type: AWS::IAM::Role
     Properties:
@@ -805,6 +911,62 @@ Resources:
             Template::parse("[unclosed", names()),
             Err(TemplateError::Yaml(_))
         ));
+    }
+
+    fn policy_names(template: &Template, role: &str) -> Vec<String> {
+        let policies = template.role_policies(role).unwrap();
+        policies.into_iter().map(|p| p.name).collect()
+    }
+
+    #[test]
+    fn a_conditional_policy_resource_applies_only_when_its_condition_holds() {
+        let off = Template::parse(SNIPPET, names()).unwrap();
+        assert_eq!(policy_names(&off, "Role"), ["p"]);
+        let on = Template::parse(SNIPPET, names())
+            .unwrap()
+            .with_parameter("Sidecar", "true")
+            .unwrap();
+        assert_eq!(policy_names(&on, "Role"), ["p", "sidecar"]);
+        assert!(on.role_policies("Role").unwrap()[1]
+            .document
+            .allows("xray:PutTraceSegments", "*"));
+    }
+
+    #[test]
+    fn a_parameter_override_must_name_a_parameter_and_an_allowed_value() {
+        let template = || Template::parse(SNIPPET, names()).unwrap();
+        assert!(matches!(
+            template().with_parameter("Nope", "true"),
+            Err(TemplateError::UnknownName { name, .. }) if name == "Nope"
+        ));
+        assert!(matches!(
+            template().with_parameter("Sidecar", "yes"),
+            Err(TemplateError::Shape { .. })
+        ));
+        let template = template().with_parameter("NoDefault", "x").unwrap();
+        assert_eq!(
+            template.reference("NoDefault", "test").unwrap(),
+            Some(Json::String("x".into()))
+        );
+    }
+
+    #[test]
+    fn the_telemetry_sidecar_grants_nothing_unless_enabled() {
+        let off = Template::parse(TEMPLATE, names()).unwrap();
+        let on = Template::parse(TEMPLATE, names())
+            .unwrap()
+            .with_parameter("EnableTelemetrySidecar", "true")
+            .unwrap();
+        for role in ["DispatcherTaskRole", "WorkerTaskRole"] {
+            let sends_traces = |t: &Template| {
+                t.role_policies(role)
+                    .unwrap()
+                    .iter()
+                    .any(|p| p.document.allows("xray:PutTraceSegments", "*"))
+            };
+            assert!(!sends_traces(&off), "{role}");
+            assert!(sends_traces(&on), "{role}");
+        }
     }
 
     #[test]

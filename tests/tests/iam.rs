@@ -107,6 +107,60 @@ fn each_role_grants_exactly_the_actions_its_code_calls() {
     );
 }
 
+/// The telemetry sidecar's actions are the collector's (ADOT sends to X-Ray and CloudWatch),
+/// not calls of the services: they appear only with `EnableTelemetrySidecar` on, in both task
+/// roles, and add nothing else; off (the default, and what every e2e test runs with) the roles
+/// are exactly the code's calls above.
+#[test]
+fn the_telemetry_sidecar_adds_only_its_own_actions_and_only_when_enabled() {
+    let off = Template::parse(TEMPLATE, names())
+        .unwrap()
+        .service_policies()
+        .unwrap();
+    let on = Template::parse(TEMPLATE, names())
+        .unwrap()
+        .with_parameter("EnableTelemetrySidecar", "true")
+        .unwrap()
+        .service_policies()
+        .unwrap();
+    let sidecar = set(&[
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "xray:GetSamplingRules",
+        "xray:GetSamplingTargets",
+        "xray:GetSamplingStatisticSummaries",
+        "logs:CreateLogGroup",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "logs:DescribeLogStreams",
+        "logs:DescribeLogGroups",
+        "logs:PutRetentionPolicy",
+        "cloudwatch:PutMetricData",
+    ]);
+    for (role, off, on) in [
+        ("dispatcher", &off.dispatcher, &on.dispatcher),
+        ("worker", &off.worker, &on.worker),
+    ] {
+        assert!(actions(off).is_disjoint(&sidecar), "{role}");
+        let added: BTreeSet<String> = actions(on).difference(&actions(off)).cloned().collect();
+        assert_eq!(added, sidecar, "{role}");
+        // The embedded-metric logs go to their own log group, not the services' one.
+        let emf = format!(
+            "arn:aws:logs:{REGION}:{LOCAL_ACCOUNT_ID}:log-group:/aws/ecs/application/metrics:log-stream:t1"
+        );
+        assert!(allowed(on, "logs:PutLogEvents", &emf), "{role}");
+        assert!(
+            !allowed(
+                on,
+                "logs:PutLogEvents",
+                &format!("arn:aws:logs:{REGION}:{LOCAL_ACCOUNT_ID}:log-group:/ecs/t:log-stream:x")
+            ),
+            "{role}"
+        );
+    }
+    assert_eq!(off.mediaconvert_standin, on.mediaconvert_standin);
+}
+
 /// Each grant is scoped to the resource it is for, including the ones other changes need.
 #[test]
 fn grants_are_scoped_to_their_resources() {
