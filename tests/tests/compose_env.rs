@@ -112,35 +112,41 @@ fn scalar(value: &Value) -> Option<String> {
     }
 }
 
-/// The `FRAMEFLEET__*` variables compose gives `service`, in either environment syntax.
-fn framefleet_env(compose: &Value, service: &str) -> Env {
+/// Every variable compose gives `service`, in either environment syntax, uninterpolated;
+/// `None` for `KEY:` with no value, which passes the shell's variable through only if it is set.
+fn environment(compose: &Value, service: &str) -> Vec<(String, Option<String>)> {
     let definition = services(compose)
         .get(service)
         .unwrap_or_else(|| panic!("docker-compose.yml has no `{service}` service"));
-    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut pairs = Vec::new();
     match definition.get("environment") {
         None => {}
         Some(Value::Mapping(map)) => {
             for (key, value) in map {
                 let key = key.as_str().expect("environment keys are strings");
-                if let Some(value) = scalar(value) {
-                    pairs.push((key.to_owned(), value));
-                }
+                pairs.push((key.to_owned(), scalar(value)));
             }
         }
         Some(Value::Sequence(list)) => {
             for item in list {
                 let item = item.as_str().expect("environment entries are strings");
-                if let Some((key, value)) = item.split_once('=') {
-                    pairs.push((key.to_owned(), value.to_owned()));
+                match item.split_once('=') {
+                    Some((key, value)) => pairs.push((key.to_owned(), Some(value.to_owned()))),
+                    None => pairs.push((item.to_owned(), None)),
                 }
             }
         }
         Some(other) => panic!("`{service}` environment is neither a map nor a list: {other:?}"),
     }
     pairs
+}
+
+/// The `FRAMEFLEET__*` variables compose gives `service`, interpolated.
+fn framefleet_env(compose: &Value, service: &str) -> Env {
+    environment(compose, service)
         .into_iter()
         .filter(|(key, _)| key.starts_with("FRAMEFLEET__"))
+        .filter_map(|(key, value)| value.map(|value| (key, value)))
         .map(|(key, value)| {
             let value = interpolate(&value).unwrap_or_else(|e| panic!("`{service}` {key}: {e}"));
             (key, value)
@@ -229,4 +235,66 @@ fn interpolation_resolves_to_defaults() {
     assert_eq!(interpolate("plain").unwrap(), "plain");
     assert_eq!(interpolate("${A:+set}").unwrap(), "");
     assert!(interpolate("${A:?set-it}").is_err());
+}
+
+/// OpenTelemetry export is configured by the standard variables alone, and off unless the
+/// shell turns it on: the endpoint passes through from the shell (unset by default, so nothing
+/// is exported; an empty value would be a value), the protocol too or one the SDK knows, and
+/// each service reports under its own name.
+#[test]
+fn telemetry_export_is_off_unless_the_shell_turns_it_on() {
+    let compose = compose_file();
+    let mut names = BTreeSet::new();
+    for (service, _) in SERVICES {
+        let env: HashMap<String, Option<String>> =
+            environment(&compose, service).into_iter().collect();
+        assert_eq!(
+            env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            Some(&None),
+            "`{service}`: OTEL_EXPORTER_OTLP_ENDPOINT must pass through from the shell"
+        );
+        match env.get("OTEL_EXPORTER_OTLP_PROTOCOL") {
+            None | Some(None) => {}
+            Some(Some(protocol)) => {
+                let protocol = interpolate(protocol).unwrap();
+                assert!(
+                    ["grpc", "http/protobuf"].contains(&protocol.as_str()),
+                    "`{service}`: OTEL_EXPORTER_OTLP_PROTOCOL {protocol}"
+                );
+            }
+        }
+        let name = env
+            .get("OTEL_SERVICE_NAME")
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| panic!("`{service}` has no OTEL_SERVICE_NAME"));
+        assert!(names.insert(name.clone()), "`{service}` reuses {name}");
+    }
+}
+
+/// The collector and the trace UI start only with `--profile observability`, and nothing
+/// else waits for them: a plain `docker compose up` is the stack without them.
+#[test]
+fn the_observability_services_start_only_with_their_profile() {
+    let compose = compose_file();
+    let all = services(&compose);
+    for service in ["otel-collector", "jaeger"] {
+        let profiles = all
+            .get(service)
+            .and_then(|s| s.get("profiles"))
+            .and_then(Value::as_sequence)
+            .unwrap_or_else(|| panic!("`{service}` has no profiles"));
+        assert_eq!(profiles, &[Value::from("observability")], "`{service}`");
+    }
+    for (service, _) in SERVICES {
+        let depends = all.get(service).and_then(|s| s.get("depends_on"));
+        if let Some(Value::Mapping(depends)) = depends {
+            for name in ["otel-collector", "jaeger"] {
+                assert!(
+                    !depends.contains_key(name),
+                    "`{service}` waits for `{name}`"
+                );
+            }
+        }
+    }
 }
