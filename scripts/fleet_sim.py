@@ -1,0 +1,520 @@
+"""The worker fleet of deploy/framefleet.yaml on paper: a discrete-time model (1 s steps) of
+MediaConvert capture, fan-out, the frames queue, the worker tasks and the template's scaling
+policy, driven by measured per-frame costs. `scripts/simulate-fleet` runs the scenarios, plots
+them and explores a grid of defaults; the tests in scripts/test_fleet_sim.py pin the scaling
+rules.
+
+The scaling rules, and where they come from:
+
+- Target tracking on backlog per task (WorkerBacklogPerTaskPolicy): Application Auto Scaling
+  creates two CloudWatch alarms on the metric, a high one and a low one; it scales out when the
+  metric has been above the target for 3 consecutive one-minute datapoints and scales in when it
+  has been below it for 15, and the new capacity is proportional, ceil(capacity x metric /
+  target) ("How target tracking scaling for Application Auto Scaling works", Application Auto
+  Scaling User Guide,
+  https://docs.aws.amazon.com/autoscaling/application/userguide/target-tracking-scaling-policy-overview.html).
+  The low alarm's threshold is 90 % of the target in the alarms Application Auto Scaling
+  creates (a parameter here). While an alarm stays in ALARM its action repeats every minute.
+  Scale-in waits for the scale-in cooldown (300 s) after the last scale-in and for the
+  scale-out cooldown (60 s) after the last scale-out. With no running task the ratio has no
+  value and neither alarm counts the datapoint.
+- Back to the minimum when idle (WorkerIdleAlarm/WorkerScaleToMinimumPolicy, `idle_minutes`):
+  when no batch has been visible or in flight for that many one-minute datapoints
+  (ApproximateNumberOfMessagesVisible + ApproximateNumberOfMessagesNotVisible = 0), the desired
+  count drops to the minimum at once rather than after target tracking's 15 minutes.
+- Scale from zero (WorkerScaleFromZeroAlarm/Policy): one one-minute datapoint of "batches
+  visible and no task running" adds one task, then a 120 s cooldown.
+- Metrics: SQS publishes ApproximateNumberOfMessagesVisible once a minute, Container Insights
+  RunningTaskCount per minute; a datapoint becomes visible to the alarms `metric_delay_s` after
+  its minute ends.
+- Fargate: a task launched by a higher desired count starts consuming after `startup_s` (image
+  pull and start, 30-60 s for a small image) and is billed from launch, per second with a
+  one-minute minimum ("AWS Fargate pricing", https://aws.amazon.com/fargate/pricing/).
+- Scale-in protection: the worker holds ECS task scale-in protection while batches are in
+  flight, so a lower desired count stops idle tasks only; busy tasks stop when they go idle.
+
+Per-frame cost: a frame costs `kernel_ms` of one core (the kernel bench's edge pipeline at
+720p), divided by the worker's CPU `efficiency` and increased by its `glue` overhead (SDK,
+checksums, scheduling); its wall time adds the S3 GET and PUT latencies. A worker task runs
+`batches_in_flight` batches at once, each with `frame_concurrency` frames in flight, and its
+vCPUs bound the total: a slot processes frames at min(frame_concurrency / frame latency,
+task CPU rate / active slots). A batch also costs `batch_overhead_s` (receive, the DynamoDB
+counting transaction, delete).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+MINUTE = 60
+
+# Fargate Linux/ARM (Graviton), us-east-1, per hour (AWS Fargate pricing page).
+PRICE_VCPU_HOUR = 0.03238
+PRICE_GB_HOUR = 0.00356
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What one frame, one batch and one capture cost; every value is a parameter so the
+    figures can be redone when a benchmark measures them."""
+
+    kernel_ms: float = 3.5
+    """CPU milliseconds of one core per 720p frame (decode, blur, Sobel, encode)."""
+    efficiency: float = 0.9
+    """Share of a task's vCPU that becomes kernel work."""
+    glue: float = 0.10
+    """CPU overhead per frame beyond the kernel, as a fraction of it."""
+    s3_get_ms: float = 30.0
+    """Latency of one frame GET (about 90 KB) from a task in the same region."""
+    s3_put_ms: float = 40.0
+    """Latency of one edge-map PUT."""
+    batch_overhead_s: float = 0.15
+    """Receive, the DynamoDB counting transaction and the delete of one batch."""
+    frame_concurrency: int = 4
+    """Frames of one batch in flight at once (worker.frame_concurrency)."""
+    batches_in_flight: int = 2
+    """Batches one task runs at once (worker.batches_in_flight)."""
+    fps: float = 30.0
+    """Frames per second of the source videos (capture rate `source`)."""
+    capture_speed: float = 4.0
+    """Seconds of video MediaConvert captures per second of wall time."""
+    capture_overhead_s: float = 30.0
+    """MediaConvert job queueing and start-up."""
+    capture_concurrency: int = 20
+    """MediaConvert jobs running at once on the on-demand queue."""
+    fanout_messages_per_s: float = 300.0
+    """Frame batches the dispatcher sends per second (SendMessageBatch, 10 a call)."""
+
+    def cpu_s_per_frame(self) -> float:
+        """Seconds of one vCPU a frame costs, glue included."""
+        return self.kernel_ms / 1000.0 * (1.0 + self.glue) / self.efficiency
+
+    def slot_rate(self, vcpu: float, active_slots: int) -> float:
+        """Frames per second one busy batch slot of a task processes."""
+        cpu = self.cpu_s_per_frame()
+        latency = (self.s3_get_ms + self.s3_put_ms) / 1000.0 + cpu / min(1.0, vcpu)
+        io_bound = self.frame_concurrency / latency
+        cpu_bound = vcpu / cpu / max(1, active_slots)
+        return min(io_bound, cpu_bound)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The template's worker service and its scaling policy."""
+
+    vcpu: float = 1.0
+    """Worker task size (WorkerTaskDefinition Cpu / 1024)."""
+    min_tasks: int = 0
+    max_tasks: int = 20
+    backlog_target: float = 60.0
+    """BacklogPerTaskTarget: visible batches per running task."""
+    batch_size: int = 50
+    """Frames per batch (dispatcher.batch_size)."""
+    startup_s: float = 45.0
+    scale_out_cooldown_s: float = 60.0
+    scale_in_cooldown_s: float = 300.0
+    high_datapoints: int = 3
+    low_datapoints: int = 15
+    low_threshold_ratio: float = 0.9
+    metric_delay_s: float = 60.0
+    from_zero_cooldown_s: float = 120.0
+    idle_minutes: int | None = None
+    """With a value: the idle alarm (no batch visible or in flight for this many one-minute
+    datapoints) sets the desired count to the minimum at once, instead of waiting for target
+    tracking's 15-datapoint scale-in. None: target tracking alone."""
+
+    def memory_gb(self) -> float:
+        """Task memory: 2 GB per vCPU, as the template pairs them."""
+        return 2.0 * self.vcpu
+
+
+@dataclass
+class Job:
+    """One upload: its frames, when it arrived, captured, and finished."""
+
+    frames: int
+    arrival_s: float
+    captured_s: float | None = None
+    done_frames: int = 0
+    finished_s: float | None = None
+
+
+@dataclass
+class Slot:
+    """One batch in flight on a task."""
+
+    job: int
+    frames: int
+    overhead_left_s: float
+    frames_left: float
+
+
+@dataclass
+class Task:
+    """One worker task from launch to stop."""
+
+    launched_s: float
+    running_s: float
+    stopped_s: float | None = None
+    slots: list[Slot] = field(default_factory=list)
+
+    def running(self, now: float) -> bool:
+        return self.stopped_s is None and now >= self.running_s
+
+    def alive(self) -> bool:
+        return self.stopped_s is None
+
+
+@dataclass
+class Datapoint:
+    """One minute of the metrics the alarms read."""
+
+    minute_end_s: float
+    visible: int
+    in_flight: int
+    running_avg: float
+    running_max: int
+
+    def backlog_per_task(self) -> float | None:
+        """visible / running, or None (no value) with no running task, as the metric math."""
+        return self.visible / self.running_avg if self.running_avg > 0 else None
+
+
+def breaching(values: list[float | None], count: int, predicate) -> bool:
+    """True when the last `count` datapoints all exist and satisfy `predicate` (a missing
+    datapoint does not breach)."""
+    if len(values) < count:
+        return False
+    recent = values[-count:]
+    return all(v is not None and predicate(v) for v in recent)
+
+
+def target_tracking_capacity(capacity: int, metric: float, target: float) -> int:
+    """The proportional capacity target tracking asks for."""
+    return math.ceil(capacity * metric / target)
+
+
+@dataclass
+class Result:
+    """Time series and totals of one run."""
+
+    times: list[float]
+    desired: list[int]
+    running: list[int]
+    visible: list[int]
+    in_flight: list[int]
+    frames_done: list[int]
+    total_frames: int
+    finish_s: float | None
+    task_seconds: float
+    vcpu: float
+    memory_gb: float
+    jobs: list[Job]
+
+    def vcpu_hours(self) -> float:
+        return self.task_seconds * self.vcpu / 3600.0
+
+    def cost_usd(self) -> float:
+        hours = self.task_seconds / 3600.0
+        return hours * (self.vcpu * PRICE_VCPU_HOUR + self.memory_gb * PRICE_GB_HOUR)
+
+
+class Simulation:
+    """The fleet, second by second."""
+
+    def __init__(self, costs: Costs, fleet: Fleet, uploads: list[tuple[float, int]]):
+        self.costs, self.fleet = costs, fleet
+        self.jobs = [Job(frames=f, arrival_s=t) for t, f in sorted(uploads)]
+        self.capturing: list[tuple[float, int]] = []  # (done at, job)
+        self.waiting_capture: list[int] = list(range(len(self.jobs)))
+        self.fanout: list[tuple[int, int]] = []  # (job, frames) batches not yet sent
+        self.queue: list[tuple[int, int]] = []  # visible batches, FIFO
+        self.tasks: list[Task] = []
+        self.desired = fleet.min_tasks
+        self.datapoints: list[Datapoint] = []
+        self.running_this_minute: list[int] = []
+        self.last_scale_out = -math.inf
+        self.last_scale_in = -math.inf
+        self.last_from_zero = -math.inf
+        for _ in range(fleet.min_tasks):
+            # Minimum tasks are already running when the uploads arrive.
+            self.tasks.append(Task(launched_s=-3600.0, running_s=-3600.0))
+
+    # -- one second -----------------------------------------------------------------------
+    def step(self, now: float, dt: float = 1.0) -> None:
+        self.capture(now)
+        self.send_batches(dt)
+        self.work(now, dt)
+        self.reconcile(now)
+        self.running_this_minute.append(sum(t.running(now) for t in self.tasks))
+        if (now + dt) % MINUTE < dt:
+            self.close_minute(now + dt)
+            self.evaluate_alarms(now + dt)
+
+    def capture(self, now: float) -> None:
+        c = self.costs
+        for done_at, job in list(self.capturing):
+            if now >= done_at:
+                self.capturing.remove((done_at, job))
+                self.jobs[job].captured_s = now
+                frames = self.jobs[job].frames
+                size = self.fleet.batch_size
+                self.fanout.extend(
+                    (job, min(size, frames - start)) for start in range(0, frames, size)
+                )
+        while self.waiting_capture and len(self.capturing) < c.capture_concurrency:
+            job = self.waiting_capture[0]
+            if self.jobs[job].arrival_s > now:
+                break
+            self.waiting_capture.pop(0)
+            seconds = self.jobs[job].frames / c.fps / c.capture_speed + c.capture_overhead_s
+            self.capturing.append((now + seconds, job))
+
+    def send_batches(self, dt: float) -> None:
+        n = int(self.costs.fanout_messages_per_s * dt)
+        self.queue.extend(self.fanout[:n])
+        del self.fanout[:n]
+
+    def work(self, now: float, dt: float) -> None:
+        """Each running task fills its free slots from the queue and works for `dt`; a slot
+        that finishes its batch within the step takes the next one with the time left, so the
+        step length does not round batch times up."""
+        c, f = self.costs, self.fleet
+        for task in self.tasks:
+            if not task.running(now):
+                continue
+            while len(task.slots) < c.batches_in_flight and self.queue:
+                task.slots.append(self.receive())
+            if not task.slots:
+                continue
+            rate = c.slot_rate(f.vcpu, len(task.slots))
+            kept = []
+            for slot in task.slots:
+                budget = dt
+                while slot is not None and budget > 0:
+                    spent = min(budget, slot.overhead_left_s)
+                    slot.overhead_left_s -= spent
+                    budget -= spent
+                    needed = slot.frames_left / rate
+                    if needed > budget:
+                        slot.frames_left -= rate * budget
+                        budget = 0.0
+                        break
+                    budget -= needed
+                    self.count(slot, now + dt - budget)
+                    slot = self.receive() if self.queue else None
+                if slot is not None:
+                    kept.append(slot)
+            task.slots = kept
+
+    def receive(self) -> Slot:
+        job, frames = self.queue.pop(0)
+        return Slot(job, frames, self.costs.batch_overhead_s, float(frames))
+
+    def count(self, slot: Slot, at: float) -> None:
+        """The batch's frames are done; the job finishes with its last batch."""
+        job = self.jobs[slot.job]
+        job.done_frames += slot.frames
+        if job.done_frames >= job.frames and job.finished_s is None:
+            job.finished_s = at
+
+    def reconcile(self, now: float) -> None:
+        """ECS service scheduler: launch up to the desired count; above it, cancel starting
+        tasks, then stop idle ones (busy tasks hold scale-in protection)."""
+        alive = [t for t in self.tasks if t.alive()]
+        excess = len(alive) - self.desired
+        if excess < 0:
+            for _ in range(-excess):
+                self.tasks.append(Task(launched_s=now, running_s=now + self.fleet.startup_s))
+            return
+        for task in sorted(alive, key=lambda t: -t.running_s):
+            if excess <= 0:
+                break
+            if not task.running(now) or not task.slots:
+                task.stopped_s = now
+                excess -= 1
+
+    def close_minute(self, end: float) -> None:
+        running = self.running_this_minute or [0]
+        self.datapoints.append(
+            Datapoint(
+                minute_end_s=end,
+                visible=len(self.queue),
+                in_flight=sum(len(t.slots) for t in self.tasks),
+                running_avg=sum(running) / len(running),
+                running_max=max(running),
+            )
+        )
+        self.running_this_minute = []
+
+    def available(self, now: float) -> list[Datapoint]:
+        return [d for d in self.datapoints if d.minute_end_s + self.fleet.metric_delay_s <= now]
+
+    def evaluate_alarms(self, now: float) -> None:
+        f = self.fleet
+        points = self.available(now)
+        if not points:
+            return
+        ratios = [d.backlog_per_task() for d in points]
+        if breaching(ratios, f.high_datapoints, lambda v: v > f.backlog_target):
+            wanted = target_tracking_capacity(self.desired, ratios[-1], f.backlog_target)
+            wanted = min(f.max_tasks, max(f.min_tasks, wanted))
+            if wanted > self.desired:
+                self.desired = wanted
+                self.last_scale_out = now
+        elif breaching(
+            ratios, f.low_datapoints, lambda v: v < f.low_threshold_ratio * f.backlog_target
+        ):
+            cooled = (
+                now - self.last_scale_in >= f.scale_in_cooldown_s
+                and now - self.last_scale_out >= f.scale_out_cooldown_s
+            )
+            wanted = target_tracking_capacity(self.desired, ratios[-1], f.backlog_target)
+            wanted = min(f.max_tasks, max(f.min_tasks, wanted))
+            if cooled and wanted < self.desired:
+                self.desired = wanted
+                self.last_scale_in = now
+        idle = [d.visible + d.in_flight == 0 for d in points]
+        if (
+            f.idle_minutes is not None
+            and len(idle) >= f.idle_minutes
+            and all(idle[-f.idle_minutes :])
+            and self.desired > f.min_tasks
+        ):
+            self.desired = f.min_tasks
+            self.last_scale_in = now
+        last = points[-1]
+        if (
+            last.visible > 0
+            and last.running_max == 0
+            and now - self.last_from_zero >= f.from_zero_cooldown_s
+        ):
+            self.desired = min(f.max_tasks, self.desired + 1)
+            self.last_from_zero = now
+
+    # -- a whole run ------------------------------------------------------------------------
+    def run(self, limit_s: float = 6 * 3600.0) -> Result:
+        f = self.fleet
+        series: dict[str, list] = {k: [] for k in ("t", "d", "r", "v", "i", "f")}
+        now = 0.0
+        finish = None
+        while now < limit_s:
+            self.step(now)
+            now += 1.0
+            series["t"].append(now)
+            series["d"].append(self.desired)
+            series["r"].append(sum(t.running(now) for t in self.tasks))
+            series["v"].append(len(self.queue))
+            series["i"].append(sum(len(t.slots) for t in self.tasks))
+            series["f"].append(sum(j.done_frames for j in self.jobs))
+            if finish is None and all(j.finished_s is not None for j in self.jobs):
+                finish = max(j.finished_s for j in self.jobs)
+            alive = sum(t.alive() for t in self.tasks)
+            if finish is not None and self.desired == f.min_tasks and alive == f.min_tasks:
+                break
+        task_seconds = 0.0
+        for task in self.tasks:
+            start = max(task.launched_s, 0.0)
+            end = task.stopped_s if task.stopped_s is not None else now
+            task_seconds += max(MINUTE, end - start) if end > start else 0.0
+        return Result(
+            times=series["t"],
+            desired=series["d"],
+            running=series["r"],
+            visible=series["v"],
+            in_flight=series["i"],
+            frames_done=series["f"],
+            total_frames=sum(j.frames for j in self.jobs),
+            finish_s=finish,
+            task_seconds=task_seconds,
+            vcpu=f.vcpu,
+            memory_gb=f.memory_gb(),
+            jobs=self.jobs,
+        )
+
+
+def template_fleet(template_text: str, dispatcher_settings_text: str) -> tuple[Fleet, int]:
+    """The fleet as deploy/framefleet.yaml deploys it by default, and the worker's batches in
+    flight: task size, minimum and maximum, backlog target, cooldowns, the scale-from-zero and
+    idle alarms, with the batch size from the dispatcher's default (dispatcher/src/settings.rs).
+    Reading them, rather than repeating them, keeps the simulation on the template."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    # CloudFormation short-form tags (!Ref, !Sub, ...): kept as their plain argument.
+    Loader.add_multi_constructor(
+        "!",
+        lambda loader, suffix, node: loader.construct_scalar(node)
+        if isinstance(node, yaml.ScalarNode)
+        else None,
+    )
+    template = yaml.load(template_text, Loader=Loader)
+    parameters = template["Parameters"]
+    resources = template["Resources"]
+
+    def default(name):
+        return parameters[name]["Default"]
+
+    worker = resources["WorkerTaskDefinition"]["Properties"]
+    tracking = resources["WorkerBacklogPerTaskPolicy"]["Properties"][
+        "TargetTrackingScalingPolicyConfiguration"
+    ]
+    from_zero = resources["WorkerScaleFromZeroPolicy"]["Properties"][
+        "StepScalingPolicyConfiguration"
+    ]
+    idle = resources.get("WorkerIdleAlarm", {}).get("Properties")
+    environment = {
+        e["Name"]: e["Value"]
+        for e in worker["ContainerDefinitions"][0]["Environment"]
+        if isinstance(e, dict)
+    }
+    batch_size = re.search(r"\bbatch_size: (\d+),", dispatcher_settings_text)
+    if batch_size is None:
+        raise ValueError("no `batch_size: N,` default in the dispatcher's settings")
+    fleet = Fleet(
+        vcpu=int(worker["Cpu"]) / 1024,
+        min_tasks=int(default("WorkerMinTasks")),
+        max_tasks=int(default("WorkerMaxTasks")),
+        backlog_target=float(default("BacklogPerTaskTarget")),
+        batch_size=int(batch_size.group(1)),
+        scale_out_cooldown_s=float(tracking["ScaleOutCooldown"]),
+        scale_in_cooldown_s=float(tracking["ScaleInCooldown"]),
+        from_zero_cooldown_s=float(from_zero["Cooldown"]),
+        idle_minutes=int(idle["DatapointsToAlarm"]) if idle else None,
+    )
+    return fleet, int(environment.get("FRAMEFLEET__WORKER__BATCHES_IN_FLIGHT", 2))
+
+
+def simulate(costs: Costs, fleet: Fleet, uploads: list[tuple[float, int]]) -> Result:
+    """Runs one scenario to completion and back to the minimum fleet."""
+    return Simulation(costs, fleet, uploads).run()
+
+
+def long_video(frames: int = 65_000) -> list[tuple[float, int]]:
+    """One upload of `frames` frames at t = 0."""
+    return [(0.0, frames)]
+
+
+def burst(uploads: int = 100, frames: int = 1_800, over_s: float = 60.0) -> list[tuple[float, int]]:
+    """`uploads` uploads of `frames` frames each, spread evenly over `over_s` seconds."""
+    return [(i * over_s / uploads, frames) for i in range(uploads)]
+
+
+__all__ = [
+    "Costs",
+    "Fleet",
+    "Result",
+    "Simulation",
+    "breaching",
+    "burst",
+    "long_video",
+    "replace",
+    "simulate",
+    "target_tracking_capacity",
+    "template_fleet",
+]
