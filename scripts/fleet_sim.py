@@ -7,17 +7,21 @@ rules.
 The scaling rules, and where they come from:
 
 - Target tracking on backlog per task (WorkerBacklogPerTaskPolicy): Application Auto Scaling
-  creates two CloudWatch alarms on the metric, a high one and a low one; it scales out when the
-  metric has been above the target for 3 consecutive one-minute datapoints and scales in when it
-  has been below it for 15, and the new capacity is proportional, ceil(capacity x metric /
-  target) ("How target tracking scaling for Application Auto Scaling works", Application Auto
-  Scaling User Guide,
+  creates two CloudWatch alarms on the metric, a high one and a low one, and the new capacity is
+  proportional, ceil(capacity x metric / target); it scales out "as fast as it can" and scales in
+  only once the metric is below a threshold "usually more than 10 %" under the target ("How
+  target tracking scaling for Application Auto Scaling works", Application Auto Scaling User
+  Guide,
   https://docs.aws.amazon.com/autoscaling/application/userguide/target-tracking-scaling-policy-overview.html).
-  The low alarm's threshold is 90 % of the target in the alarms Application Auto Scaling
-  creates (a parameter here). While an alarm stays in ALARM its action repeats every minute.
-  Scale-in waits for the scale-in cooldown (300 s) after the last scale-in and for the
-  scale-out cooldown (60 s) after the last scale-out. With no running task the ratio has no
-  value and neither alarm counts the datapoint.
+  For a one-minute metric the alarms it creates need 3 consecutive datapoints above the target
+  (high) and 15 below 90 % of it (low), as their configuration in the CloudWatch console shows;
+  all three numbers are parameters here. While an alarm stays in ALARM its action repeats every
+  minute. Scale-in waits for the scale-in cooldown (300 s) after the last scale-in and for the
+  scale-out cooldown (60 s) after the last scale-out; a scale-out is never blocked by the
+  scale-in cooldown (TargetTrackingScalingPolicyConfiguration, Application Auto Scaling API
+  Reference). With no running task the ratio has no value: target tracking "does not perform
+  scaling when the specified metric has insufficient data" ("Target tracking scaling policies",
+  Amazon ECS Developer Guide).
 - Back to the minimum when idle (WorkerIdleAlarm/WorkerScaleToMinimumPolicy, `idle_minutes`):
   when no batch has been visible or in flight for that many one-minute datapoints
   (ApproximateNumberOfMessagesVisible + ApproximateNumberOfMessagesNotVisible = 0), the desired
