@@ -8,6 +8,7 @@
 //! - [`frames`]: MediaConvert's frame naming contract.
 //! - [`message`]: the frame batch message the dispatcher sends and the workers consume.
 //! - [`jobs`]: the DynamoDB job table: registration, forward-only status, exactly-once counting.
+//! - [`usage`]: what a job used, in the units AWS bills; [`pricing`]: what that costs.
 //! - [`queue`]: small SQS helpers shared by the consumers (receive, delete, heartbeat).
 //! - [`redrive`]: moving dead-lettered messages back, which cannot count anything twice.
 //! - [`health`]: heartbeat files behind the `healthcheck` subcommands, one per service loop.
@@ -21,8 +22,10 @@ pub mod health;
 pub mod jobs;
 pub mod lease;
 pub mod message;
+pub mod pricing;
 pub mod queue;
 pub mod redrive;
 pub mod shutdown;
 pub mod telemetry;
+pub mod usage;
 pub mod video;
