@@ -4,12 +4,11 @@
 
 use framefleet_core::jobs::{FailedFrame, JobRecord};
 use framefleet_core::message::OutputLayout;
+use framefleet_core::pack::Pack;
 use framefleet_core::pricing::{Cost, PriceTable};
 use framefleet_core::usage::{read_units, write_units, Usage};
 use framefleet_edge::EdgeParams;
 use serde::Serialize;
-
-use crate::output::Pack;
 
 /// The manifest document.
 #[derive(Debug, Clone, Serialize)]
@@ -352,7 +351,7 @@ mod tests {
         };
         let pack = Pack {
             key: "v-1/packs/000000.tar".into(),
-            frames: vec![crate::output::PackedFrame {
+            frames: vec![framefleet_core::pack::PackedFrame {
                 name: "a.0000000.jpg".into(),
                 offset: 512,
                 length: 10,

@@ -14,43 +14,12 @@
 use aws_sdk_s3::primitives::ByteStream;
 use framefleet_core::aws::describe;
 use framefleet_core::message::{FrameBatch, OutputLayout};
+use framefleet_core::pack::{pack_key, Pack, PackedFrame};
 use framefleet_edge::EdgeMap;
-use serde::{Deserialize, Serialize};
 
 use crate::batch::{output_key, BatchError};
 use crate::tar::Tar;
 use crate::usage::BatchMeter;
-
-/// One pack and where each frame's edge map lies in it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pack {
-    /// Key of the tar in the processed bucket.
-    pub key: String,
-    /// The members, in frame order.
-    pub frames: Vec<PackedFrame>,
-}
-
-/// One edge map inside a pack.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PackedFrame {
-    /// Member name: the file name the per-frame layout would give the object.
-    pub name: String,
-    /// Byte offset of the edge map's first byte in the tar.
-    pub offset: u64,
-    /// Its length in bytes.
-    pub length: u64,
-}
-
-impl PackedFrame {
-    /// The HTTP `Range` header value that reads exactly this edge map.
-    pub fn range(&self) -> String {
-        format!(
-            "bytes={}-{}",
-            self.offset,
-            (self.offset + self.length).saturating_sub(1)
-        )
-    }
-}
 
 /// An edge map held for the batch's pack.
 #[derive(Debug)]
@@ -66,11 +35,6 @@ pub enum Emitted {
     Written,
     /// Held for the pack, written by [`finish_batch`].
     Held(Held),
-}
-
-/// `<video id>/packs/<batch index, six digits>.tar`.
-pub fn pack_key(video_id: &str, batch_index: u32) -> String {
-    format!("{video_id}/packs/{batch_index:06}.tar")
 }
 
 /// Writes the edge map of frame `frame_key` now (per-frame objects) or holds it for the pack.
