@@ -115,7 +115,12 @@ pub async fn run(context: &Context, args: &FetchArgs) -> Result<u8, CliError> {
     let packed = manifest.output.layout == OutputLayout::Packed;
     let edge_maps = if packed {
         check_packs(&video_id, &manifest.output.packs, &objects)?;
-        manifest.output.packs.iter().map(|p| p.frames.len()).sum::<usize>() as u64
+        manifest
+            .output
+            .packs
+            .iter()
+            .map(|p| p.frames.len())
+            .sum::<usize>() as u64
     } else {
         objects.iter().filter(|o| is_edge_map(&o.key)).count() as u64
     };
@@ -280,12 +285,14 @@ async fn extract(
             continue;
         }
         if bytes.is_none() {
-            bytes = Some(tokio::fs::read(&pack_path).await.map_err(|source| {
-                CliError::Output {
-                    path: pack_path.clone(),
-                    source,
-                }
-            })?);
+            bytes = Some(
+                tokio::fs::read(&pack_path)
+                    .await
+                    .map_err(|source| CliError::Output {
+                        path: pack_path.clone(),
+                        source,
+                    })?,
+            );
         }
         let data = bytes
             .as_deref()

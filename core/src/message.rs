@@ -150,11 +150,21 @@ mod tests {
     #[test]
     fn layout_travels_and_defaults_to_objects() {
         let id = VideoId::from_raw("v-1");
-        let packed = plan_batches(&id, "f", keys(3, 4), 10, &EdgeParams::default(), OutputLayout::Packed)
-            .remove(0);
+        let packed = plan_batches(
+            &id,
+            "f",
+            keys(3, 4),
+            10,
+            &EdgeParams::default(),
+            OutputLayout::Packed,
+        )
+        .remove(0);
         let body = packed.to_body();
         assert!(body.contains(r#""layout":"packed""#), "{body}");
-        assert_eq!(FrameBatch::parse(&body).unwrap().layout, OutputLayout::Packed);
+        assert_eq!(
+            FrameBatch::parse(&body).unwrap().layout,
+            OutputLayout::Packed
+        );
         // A per-frame batch reads as it did before the field existed, and such a message
         // (from a dispatcher before this field) means per-frame objects.
         let objects = FrameBatch {
@@ -163,7 +173,10 @@ mod tests {
         };
         let body = objects.to_body();
         assert!(!body.contains("layout"), "{body}");
-        assert_eq!(FrameBatch::parse(&body).unwrap().layout, OutputLayout::Objects);
+        assert_eq!(
+            FrameBatch::parse(&body).unwrap().layout,
+            OutputLayout::Objects
+        );
         let unknown = format!(r#"{},"layout":"tarball"}}"#, &body[..body.len() - 1]);
         assert!(FrameBatch::parse(&unknown).is_err());
     }
@@ -171,7 +184,14 @@ mod tests {
     #[test]
     fn batches_respect_size_and_order() {
         let id = VideoId::from_raw("v-1");
-        let batches = plan_batches(&id, "f", keys(105, 4), 50, &EdgeParams::default(), OutputLayout::Objects);
+        let batches = plan_batches(
+            &id,
+            "f",
+            keys(105, 4),
+            50,
+            &EdgeParams::default(),
+            OutputLayout::Objects,
+        );
         assert_eq!(
             batches
                 .iter()
@@ -186,7 +206,14 @@ mod tests {
     #[test]
     fn long_keys_shrink_batches_under_the_limit() {
         let id = VideoId::from_raw("v-1");
-        let batches = plan_batches(&id, "f", keys(300, 1000), 1000, &EdgeParams::default(), OutputLayout::Objects);
+        let batches = plan_batches(
+            &id,
+            "f",
+            keys(300, 1000),
+            1000,
+            &EdgeParams::default(),
+            OutputLayout::Objects,
+        );
         assert!(batches.len() > 1);
         assert_eq!(
             batches.iter().map(|b| b.frame_keys.len()).sum::<usize>(),
@@ -208,7 +235,14 @@ mod tests {
             })
             .collect();
         let id = VideoId::from_raw("v-1");
-        let batches = plan_batches(&id, "f", keys.clone(), 1000, &EdgeParams::default(), OutputLayout::Objects);
+        let batches = plan_batches(
+            &id,
+            "f",
+            keys.clone(),
+            1000,
+            &EdgeParams::default(),
+            OutputLayout::Objects,
+        );
         assert!(batches.len() > 3, "{} batches", batches.len());
         let flat: Vec<&String> = batches.iter().flat_map(|b| &b.frame_keys).collect();
         assert_eq!(flat, keys.iter().collect::<Vec<_>>(), "every key, in order");
@@ -231,7 +265,15 @@ mod tests {
     #[test]
     fn parse_round_trips_and_rejects_garbage() {
         let id = VideoId::from_raw("v-1");
-        let batch = plan_batches(&id, "f", keys(3, 4), 10, &EdgeParams::default(), OutputLayout::Objects).remove(0);
+        let batch = plan_batches(
+            &id,
+            "f",
+            keys(3, 4),
+            10,
+            &EdgeParams::default(),
+            OutputLayout::Objects,
+        )
+        .remove(0);
         assert_eq!(FrameBatch::parse(&batch.to_body()).unwrap(), batch);
         assert!(matches!(
             FrameBatch::parse("{not json"),

@@ -119,8 +119,7 @@ mod tests {
             dynamodb_write_units: 5,
             worker_cpu_ms: 6,
         };
-        let stored: std::collections::HashMap<&str, u64> =
-            usage.attributes().into_iter().collect();
+        let stored: std::collections::HashMap<&str, u64> = usage.attributes().into_iter().collect();
         let back = Usage::from_attributes(|name| stored.get(name).copied());
         assert_eq!(back, usage);
         assert_eq!(usage.plus(usage).worker_cpu_ms, 12);

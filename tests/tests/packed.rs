@@ -91,7 +91,11 @@ async fn wait_until_empty(stack: &Stack, queue_url: &str) {
 fn framefleet_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().unwrap().parent().unwrap().join("framefleet");
-    assert!(path.is_file(), "{} is missing: build it first", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first",
+        path.display()
+    );
     path
 }
 
@@ -111,7 +115,10 @@ async fn fetch(stack: &Stack, video_id: &str, out: &std::path::Path) -> serde_js
         .env("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("FRAMEFLEET__RESOURCES__INGRESS_BUCKET", &r.ingress_bucket)
-        .env("FRAMEFLEET__RESOURCES__PROCESSED_BUCKET", &r.processed_bucket)
+        .env(
+            "FRAMEFLEET__RESOURCES__PROCESSED_BUCKET",
+            &r.processed_bucket,
+        )
         .env("FRAMEFLEET__RESOURCES__JOBS_TABLE", &r.jobs_table)
         .output()
         .await
@@ -227,7 +234,11 @@ async fn packed_job_writes_one_indexed_tar_per_batch() {
     let broken_name = output_key(&id, &broken, "jpg");
     let broken_name = broken_name.rsplit('/').next().unwrap();
     assert_eq!(
-        packs[0].frames.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        packs[0]
+            .frames
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>(),
         sent[0]
             .frame_keys
             .iter()
@@ -299,7 +310,11 @@ async fn packed_job_writes_one_indexed_tar_per_batch() {
         .arg(&extracted)
         .output()
         .unwrap();
-    assert!(tar.status.success(), "{}", String::from_utf8_lossy(&tar.stderr));
+    assert!(
+        tar.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tar.stderr)
+    );
     let mut names: Vec<String> = std::fs::read_dir(&extracted)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -322,7 +337,10 @@ async fn packed_job_writes_one_indexed_tar_per_batch() {
     assert_eq!(workers["sqs_requests"], 3 * batches, "{workers:#}");
     assert!(workers["dynamodb_read_units"].as_u64().unwrap() >= batches);
     assert!(workers["dynamodb_write_units"].as_u64().unwrap() >= 5 * batches);
-    assert!(workers["worker_cpu_ms"].as_u64().unwrap() > 0, "{workers:#}");
+    assert!(
+        workers["worker_cpu_ms"].as_u64().unwrap() > 0,
+        "{workers:#}"
+    );
     // Packs, the manifest, the pinned upload copy, and MediaConvert's frames and preview.
     assert_eq!(
         manifest["usage"]["total"]["s3_put_requests"],

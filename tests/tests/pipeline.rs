@@ -233,7 +233,10 @@ async fn upload_becomes_edge_maps_with_exact_counts() {
     assert_eq!(workers["sqs_requests"], 3 * batches, "{workers:#}");
     assert!(workers["dynamodb_read_units"].as_u64().unwrap() >= batches);
     assert!(workers["dynamodb_write_units"].as_u64().unwrap() >= 5 * batches);
-    assert!(workers["worker_cpu_ms"].as_u64().unwrap() > 0, "{workers:#}");
+    assert!(
+        workers["worker_cpu_ms"].as_u64().unwrap() > 0,
+        "{workers:#}"
+    );
     assert_eq!(record.usage.s3_put_requests, frames);
     // Edge maps, the manifest, the pinned upload copy, MediaConvert's frames and preview.
     assert_eq!(

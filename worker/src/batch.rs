@@ -169,8 +169,7 @@ impl BatchProcessor {
                 }
             }
             outcome.pack =
-                output::finish_batch(&self.s3, &self.processed_bucket, batch, held, &meter)
-                    .await?;
+                output::finish_batch(&self.s3, &self.processed_bucket, batch, held, &meter).await?;
             outcome.usage = meter.usage(batch.to_body().len(), job_item_bytes);
             outcome.job_item_bytes = job_item_bytes as u64;
             let counting = self
@@ -312,7 +311,16 @@ impl BatchProcessor {
                 return Ok(failed(key, &error.to_string()));
             }
         };
-        match output::emit(&self.s3, &self.processed_bucket, batch, key, edge_map, meter).await? {
+        match output::emit(
+            &self.s3,
+            &self.processed_bucket,
+            batch,
+            key,
+            edge_map,
+            meter,
+        )
+        .await?
+        {
             Emitted::Written => Ok(FrameResult::Written),
             Emitted::Held(frame) => Ok(FrameResult::Held(frame)),
         }

@@ -13,8 +13,8 @@
 pub mod batch;
 pub mod consumer;
 pub mod manifest;
-pub mod output;
 pub mod offline;
+pub mod output;
 pub mod protection;
 pub mod settings;
 pub mod tar;

@@ -287,11 +287,7 @@ fn job_usage(record: &JobRecord, packs: &[String]) -> JobUsage {
         ..Usage::default()
     };
     JobUsage {
-        total: record
-            .usage
-            .plus(manifest)
-            .plus(dispatcher)
-            .plus(capture),
+        total: record.usage.plus(manifest).plus(dispatcher).plus(capture),
         workers: record.usage,
         manifest,
         dispatcher,
@@ -357,7 +353,10 @@ mod tests {
                 length: 10,
             }],
         };
-        let stored = vec![serde_json::to_string(&pack).unwrap(), "not json".to_string()];
+        let stored = vec![
+            serde_json::to_string(&pack).unwrap(),
+            "not json".to_string(),
+        ];
         let manifest = build(&record, &EdgeParams::default(), "out", Vec::new())
             .with_packs(&stored)
             .with_cost(&record, &stored, &PriceTable::default());

@@ -157,14 +157,20 @@ mod tests {
 
     #[test]
     fn pack_index_points_at_each_edge_map() {
-        let frames = [held("c.0000000.jpg", b"first"), held("c.0000001.jpg", &[2; 700])];
+        let frames = [
+            held("c.0000000.jpg", b"first"),
+            held("c.0000001.jpg", &[2; 700]),
+        ];
         let (bytes, pack) = build_pack("v-1", 3, &frames).unwrap();
         assert_eq!(pack.key, "v-1/packs/000003.tar");
         assert_eq!(pack.frames.len(), 2);
         for (frame, packed) in frames.iter().zip(&pack.frames) {
             assert_eq!(packed.name, frame.name);
             let start = packed.offset as usize;
-            assert_eq!(&bytes[start..start + packed.length as usize], &frame.bytes[..]);
+            assert_eq!(
+                &bytes[start..start + packed.length as usize],
+                &frame.bytes[..]
+            );
         }
         assert_eq!(pack.frames[0].range(), "bytes=512-516");
         let json = serde_json::to_string(&pack).unwrap();

@@ -236,10 +236,7 @@ mod tests {
     fn bad_names_are_refused() {
         let mut tar = Tar::new();
         assert!(matches!(tar.append("", b""), Err(TarError::BadName(_))));
-        assert!(matches!(
-            tar.append("a\0b", b""),
-            Err(TarError::BadName(_))
-        ));
+        assert!(matches!(tar.append("a\0b", b""), Err(TarError::BadName(_))));
     }
 
     /// The system `tar` lists and extracts what we write, byte for byte.
@@ -279,6 +276,10 @@ mod tests {
             .output()
             .unwrap();
         assert!(listing.status.success());
-        assert!(listing.stderr.is_empty(), "{}", String::from_utf8_lossy(&listing.stderr));
+        assert!(
+            listing.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&listing.stderr)
+        );
     }
 }
