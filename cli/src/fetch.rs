@@ -426,6 +426,36 @@ async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
 mod tests {
     use super::*;
 
+    fn pack(key: &str, end: u64) -> Pack {
+        Pack {
+            key: key.into(),
+            frames: vec![framefleet_core::pack::PackedFrame {
+                name: "a.0000000.jpg".into(),
+                offset: 512,
+                length: end - 512,
+            }],
+        }
+    }
+
+    #[test]
+    fn packs_must_be_listed_and_long_enough() {
+        let id = VideoId::from_raw("v-1");
+        let listed = vec![Object {
+            key: "v-1/packs/000000.tar".into(),
+            etag: "e".into(),
+            size: 2048,
+        }];
+        check_packs(&id, &[pack("v-1/packs/000000.tar", 1000)], &listed).unwrap();
+        let short = check_packs(&id, &[pack("v-1/packs/000000.tar", 4000)], &listed)
+            .unwrap_err()
+            .to_string();
+        assert!(short.contains("reaches byte 4000"), "{short}");
+        let missing = check_packs(&id, &[pack("v-1/packs/000001.tar", 1000)], &listed)
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("000001.tar"), "{missing}");
+    }
+
     #[test]
     fn edge_maps_are_named_like_frames() {
         assert!(is_edge_map("v-1/my clip.0000003.jpg"));
