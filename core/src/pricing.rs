@@ -1,7 +1,8 @@
 //! The price table (`[pricing]` in the dispatcher's and the worker's settings) and what a
 //! job's [`Usage`] costs under it. Defaults are AWS list prices for us-east-1 (N. Virginia),
-//! on-demand, without free tiers, as read on [`PriceTable::read_on`]; prices change, so the
-//! manifest carries the date next to every estimate.
+//! on-demand, without free tiers, as read on [`PriceTable::read_on`] (checked that day against
+//! published copies of the AWS pricing pages cited on each field, not a live Price List API
+//! query); prices change, so the manifest carries the date next to every estimate.
 
 use serde::{Deserialize, Serialize};
 
