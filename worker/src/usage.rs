@@ -10,9 +10,9 @@
 //! - DynamoDB: the status read before any frame, the `is_counted` read of a redelivery, the
 //!   counting transaction (added by the job table) and the `try_finalize` update that follows
 //!   it, counted in advance because it is sent exactly once after a counted transaction.
-//! - CPU: the thread CPU time of each frame's kernel call on the blocking pool, read from Linux's
-//!   `/proc/thread-self/schedstat` (nanoseconds on CPU) before and after; download, upload and
-//!   async bookkeeping are not included (they are small beside the kernel).
+//! - CPU: the thread CPU time of each frame's kernel call on the blocking pool (the thread's
+//!   CPU-time clock read before and after); download, upload, pack building and async
+//!   bookkeeping are not included (they are small beside the kernel).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -70,12 +70,15 @@ pub fn job_item_bytes(record: &framefleet_core::jobs::JobRecord) -> usize {
     serde_json::to_vec(record).map_or(1024, |json| json.len())
 }
 
-/// CPU time this thread has run, nanoseconds, or `None` where the kernel does not say (not
-/// Linux, or `/proc` not mounted). First field of `/proc/thread-self/schedstat`, "time spent on
-/// the cpu (in nanoseconds)" (Linux `Documentation/scheduler/sched-stats.rst`).
+/// CPU time this thread has run, nanoseconds: `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`
+/// (POSIX; on Linux the scheduler's runtime of the thread including the slice under way, so a
+/// kernel call far shorter than a scheduler tick still shows). `None` where the clock is not
+/// available.
 pub fn thread_cpu_ns() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    text.split_whitespace().next()?.parse().ok()
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    let secs = u64::try_from(now.tv_sec).ok()?;
+    let nanos = u64::try_from(now.tv_nsec).ok()?;
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
 /// Runs `work` and adds the thread CPU time it took to `meter` (nothing when unmeasurable).
@@ -112,7 +115,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(target_os = "linux")]
     fn busy_work_shows_as_thread_cpu_time() {
         let meter = BatchMeter::default();
         let sum = metered(&meter, || {
