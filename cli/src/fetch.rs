@@ -4,6 +4,15 @@
 //! the object and the file on disk agree. Files are written to `*.part` and renamed, so an
 //! interrupted download never looks complete. The number of edge maps must equal the
 //! manifest's `counts.processed`.
+//!
+//! A packed job (manifest `output.layout = "packed"`) is fetched the same way (its packs are
+//! objects under `packs/`, downloaded and resumed like any other), then each pack's members are
+//! extracted beside them under the names the per-frame layout would give, using the manifest's
+//! index (offset and length of each member's data) rather than a tar parser, so the directory
+//! looks like a per-frame job's with the packs kept in `packs/` (they are the resume record;
+//! delete them once done). The manifest's index must name `counts.processed` edge maps, every
+//! pack it names must be listed and long enough, and a member already extracted with its
+//! length is not written again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +23,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use framefleet_core::jobs::JobStatus;
+use framefleet_core::message::OutputLayout;
+use framefleet_core::pack::Pack;
 use framefleet_core::video::VideoId;
 
 use crate::progress::read_manifest;
@@ -59,6 +70,8 @@ pub struct FetchReport {
     pub edge_maps: u64,
     /// Bytes downloaded now.
     pub bytes: u64,
+    /// Packed layout: edge maps extracted from the packs now (the others were on disk).
+    pub extracted: usize,
 }
 
 struct Object {
@@ -99,7 +112,18 @@ pub async fn run(context: &Context, args: &FetchArgs) -> Result<u8, CliError> {
     let bucket = manifest.output.bucket.clone();
     let prefix = manifest.output.prefix.clone();
     let objects = list(context, &bucket, &prefix).await?;
-    let edge_maps = objects.iter().filter(|o| is_edge_map(&o.key)).count() as u64;
+    let packed = manifest.output.layout == OutputLayout::Packed;
+    let edge_maps = if packed {
+        check_packs(&video_id, &manifest.output.packs, &objects)?;
+        manifest
+            .output
+            .packs
+            .iter()
+            .map(|p| p.frames.len())
+            .sum::<usize>() as u64
+    } else {
+        objects.iter().filter(|o| is_edge_map(&o.key)).count() as u64
+    };
     if edge_maps != manifest.counts.processed {
         return Err(CliError::Mismatch {
             video_id: video_id.to_string(),
@@ -177,6 +201,12 @@ pub async fn run(context: &Context, args: &FetchArgs) -> Result<u8, CliError> {
         .try_collect::<Vec<()>>()
         .await?;
     bar.finish_and_clear();
+    let mut extracted = 0;
+    if packed {
+        for pack in &manifest.output.packs {
+            extracted += extract(&video_id, &args.out, &prefix, pack).await?;
+        }
+    }
     let report = FetchReport {
         video_id: video_id.to_string(),
         out: args.out.display().to_string(),
@@ -184,15 +214,114 @@ pub async fn run(context: &Context, args: &FetchArgs) -> Result<u8, CliError> {
         skipped,
         edge_maps,
         bytes: total,
+        extracted,
     };
     match context.output {
         Output::Json => crate::out!("{}", serde_json::to_string(&report).unwrap_or_default()),
+        _ if packed => crate::out!(
+            "{} fetched into {}: {} downloaded ({} bytes), {} already complete; {} edge maps extracted from the packs ({} were there), matching the manifest",
+            report.video_id, report.out, report.downloaded, report.bytes, report.skipped, report.extracted, report.edge_maps - report.extracted as u64
+        ),
         _ => crate::out!(
             "{} fetched into {}: {} downloaded ({} bytes), {} already complete; {} edge maps match the manifest",
             report.video_id, report.out, report.downloaded, report.bytes, report.skipped, report.edge_maps
         ),
     }
     Ok(exit::OK)
+}
+
+/// Every pack the manifest names is listed and holds its last member.
+fn check_packs(video_id: &VideoId, packs: &[Pack], objects: &[Object]) -> Result<(), CliError> {
+    for pack in packs {
+        let listed = objects.iter().find(|o| o.key == pack.key);
+        let needed = pack.frames.iter().map(|f| f.end()).max().unwrap_or(0);
+        match listed {
+            Some(object) if object.size >= needed => {}
+            Some(object) => {
+                return Err(CliError::Mismatch {
+                    video_id: video_id.to_string(),
+                    message: format!(
+                        "pack `{}` is {} bytes but the manifest's index reaches byte {needed}",
+                        pack.key, object.size
+                    ),
+                })
+            }
+            None => {
+                return Err(CliError::Mismatch {
+                    video_id: video_id.to_string(),
+                    message: format!("the manifest names pack `{}`, which is not there", pack.key),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes each member of the downloaded `pack` not already on disk with its length; returns
+/// how many were written.
+async fn extract(
+    video_id: &VideoId,
+    out: &Path,
+    prefix: &str,
+    pack: &Pack,
+) -> Result<usize, CliError> {
+    let mismatch = |message: String| CliError::Mismatch {
+        video_id: video_id.to_string(),
+        message,
+    };
+    let pack_path = local_path(out, prefix, &pack.key)
+        .ok_or_else(|| mismatch(format!("pack key `{}` is not under {prefix}", pack.key)))?;
+    let mut bytes = None;
+    let mut written = 0;
+    for frame in &pack.frames {
+        let path = local_path(out, "", &frame.name).ok_or_else(|| {
+            mismatch(format!(
+                "pack member `{}` cannot be a file in the output directory",
+                frame.name
+            ))
+        })?;
+        let on_disk = tokio::fs::metadata(&path).await.ok().map(|m| m.len());
+        if on_disk == Some(frame.length) {
+            continue;
+        }
+        if bytes.is_none() {
+            bytes = Some(
+                tokio::fs::read(&pack_path)
+                    .await
+                    .map_err(|source| CliError::Output {
+                        path: pack_path.clone(),
+                        source,
+                    })?,
+            );
+        }
+        let data = bytes
+            .as_deref()
+            .and_then(|b| b.get(frame.offset as usize..frame.end() as usize))
+            .ok_or_else(|| {
+                mismatch(format!(
+                    "`{}` ends before member `{}` (bytes {}..{})",
+                    pack.key,
+                    frame.name,
+                    frame.offset,
+                    frame.end()
+                ))
+            })?;
+        let part = path.with_file_name(format!("{}.part", frame.name));
+        tokio::fs::write(&part, data)
+            .await
+            .map_err(|source| CliError::Output {
+                path: part.clone(),
+                source,
+            })?;
+        tokio::fs::rename(&part, &path)
+            .await
+            .map_err(|source| CliError::Output {
+                path: path.clone(),
+                source,
+            })?;
+        written += 1;
+    }
+    Ok(written)
 }
 
 async fn list(context: &Context, bucket: &str, prefix: &str) -> Result<Vec<Object>, CliError> {
@@ -296,6 +425,36 @@ async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pack(key: &str, end: u64) -> Pack {
+        Pack {
+            key: key.into(),
+            frames: vec![framefleet_core::pack::PackedFrame {
+                name: "a.0000000.jpg".into(),
+                offset: 512,
+                length: end - 512,
+            }],
+        }
+    }
+
+    #[test]
+    fn packs_must_be_listed_and_long_enough() {
+        let id = VideoId::from_raw("v-1");
+        let listed = vec![Object {
+            key: "v-1/packs/000000.tar".into(),
+            etag: "e".into(),
+            size: 2048,
+        }];
+        check_packs(&id, &[pack("v-1/packs/000000.tar", 1000)], &listed).unwrap();
+        let short = check_packs(&id, &[pack("v-1/packs/000000.tar", 4000)], &listed)
+            .unwrap_err()
+            .to_string();
+        assert!(short.contains("reaches byte 4000"), "{short}");
+        let missing = check_packs(&id, &[pack("v-1/packs/000001.tar", 1000)], &listed)
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("000001.tar"), "{missing}");
+    }
 
     #[test]
     fn edge_maps_are_named_like_frames() {

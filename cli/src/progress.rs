@@ -148,6 +148,13 @@ pub struct ManifestOutput {
     pub bucket: String,
     /// `<video id>/`.
     pub prefix: String,
+    /// `objects` or `packed`; absent in manifests before packs existed (objects). Read by
+    /// `fetch`, not shown by `status`.
+    #[serde(default, skip_serializing)]
+    pub layout: framefleet_core::message::OutputLayout,
+    /// The packs and their index (packed layout).
+    #[serde(default, skip_serializing)]
+    pub packs: Vec<framefleet_core::pack::Pack>,
 }
 
 /// `timings` of the manifest (seconds).

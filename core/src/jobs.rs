@@ -7,6 +7,9 @@
 //! "already counted". The job is finalized when `done_frames = total_frames`, a comparison
 //! DynamoDB can evaluate (it has no arithmetic in conditions, hence the extra `done_frames`);
 //! the one worker that wins that write writes the manifest and then marks the job COMPLETE.
+//! The same transaction ADDs the batch's [`Usage`] to the job item's `usage_*` counters and
+//! stores the batch's pack index (packed layout) in its marker, so usage is exactly once too
+//! and the manifest's pack index is complete once the job is.
 //!
 //! Jobs that are not finished carry `open_shard` (one of [`OPEN_SHARDS`] values, from the video
 //! id), the partition key of the sparse index [`OPEN_JOBS_INDEX`] whose sort key is
@@ -32,6 +35,8 @@ use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 
 use crate::aws::{describe, is_transaction_conflict, is_transient, ConflictBackoff};
+use crate::message::OutputLayout;
+use crate::usage::{write_units, Usage};
 use crate::video::VideoId;
 
 /// Sort key of the job item.
@@ -66,6 +71,9 @@ pub struct BatchPlan {
     /// `s3://…` of the last captured frame, when MediaConvert named it; without it the frames
     /// are listed (the frames bucket does not change under a job).
     pub last_frame: Option<String>,
+    /// How the edge maps are stored; absent in plans stored before the field (per-frame).
+    #[serde(default)]
+    pub layout: OutputLayout,
 }
 
 /// Where a job is. The order is the only order transitions may take.
@@ -176,6 +184,8 @@ pub struct JobRecord {
     pub plan: Option<BatchPlan>,
     /// How many times the reconciler acted on this job (re-sent batches, restarted a capture).
     pub reconcile_attempts: u64,
+    /// What the counted batches used, summed by their counting transactions.
+    pub usage: Usage,
 }
 
 impl JobRecord {
@@ -206,6 +216,7 @@ impl JobRecord {
             finished_at: None,
             plan: None,
             reconcile_attempts: 0,
+            usage: Usage::default(),
         }
     }
 }
@@ -226,6 +237,15 @@ pub struct BatchOutcome {
     pub processed: u64,
     /// Frames that failed, with reasons.
     pub failed: Vec<FailedFrame>,
+    /// What the batch used, besides the counting transaction (which [`JobTable::count_batch`]
+    /// adds itself).
+    pub usage: Usage,
+    /// Size of the job item as last read, bytes: the counting transaction's update of it costs
+    /// write units by that size.
+    pub job_item_bytes: u64,
+    /// The batch's pack index (packed layout), stored opaque in the batch marker and handed
+    /// back by [`JobTable::packs`].
+    pub pack: Option<String>,
 }
 
 /// Result of registering an upload.
@@ -663,6 +683,32 @@ impl JobTable {
                 .collect();
             marker.insert("failures".into(), AttributeValue::L(failures));
         }
+        if let Some(pack) = &outcome.pack {
+            marker.insert("pack".into(), s(pack));
+        }
+        // The transaction itself: 2 write units per KB of each item it writes.
+        let usage = outcome.usage.plus(Usage {
+            dynamodb_write_units: write_units(item_bytes(&marker), true)
+                + write_units(outcome.job_item_bytes as usize, true),
+            ..Usage::default()
+        });
+        let mut names = HashMap::from([
+            ("#processed".to_string(), "processed_frames".to_string()),
+            ("#failed".to_string(), "failed_frames".to_string()),
+            ("#done".to_string(), "done_frames".to_string()),
+        ]);
+        let mut values = HashMap::from([
+            (":p".to_string(), n(outcome.processed)),
+            (":f".to_string(), n(failed)),
+            (":d".to_string(), n(outcome.processed + failed)),
+            (":now".to_string(), s(now_rfc3339())),
+        ]);
+        let mut adds = vec!["#processed :p, #failed :f, #done :d".to_string()];
+        for (i, (attribute, count)) in usage.attributes().into_iter().enumerate() {
+            names.insert(format!("#u{i}"), attribute.to_string());
+            values.insert(format!(":u{i}"), n(count));
+            adds.push(format!("#u{i} :u{i}"));
+        }
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(marker))
@@ -672,19 +718,10 @@ impl JobTable {
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(Self::key(video_id, JOB_SK)))
-            .update_expression("ADD #processed :p, #failed :f, #done :d SET updated_at = :now")
+            .update_expression(format!("ADD {} SET updated_at = :now", adds.join(", ")))
             .condition_expression("attribute_exists(pk)")
-            .set_expression_attribute_names(Some(HashMap::from([
-                ("#processed".to_string(), "processed_frames".to_string()),
-                ("#failed".to_string(), "failed_frames".to_string()),
-                ("#done".to_string(), "done_frames".to_string()),
-            ])))
-            .set_expression_attribute_values(Some(HashMap::from([
-                (":p".to_string(), n(outcome.processed)),
-                (":f".to_string(), n(failed)),
-                (":d".to_string(), n(outcome.processed + failed)),
-                (":now".to_string(), s(now_rfc3339())),
-            ])))
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
             .build()
             .map_err(|e| self.build_error("count_batch", video_id, e))?;
         let request = self
@@ -781,6 +818,30 @@ impl JobTable {
             None,
         )
         .await
+    }
+
+    /// The pack index of every counted batch that wrote a pack, in batch order, as stored by
+    /// [`JobTable::count_batch`] (opaque here: the worker's output module owns its shape).
+    pub async fn packs(&self, video_id: &VideoId) -> Result<Vec<String>, JobTableError> {
+        let mut packs = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :batch)")
+            .filter_expression("attribute_exists(pack)")
+            .projection_expression("pack")
+            .expression_attribute_values(":pk", s(video_id.as_str()))
+            .expression_attribute_values(":batch", s("batch#"))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| self.error("packs", video_id, e))?;
+            packs.extend(get_s(&item, "pack"));
+        }
+        Ok(packs)
     }
 
     /// Every failed frame recorded in the batch markers, in batch order.
@@ -1081,7 +1142,32 @@ fn record_from_item(item: &Item) -> JobRecord {
         finished_at: get_s(item, "finished_at"),
         plan: get_s(item, "plan").and_then(|text| serde_json::from_str(&text).ok()),
         reconcile_attempts: get_n(item, "reconcile_attempts").unwrap_or_default(),
+        usage: Usage::from_attributes(|name| get_n(item, name)),
     }
+}
+
+/// An item's size as DynamoDB bills it, closely enough for write units: attribute names plus
+/// values (strings and binaries by length, numbers by digits, lists and maps with their
+/// overhead), "Item sizes and formats", DynamoDB Developer Guide,
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html>.
+fn item_bytes(item: &Item) -> usize {
+    fn value_bytes(value: &AttributeValue) -> usize {
+        match value {
+            AttributeValue::S(text) => text.len(),
+            AttributeValue::N(number) => number.len().div_ceil(2) + 1,
+            AttributeValue::B(blob) => blob.as_ref().len(),
+            AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+            AttributeValue::L(list) => 3 + list.iter().map(|v| 1 + value_bytes(v)).sum::<usize>(),
+            AttributeValue::M(map) => {
+                3 + map
+                    .iter()
+                    .map(|(k, v)| 1 + k.len() + value_bytes(v))
+                    .sum::<usize>()
+            }
+            _ => 0,
+        }
+    }
+    item.iter().map(|(k, v)| k.len() + value_bytes(v)).sum()
 }
 
 /// The sparse index of recent jobs: partition key `created_day` (`jobs#YYYY-MM-DD`, set once at

@@ -8,6 +8,8 @@
 //! - [`frames`]: MediaConvert's frame naming contract.
 //! - [`message`]: the frame batch message the dispatcher sends and the workers consume.
 //! - [`jobs`]: the DynamoDB job table: registration, forward-only status, exactly-once counting.
+//! - [`pack`]: the index of a pack of edge maps (the packed output layout).
+//! - [`usage`]: what a job used, in the units AWS bills; [`pricing`]: what that costs.
 //! - [`queue`]: small SQS helpers shared by the consumers (receive, delete, heartbeat).
 //! - [`redrive`]: moving dead-lettered messages back, which cannot count anything twice.
 //! - [`health`]: heartbeat files behind the `healthcheck` subcommands, one per service loop.
@@ -21,8 +23,11 @@ pub mod health;
 pub mod jobs;
 pub mod lease;
 pub mod message;
+pub mod pack;
+pub mod pricing;
 pub mod queue;
 pub mod redrive;
 pub mod shutdown;
 pub mod telemetry;
+pub mod usage;
 pub mod video;

@@ -27,6 +27,30 @@ pub struct FrameBatch {
     pub frame_keys: Vec<String>,
     /// How to turn each frame into an edge map (the same for the whole video).
     pub params: EdgeParams,
+    /// How the edge maps are stored (the same for the whole video). Left out of per-frame
+    /// messages, so they read exactly as before the field existed, and absent means per-frame.
+    #[serde(default, skip_serializing_if = "OutputLayout::is_objects")]
+    pub layout: OutputLayout,
+}
+
+/// How a job's edge maps are stored in the processed bucket, chosen per job by the dispatcher.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputLayout {
+    /// One object per frame, `<video id>/<frame name>.<ext>`: one S3 PUT per frame.
+    #[default]
+    Objects,
+    /// One uncompressed POSIX tar (ustar) per batch, `<video id>/packs/<batch index>.tar`, its
+    /// index (each member's data offset and length) in the manifest so one frame is read with
+    /// a ranged GET: one S3 PUT per batch.
+    Packed,
+}
+
+impl OutputLayout {
+    /// True for the default, per-frame objects.
+    pub fn is_objects(&self) -> bool {
+        *self == Self::Objects
+    }
 }
 
 /// A message body that is not a frame batch this worker understands.
@@ -63,13 +87,15 @@ impl FrameBatch {
 }
 
 /// Splits `keys` into batches of at most `batch_size` frames whose bodies stay under
-/// [`MAX_MESSAGE_BYTES`] (long keys shrink a batch rather than break the limit).
+/// [`MAX_MESSAGE_BYTES`] (long keys shrink a batch rather than break the limit), every batch
+/// carrying `params` and `layout`.
 pub fn plan_batches(
     video_id: &VideoId,
     frames_bucket: &str,
     keys: Vec<String>,
     batch_size: usize,
     params: &EdgeParams,
+    layout: OutputLayout,
 ) -> Vec<FrameBatch> {
     let batch_size = batch_size.max(1);
     let empty = FrameBatch {
@@ -79,6 +105,7 @@ pub fn plan_batches(
         frames_bucket: frames_bucket.to_string(),
         frame_keys: Vec::new(),
         params: params.clone(),
+        layout,
     };
     // Room for the envelope plus slack for the batch index digits.
     let overhead = empty.to_body().len() + 16;
@@ -121,9 +148,50 @@ mod tests {
     }
 
     #[test]
+    fn layout_travels_and_defaults_to_objects() {
+        let id = VideoId::from_raw("v-1");
+        let packed = plan_batches(
+            &id,
+            "f",
+            keys(3, 4),
+            10,
+            &EdgeParams::default(),
+            OutputLayout::Packed,
+        )
+        .remove(0);
+        let body = packed.to_body();
+        assert!(body.contains(r#""layout":"packed""#), "{body}");
+        assert_eq!(
+            FrameBatch::parse(&body).unwrap().layout,
+            OutputLayout::Packed
+        );
+        // A per-frame batch reads as it did before the field existed, and such a message
+        // (from a dispatcher before this field) means per-frame objects.
+        let objects = FrameBatch {
+            layout: OutputLayout::Objects,
+            ..packed
+        };
+        let body = objects.to_body();
+        assert!(!body.contains("layout"), "{body}");
+        assert_eq!(
+            FrameBatch::parse(&body).unwrap().layout,
+            OutputLayout::Objects
+        );
+        let unknown = format!(r#"{},"layout":"tarball"}}"#, &body[..body.len() - 1]);
+        assert!(FrameBatch::parse(&unknown).is_err());
+    }
+
+    #[test]
     fn batches_respect_size_and_order() {
         let id = VideoId::from_raw("v-1");
-        let batches = plan_batches(&id, "f", keys(105, 4), 50, &EdgeParams::default());
+        let batches = plan_batches(
+            &id,
+            "f",
+            keys(105, 4),
+            50,
+            &EdgeParams::default(),
+            OutputLayout::Objects,
+        );
         assert_eq!(
             batches
                 .iter()
@@ -138,7 +206,14 @@ mod tests {
     #[test]
     fn long_keys_shrink_batches_under_the_limit() {
         let id = VideoId::from_raw("v-1");
-        let batches = plan_batches(&id, "f", keys(300, 1000), 1000, &EdgeParams::default());
+        let batches = plan_batches(
+            &id,
+            "f",
+            keys(300, 1000),
+            1000,
+            &EdgeParams::default(),
+            OutputLayout::Objects,
+        );
         assert!(batches.len() > 1);
         assert_eq!(
             batches.iter().map(|b| b.frame_keys.len()).sum::<usize>(),
@@ -160,7 +235,14 @@ mod tests {
             })
             .collect();
         let id = VideoId::from_raw("v-1");
-        let batches = plan_batches(&id, "f", keys.clone(), 1000, &EdgeParams::default());
+        let batches = plan_batches(
+            &id,
+            "f",
+            keys.clone(),
+            1000,
+            &EdgeParams::default(),
+            OutputLayout::Objects,
+        );
         assert!(batches.len() > 3, "{} batches", batches.len());
         let flat: Vec<&String> = batches.iter().flat_map(|b| &b.frame_keys).collect();
         assert_eq!(flat, keys.iter().collect::<Vec<_>>(), "every key, in order");
@@ -183,7 +265,15 @@ mod tests {
     #[test]
     fn parse_round_trips_and_rejects_garbage() {
         let id = VideoId::from_raw("v-1");
-        let batch = plan_batches(&id, "f", keys(3, 4), 10, &EdgeParams::default()).remove(0);
+        let batch = plan_batches(
+            &id,
+            "f",
+            keys(3, 4),
+            10,
+            &EdgeParams::default(),
+            OutputLayout::Objects,
+        )
+        .remove(0);
         assert_eq!(FrameBatch::parse(&batch.to_body()).unwrap(), batch);
         assert!(matches!(
             FrameBatch::parse("{not json"),

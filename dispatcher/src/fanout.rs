@@ -116,6 +116,7 @@ async fn complete(
             batch_size: inner.settings.dispatcher.batch_size,
             params: inner.params.clone(),
             last_frame: last_output,
+            layout: inner.settings.dispatcher.output_layout,
         },
     };
     let batches = plan_job(inner, &video_id, &plan).await?;
@@ -178,6 +179,7 @@ pub(crate) async fn plan_job(
         keys,
         plan.batch_size,
         &plan.params,
+        plan.layout,
     ))
 }
 

@@ -325,6 +325,7 @@ fn plan_of(inner: &Inner, record: &JobRecord) -> BatchPlan {
         batch_size: inner.settings.dispatcher.batch_size,
         params: inner.params.clone(),
         last_frame: None,
+        layout: inner.settings.dispatcher.output_layout,
     })
 }
 
@@ -335,7 +336,8 @@ async fn finish(inner: &Inner, record: &JobRecord) -> Result<(), DispatchError> 
         inner.jobs.clone(),
         &inner.settings.resources.processed_bucket,
         1,
-    );
+    )
+    .with_pricing(inner.settings.pricing.clone());
     processor
         .finish_job(&record.video_id, &plan.params)
         .await

@@ -2,6 +2,8 @@
 //! kernel parameters every frame of a job is processed with.
 
 use framefleet_core::config::{ConfigError, Resources, TelemetrySettings};
+use framefleet_core::message::OutputLayout;
+use framefleet_core::pricing::PriceTable;
 use framefleet_edge::{Blur, EdgeParams, OutputFormat};
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,9 @@ pub struct DispatcherSettings {
     pub kernel: KernelConfig,
     /// Finding jobs that stopped moving and making them end.
     pub reconcile: ReconcileConfig,
+    /// Prices of what a job uses, for the cost in the manifests the reconciler finishes; keep
+    /// it equal to the workers' `[pricing]`.
+    pub pricing: PriceTable,
     /// Logging.
     pub telemetry: TelemetrySettings,
 }
@@ -67,6 +72,11 @@ pub struct DispatcherConfig {
     /// Tallest the MP4 preview may be, in pixels (an even number in 32..=8192); see
     /// `preview_max_width`.
     pub preview_max_height: u32,
+    /// How new jobs store their edge maps: `objects` (one object per frame, the default) or
+    /// `packed` (one tar per batch with its index in the manifest: one S3 PUT per batch instead
+    /// of per frame). Recorded in the job's plan when fan-out starts, so a job keeps its layout
+    /// across redeploys.
+    pub output_layout: OutputLayout,
 }
 
 impl Default for DispatcherConfig {
@@ -91,6 +101,7 @@ impl Default for DispatcherConfig {
             poll_wait_secs: 20,
             preview_max_width: 640,
             preview_max_height: 360,
+            output_layout: OutputLayout::Objects,
         }
     }
 }
@@ -279,6 +290,7 @@ impl DispatcherSettings {
                 "must be between 1 and 3600",
             ));
         }
+        self.pricing.validate()?;
         self.kernel
             .params()
             .validate()
@@ -307,6 +319,8 @@ mod tests {
         let settings = load(&[]).unwrap();
         assert_eq!(settings.dispatcher.capture_rate, "source");
         assert_eq!(settings.kernel.params(), EdgeParams::default());
+        assert_eq!(settings.dispatcher.output_layout, OutputLayout::Objects);
+        assert_eq!(settings.pricing, PriceTable::default());
     }
 
     #[test]
@@ -317,8 +331,12 @@ mod tests {
             ("FRAMEFLEET__DISPATCHER__CAPTURE_RATE", "30000/1001"),
             ("FRAMEFLEET__KERNEL__SIGMA", "1.5"),
             ("FRAMEFLEET__KERNEL__FORMAT", "png"),
+            ("FRAMEFLEET__DISPATCHER__OUTPUT_LAYOUT", "packed"),
+            ("FRAMEFLEET__PRICING__S3_PUT_PER_1000", "0.0055"),
         ])
         .unwrap();
+        assert_eq!(settings.dispatcher.output_layout, OutputLayout::Packed);
+        assert_eq!(settings.pricing.s3_put_per_1000, 0.0055);
         assert_eq!(settings.dispatcher.video_suffixes, ["mp4", "mov"]);
         assert_eq!(settings.dispatcher.batch_size, 7);
         assert_eq!(settings.kernel.params().blur, Blur::Sigma(1.5));
@@ -364,6 +382,14 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(settings.dispatcher.preview_max_width, 1280);
+        let err = load(&[("FRAMEFLEET__DISPATCHER__OUTPUT_LAYOUT", "zip")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("output_layout"), "{err}");
+        let err = load(&[("FRAMEFLEET__PRICING__FARGATE_GB_HOUR", "-0.1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pricing.fargate_gb_hour"), "{err}");
         let err = load(&[("FRAMEFLEET__DISPATCHER__BATCH_SIZ", "3")])
             .unwrap_err()
             .to_string();

@@ -76,6 +76,7 @@ async fn redelivered_last_batch_finishes_a_crashed_winners_manifest() {
         let outcome = BatchOutcome {
             processed: batch.frame_keys.len() as u64,
             failed: Vec::new(),
+            ..BatchOutcome::default()
         };
         assert_eq!(
             stack

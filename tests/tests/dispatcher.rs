@@ -272,6 +272,7 @@ async fn a_counted_batch_delivered_again_is_not_processed_again() {
         frames_bucket: frames_bucket.clone(),
         frame_keys: keys.clone(),
         params: stack.dispatcher_settings.kernel.params(),
+        layout: Default::default(),
     };
     // Were the frames read again, their absence would show as failed frames.
     for key in &keys {

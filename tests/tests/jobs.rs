@@ -76,6 +76,9 @@ async fn concurrent_batches_count_once_and_one_worker_wins() {
                     } else {
                         Vec::new()
                     },
+                    usage: batch_usage(),
+                    job_item_bytes: 500,
+                    pack: None,
                 };
                 let counting = jobs.count_batch(&id, batch, &outcome).await.unwrap();
                 let won = jobs.try_finalize(&id).await.unwrap();
@@ -106,6 +109,17 @@ async fn concurrent_batches_count_once_and_one_worker_wins() {
     let failed = jobs.failed_frames(&id).await.unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].key, "v/f.0000012.jpg");
+    // Usage is counted exactly once per batch, like the frames: ten batches, not twenty
+    // deliveries; the transaction adds its own 2 + 2 write units (marker and job item, each
+    // under 1 KB).
+    let once = batch_usage();
+    assert_eq!(record.usage.s3_get_requests, 10 * once.s3_get_requests);
+    assert_eq!(record.usage.worker_cpu_ms, 10 * once.worker_cpu_ms);
+    assert_eq!(record.usage.sqs_requests, 10 * once.sqs_requests);
+    assert_eq!(
+        record.usage.dynamodb_write_units,
+        10 * (once.dynamodb_write_units + 4)
+    );
     // A final job cannot fail or complete again.
     assert_eq!(
         jobs.fail(&id, "late").await.unwrap(),
@@ -130,6 +144,7 @@ async fn incomplete_job_does_not_complete() {
     let outcome = BatchOutcome {
         processed: 4,
         failed: Vec::new(),
+        ..BatchOutcome::default()
     };
     assert_eq!(
         jobs.count_batch(&id, 0, &outcome).await.unwrap(),
@@ -153,10 +168,22 @@ async fn incomplete_job_does_not_complete() {
     );
 }
 
+fn batch_usage() -> framefleet_core::usage::Usage {
+    framefleet_core::usage::Usage {
+        s3_get_requests: 4,
+        s3_put_requests: 4,
+        sqs_requests: 3,
+        dynamodb_read_units: 1,
+        dynamodb_write_units: 1,
+        worker_cpu_ms: 7,
+    }
+}
+
 fn plan() -> framefleet_core::jobs::BatchPlan {
     framefleet_core::jobs::BatchPlan {
         batch_size: 4,
         params: framefleet_edge::EdgeParams::default(),
         last_frame: Some("s3://frames/v/clip.0000039.jpg".into()),
+        layout: Default::default(),
     }
 }

@@ -223,6 +223,28 @@ async fn upload_becomes_edge_maps_with_exact_counts() {
     assert_eq!(manifest["source"]["key"], key);
     assert!(manifest["mediaconvert_job_id"].is_string(), "{manifest:#}");
     assert_eq!(manifest["capture_rate"], "12/1");
+    assert_eq!(manifest["output"]["layout"], "objects");
+    // Usage, per-frame layout: every frame read once and written once, send + receive +
+    // delete per batch, counted once per batch in the job record the manifest reports.
+    let batches = record.batches.unwrap();
+    let workers = &manifest["usage"]["workers"];
+    assert_eq!(workers["s3_get_requests"], frames, "{workers:#}");
+    assert_eq!(workers["s3_put_requests"], frames, "{workers:#}");
+    assert_eq!(workers["sqs_requests"], 3 * batches, "{workers:#}");
+    assert!(workers["dynamodb_read_units"].as_u64().unwrap() >= batches);
+    assert!(workers["dynamodb_write_units"].as_u64().unwrap() >= 5 * batches);
+    assert!(
+        workers["worker_cpu_ms"].as_u64().unwrap() > 0,
+        "{workers:#}"
+    );
+    assert_eq!(record.usage.s3_put_requests, frames);
+    // Edge maps, the manifest, the pinned upload copy, MediaConvert's frames and preview.
+    assert_eq!(
+        manifest["usage"]["total"]["s3_put_requests"],
+        frames + 1 + 1 + frames + 1
+    );
+    assert!(manifest["cost"]["total_usd"].as_f64().unwrap() > 0.0);
+    assert_eq!(manifest["cost"]["prices_read_on"], "2026-11-30");
     assert_eq!(
         record.manifest_key,
         Some(format!("{video_id}/manifest.json"))

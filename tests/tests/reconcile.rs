@@ -257,6 +257,7 @@ async fn a_completion_nobody_finished_is_finished() {
             let outcome = BatchOutcome {
                 processed: batch_size.min(frames - index * batch_size),
                 failed: Vec::new(),
+                ..BatchOutcome::default()
             };
             stack
                 .jobs

@@ -14,11 +14,14 @@ use framefleet_core::jobs::{
     BatchOutcome, Counting, FailedFrame, JobStatus, JobTable, JobTableError, Transition,
 };
 use framefleet_core::message::FrameBatch;
+use framefleet_core::pricing::PriceTable;
 use framefleet_edge::EdgeParams;
 use futures::StreamExt;
 use tracing::Instrument;
 
 use crate::manifest;
+use crate::output::{self, Emitted, Held};
+use crate::usage::{self, BatchMeter};
 
 /// A batch that must be retried later (the message is left for redelivery).
 #[derive(Debug, thiserror::Error)]
@@ -64,10 +67,12 @@ pub struct BatchProcessor {
     pub(crate) jobs: JobTable,
     pub(crate) processed_bucket: Arc<str>,
     pub(crate) frame_concurrency: usize,
+    pub(crate) pricing: Arc<PriceTable>,
 }
 
 enum FrameResult {
     Written,
+    Held(Held),
     Failed(FailedFrame),
 }
 
@@ -84,7 +89,15 @@ impl BatchProcessor {
             jobs,
             processed_bucket: processed_bucket.into(),
             frame_concurrency: frame_concurrency.max(1),
+            pricing: Arc::new(PriceTable::default()),
         }
+    }
+
+    /// Prices the cost in the manifests this processor writes with `pricing` (list prices when
+    /// not given).
+    pub fn with_pricing(mut self, pricing: PriceTable) -> Self {
+        self.pricing = Arc::new(pricing);
+        self
     }
 
     /// Processes, counts and possibly completes. `redelivered` allows finishing a manifest a
@@ -115,7 +128,14 @@ impl BatchProcessor {
             }
             // One consistent read before any frame is fetched: a canceled job's remaining
             // batches are dropped, not counted as failed (its counters stay as they were).
-            let status = self.jobs.get(&batch.video_id).await?.map(|r| r.status);
+            let meter = Arc::new(BatchMeter::default());
+            if redelivered {
+                meter.dynamodb_read(1);
+            }
+            let record = self.jobs.get(&batch.video_id).await?;
+            let job_item_bytes = record.as_ref().map_or(1, usage::job_item_bytes);
+            meter.dynamodb_read(job_item_bytes);
+            let status = record.map(|r| r.status);
             if status == Some(JobStatus::Canceled) {
                 tracing::info!("job CANCELED; skipping the batch");
                 return Ok(BatchReport {
@@ -130,19 +150,28 @@ impl BatchProcessor {
             let frames: Vec<_> = batch
                 .frame_keys
                 .iter()
-                .map(|key| self.process_frame(batch, key))
+                .map(|key| self.process_frame(batch, key, &meter))
                 .collect();
             let results: Vec<Result<FrameResult, BatchError>> = futures::stream::iter(frames)
                 .buffered(self.frame_concurrency)
                 .collect()
                 .await;
             let mut outcome = BatchOutcome::default();
+            let mut held = Vec::new();
             for result in results {
                 match result? {
                     FrameResult::Written => outcome.processed += 1,
+                    FrameResult::Held(frame) => {
+                        outcome.processed += 1;
+                        held.push(frame);
+                    }
                     FrameResult::Failed(failed) => outcome.failed.push(failed),
                 }
             }
+            outcome.pack =
+                output::finish_batch(&self.s3, &self.processed_bucket, batch, held, &meter).await?;
+            outcome.usage = meter.usage(batch.to_body().len(), job_item_bytes);
+            outcome.job_item_bytes = job_item_bytes as u64;
             let counting = self
                 .jobs
                 .count_batch(&batch.video_id, batch.batch_index, &outcome)
@@ -210,7 +239,10 @@ impl BatchProcessor {
             return Ok(());
         };
         let failed = self.jobs.failed_frames(video_id).await?;
-        let document = manifest::build(&record, params, &self.processed_bucket, failed);
+        let packs = self.jobs.packs(video_id).await?;
+        let document = manifest::build(&record, params, &self.processed_bucket, failed)
+            .with_packs(&packs)
+            .with_cost(&record, &packs, &self.pricing);
         let key = format!("{video_id}/manifest.json");
         let body = serde_json::to_vec_pretty(&document).unwrap_or_default();
         self.put(&key, body, "application/json").await?;
@@ -234,8 +266,10 @@ impl BatchProcessor {
         &self,
         batch: &FrameBatch,
         key: &str,
+        meter: &Arc<BatchMeter>,
     ) -> Result<FrameResult, BatchError> {
         let bucket = &batch.frames_bucket;
+        meter.s3_get();
         let bytes = match self.s3.get_object().bucket(bucket).key(key).send().await {
             Ok(out) => match out.body.collect().await {
                 Ok(data) => data.into_bytes(),
@@ -263,9 +297,10 @@ impl BatchProcessor {
         };
         let params: EdgeParams = batch.params.clone();
         let span = tracing::Span::current();
+        let kernel_meter = Arc::clone(meter);
         let result = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            framefleet_edge::process(&bytes, &params)
+            usage::metered(&kernel_meter, || framefleet_edge::process(&bytes, &params))
         })
         .await
         .map_err(|e| BatchError::Kernel(e.to_string()))?;
@@ -276,14 +311,19 @@ impl BatchProcessor {
                 return Ok(failed(key, &error.to_string()));
             }
         };
-        let output_key = output_key(
-            &batch.video_id.to_string(),
+        match output::emit(
+            &self.s3,
+            &self.processed_bucket,
+            batch,
             key,
-            edge_map.format.extension(),
-        );
-        self.put(&output_key, edge_map.bytes, edge_map.format.content_type())
-            .await?;
-        Ok(FrameResult::Written)
+            edge_map,
+            meter,
+        )
+        .await?
+        {
+            Emitted::Written => Ok(FrameResult::Written),
+            Emitted::Held(frame) => Ok(FrameResult::Held(frame)),
+        }
     }
 
     async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), BatchError> {

@@ -98,7 +98,8 @@ impl Worker {
             JobTable::new(clients.dynamodb.clone(), &r.jobs_table),
             &r.processed_bucket,
             settings.worker.frame_concurrency,
-        );
+        )
+        .with_pricing(settings.pricing.clone());
         let protection = ScaleInProtection::new(if settings.worker.scale_in_protection {
             std::env::var("ECS_AGENT_URI").ok()
         } else {

@@ -4,7 +4,9 @@
 //! - [`settings`]: what it reads at start-up.
 //! - [`consumer`]: the long-poll loop, slots, visibility heartbeats, drain on SIGTERM.
 //! - [`batch`]: one batch: download, kernel on the blocking pool, upload, count, complete.
-//! - [`manifest`]: the document the completing worker writes.
+//! - [`manifest`]: the document the completing worker writes, with the job's usage and cost.
+//! - [`output`]: per-frame objects or one tar pack per batch; [`tar`]: the ustar writer.
+//! - [`usage`]: what one batch uses (requests, CPU time), summed exactly once per batch.
 //! - [`protection`]: ECS task scale-in protection while busy.
 //! - [`offline`]: the `edges` and `bench` subcommands, no AWS involved.
 
@@ -12,8 +14,11 @@ pub mod batch;
 pub mod consumer;
 pub mod manifest;
 pub mod offline;
+pub mod output;
 pub mod protection;
 pub mod settings;
+pub mod tar;
+pub mod usage;
 
 pub use consumer::{Outcome, RunSummary, Worker};
 pub use settings::WorkerSettings;

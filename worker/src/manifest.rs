@@ -1,7 +1,12 @@
 //! `manifest.json`, written once per job by the worker that completes it: what went in, with
-//! which parameters, what came out, which frames failed and why, and how long each phase took.
+//! which parameters, what came out, which frames failed and why, how long each phase took, and
+//! what the job used and cost.
 
 use framefleet_core::jobs::{FailedFrame, JobRecord};
+use framefleet_core::message::OutputLayout;
+use framefleet_core::pack::Pack;
+use framefleet_core::pricing::{Cost, PriceTable};
+use framefleet_core::usage::{read_units, write_units, Usage};
 use framefleet_edge::EdgeParams;
 use serde::Serialize;
 
@@ -30,6 +35,49 @@ pub struct Manifest {
     pub failed_frames: Vec<FailedFrame>,
     /// Phase timestamps and durations.
     pub timings: Timings,
+    /// What the job used, in billing units.
+    pub usage: JobUsage,
+    /// What that costs under the price table, USD.
+    pub cost: JobCost,
+}
+
+/// What a job used, by who used it, and the sum.
+///
+/// - `workers`: measured by the workers, summed exactly once per batch by the counting
+///   transactions (attribution in the worker's `usage` module): frame GETs, edge map or pack
+///   PUTs, the batch messages' send, receive and delete, the job table requests of each batch,
+///   and the kernel's thread CPU time.
+/// - `manifest`: the completion's own requests, counted as this document is written (the job
+///   read, the two marker queries, the manifest PUT, the COMPLETE update).
+/// - `dispatcher`: the fixed requests of a clean run, not measured: the upload notification and
+///   the MediaConvert COMPLETE event (receive and delete each), the copy that pins the upload
+///   (a PUT-class request), the header probe's first ranged GET, and the job table writes
+///   (register, start capture, start processing, fanned out) and read. Progress events (one
+///   every 10 s of capture), extra probe reads and retries add to this.
+/// - `capture`: MediaConvert's writes into our buckets: one PUT per captured frame and one for
+///   the preview. MediaConvert's own per-minute charge is not priced here.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobUsage {
+    /// Everything below, summed; what `cost` prices.
+    pub total: Usage,
+    /// Measured per batch by the workers.
+    pub workers: Usage,
+    /// The completion writing this manifest.
+    pub manifest: Usage,
+    /// The dispatcher's fixed requests for one job.
+    pub dispatcher: Usage,
+    /// MediaConvert's frame and preview writes.
+    pub capture: Usage,
+}
+
+/// The cost estimate, with the price table's date, and per 1,000 captured frames.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobCost {
+    /// Priced lines and their total.
+    #[serde(flatten)]
+    pub estimate: Cost,
+    /// `total_usd` per 1,000 captured frames.
+    pub per_1000_frames_usd: Option<f64>,
 }
 
 /// The upload.
@@ -59,10 +107,17 @@ pub struct Counts {
 /// Output location.
 #[derive(Debug, Clone, Serialize)]
 pub struct Output {
-    /// Bucket.
+    /// The processed bucket.
     pub bucket: String,
     /// Prefix of the edge maps, `<video id>/`.
     pub prefix: String,
+    /// `objects` (one object per edge map under `prefix`) or `packed` (tars under
+    /// `<prefix>packs/`, listed in `packs`).
+    pub layout: OutputLayout,
+    /// Packed layout: every pack, in batch order, with each member's data offset and length,
+    /// so one edge map is one ranged GET of `key`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub packs: Vec<Pack>,
 }
 
 /// File name of the preview under `<video id>/` in the processed bucket: the dispatcher's
@@ -139,6 +194,8 @@ pub fn build(
         output: Output {
             bucket: processed_bucket.to_string(),
             prefix: format!("{}/", record.video_id),
+            layout: record.plan.as_ref().map(|p| p.layout).unwrap_or_default(),
+            packs: Vec::new(),
         },
         preview: Preview {
             bucket: processed_bucket.to_string(),
@@ -157,6 +214,84 @@ pub fn build(
             processing_started_at: record.processing_started_at.clone(),
             finished_at: Some(finished),
         },
+        usage: job_usage(record, &[]),
+        cost: JobCost {
+            estimate: PriceTable::default().cost(&Usage::default()),
+            per_1000_frames_usd: None,
+        },
+    }
+}
+
+impl Manifest {
+    /// Lists the packs, given as the batch markers store them (JSON of [`Pack`]), in key order.
+    /// A marker that does not parse is skipped with an error log: its frames stay counted.
+    #[must_use]
+    pub fn with_packs(mut self, stored: &[String]) -> Self {
+        let mut packs: Vec<Pack> = stored
+            .iter()
+            .filter_map(|text| match serde_json::from_str(text) {
+                Ok(pack) => Some(pack),
+                Err(error) => {
+                    tracing::error!(%error, "a batch marker's pack index does not parse");
+                    None
+                }
+            })
+            .collect();
+        packs.sort_by(|a: &Pack, b: &Pack| a.key.cmp(&b.key));
+        self.output.packs = packs;
+        self
+    }
+
+    /// Fills `usage` and `cost` from the record's counters, the stored pack indexes and
+    /// `pricing`.
+    #[must_use]
+    pub fn with_cost(mut self, record: &JobRecord, packs: &[String], pricing: &PriceTable) -> Self {
+        self.usage = job_usage(record, packs);
+        let estimate = pricing.cost(&self.usage.total);
+        let per_1000_frames_usd = record
+            .total_frames
+            .filter(|&n| n > 0)
+            .map(|n| (estimate.total_usd * 1000.0 / n as f64 * 1e6).round() / 1e6);
+        self.cost = JobCost {
+            estimate,
+            per_1000_frames_usd,
+        };
+        self
+    }
+}
+
+/// Size of a batch marker without a pack index, bytes (keys, counters, times): what the two
+/// marker queries read per batch besides the pack indexes.
+const MARKER_BYTES: usize = 150;
+
+fn job_usage(record: &JobRecord, packs: &[String]) -> JobUsage {
+    let job_bytes = serde_json::to_vec(record).map_or(1024, |json| json.len());
+    let markers = record.batches.unwrap_or_default() as usize * MARKER_BYTES
+        + packs.iter().map(String::len).sum::<usize>();
+    let manifest = Usage {
+        s3_put_requests: 1,
+        dynamodb_read_units: read_units(job_bytes) + 2 * read_units(markers),
+        dynamodb_write_units: write_units(job_bytes, false),
+        ..Usage::default()
+    };
+    let dispatcher = Usage {
+        s3_get_requests: 1,
+        s3_put_requests: 1,
+        sqs_requests: 4,
+        dynamodb_read_units: read_units(job_bytes),
+        dynamodb_write_units: 2 + 2 * write_units(job_bytes, false),
+        worker_cpu_ms: 0,
+    };
+    let capture = Usage {
+        s3_put_requests: record.total_frames.unwrap_or_default() + 1,
+        ..Usage::default()
+    };
+    JobUsage {
+        total: record.usage.plus(manifest).plus(dispatcher).plus(capture),
+        workers: record.usage,
+        manifest,
+        dispatcher,
+        capture,
     }
 }
 
@@ -193,5 +328,64 @@ mod tests {
         let json = serde_json::to_value(&manifest).unwrap();
         assert_eq!(json["preview"]["bucket"], "out");
         assert_eq!(json["preview"]["key"], "v-1/preview.mp4");
+        assert_eq!(json["output"]["layout"], "objects");
+        assert!(json["output"].get("packs").is_none());
+    }
+
+    #[test]
+    fn usage_sums_the_parts_and_cost_prices_the_total() {
+        let mut record = JobRecord::new(VideoId::from_raw("v-1"), "in", "a.mp4", "e", 10);
+        record.total_frames = Some(100);
+        record.batches = Some(2);
+        record.usage = Usage {
+            s3_get_requests: 100,
+            s3_put_requests: 2,
+            sqs_requests: 6,
+            dynamodb_read_units: 2,
+            dynamodb_write_units: 10,
+            worker_cpu_ms: 4000,
+        };
+        let pack = Pack {
+            key: "v-1/packs/000000.tar".into(),
+            frames: vec![framefleet_core::pack::PackedFrame {
+                name: "a.0000000.jpg".into(),
+                offset: 512,
+                length: 10,
+            }],
+        };
+        let stored = vec![
+            serde_json::to_string(&pack).unwrap(),
+            "not json".to_string(),
+        ];
+        let manifest = build(&record, &EdgeParams::default(), "out", Vec::new())
+            .with_packs(&stored)
+            .with_cost(&record, &stored, &PriceTable::default());
+        assert_eq!(manifest.output.packs, vec![pack]);
+        let usage = &manifest.usage;
+        assert_eq!(usage.workers, record.usage);
+        assert_eq!(usage.capture.s3_put_requests, 101);
+        assert_eq!(usage.manifest.s3_put_requests, 1);
+        assert_eq!(
+            usage.total,
+            record
+                .usage
+                .plus(usage.manifest)
+                .plus(usage.dispatcher)
+                .plus(usage.capture)
+        );
+        assert_eq!(usage.total.s3_put_requests, 2 + 1 + 1 + 101);
+        let cost = &manifest.cost;
+        let puts = cost
+            .estimate
+            .items
+            .iter()
+            .find(|i| i.item == "s3_put_requests")
+            .unwrap();
+        assert_eq!(puts.usd, 0.000525);
+        let per_1000 = cost.per_1000_frames_usd.unwrap();
+        assert!((per_1000 - cost.estimate.total_usd * 10.0).abs() < 1e-6);
+        let json = serde_json::to_value(&manifest).unwrap();
+        assert_eq!(json["cost"]["prices_read_on"], "2026-11-30");
+        assert!(json["cost"]["total_usd"].as_f64().unwrap() > 0.0);
     }
 }

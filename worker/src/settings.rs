@@ -2,6 +2,7 @@
 //! job), so the worker only knows its resources and how much to do at once.
 
 use framefleet_core::config::{ConfigError, Resources, TelemetrySettings};
+use framefleet_core::pricing::PriceTable;
 use serde::{Deserialize, Serialize};
 
 /// Everything the worker reads at start-up.
@@ -12,6 +13,9 @@ pub struct WorkerSettings {
     pub resources: Resources,
     /// Consumer tuning.
     pub worker: WorkerConfig,
+    /// Prices of what a job uses, for the cost in the manifest the completing worker writes;
+    /// keep it equal to the dispatcher's `[pricing]` (its reconciler writes manifests too).
+    pub pricing: PriceTable,
     /// Logging.
     pub telemetry: TelemetrySettings,
 }
@@ -47,6 +51,7 @@ impl WorkerSettings {
     /// Checks every rule; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.resources.validate()?;
+        self.pricing.validate()?;
         if !(1..=64).contains(&self.worker.batches_in_flight) {
             return Err(ConfigError::rule(
                 "worker.batches_in_flight",
@@ -90,6 +95,12 @@ mod tests {
         assert_eq!(load(&[]).unwrap().worker, WorkerConfig::default());
         let settings = load(&[("FRAMEFLEET__WORKER__BATCHES_IN_FLIGHT", "6")]).unwrap();
         assert_eq!(settings.worker.batches_in_flight, 6);
+        let settings = load(&[("FRAMEFLEET__PRICING__READ_ON", "2027-01-31")]).unwrap();
+        assert_eq!(settings.pricing.read_on, "2027-01-31");
+        let err = load(&[("FRAMEFLEET__PRICING__S3_GET_PER_1000", "NaN")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pricing.s3_get_per_1000"), "{err}");
     }
 
     #[test]

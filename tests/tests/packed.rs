@@ -1,0 +1,397 @@
+//! The packed output layout end to end (dispatcher `output_layout = "packed"`): one ustar per
+//! batch, its index in the manifest, one frame read back with a ranged GET, the pack opened by
+//! the system `tar`, a corrupt frame left out and listed, the usage the manifest reports, a
+//! redelivered batch that rewrites its pack without adding to the usage, and `framefleet fetch`
+//! extracting the packs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use framefleet_core::frames::frame_index;
+use framefleet_core::jobs::JobStatus;
+use framefleet_core::message::{FrameBatch, OutputLayout};
+use framefleet_core::pack::Pack;
+use framefleet_dispatcher::settings::DispatcherConfig;
+use framefleet_e2e::media::{count_frames, make_video};
+use framefleet_e2e::stack::{spawn_stack_with, Stack, StackOptions};
+use framefleet_edge::EdgeParams;
+use framefleet_worker::batch::output_key;
+
+async fn video(width: u32, height: u32, rate: &str, seconds: f64) -> (Vec<u8>, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("packed.mp4");
+    make_video(&path, width, height, rate, seconds)
+        .await
+        .unwrap();
+    let frames = count_frames(&path).await.unwrap();
+    (std::fs::read(&path).unwrap(), frames)
+}
+
+async fn manifest(stack: &Stack, video_id: &str) -> serde_json::Value {
+    let bytes = stack
+        .get(
+            &stack.resources.processed_bucket,
+            &format!("{video_id}/manifest.json"),
+        )
+        .await
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Turns on versioning on the processed bucket, so a rewritten pack leaves a second version.
+async fn version_processed_bucket(stack: &Stack) {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    stack
+        .clients
+        .s3
+        .put_bucket_versioning()
+        .bucket(&stack.resources.processed_bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// ETags of every version of `key` (ListObjectVersions).
+async fn versions(stack: &Stack, key: &str) -> Vec<String> {
+    let out = stack
+        .clients
+        .s3
+        .list_object_versions()
+        .bucket(&stack.resources.processed_bucket)
+        .prefix(key)
+        .send()
+        .await
+        .unwrap();
+    out.versions()
+        .iter()
+        .filter(|v| v.key() == Some(key))
+        .map(|v| v.e_tag().unwrap_or_default().to_string())
+        .collect()
+}
+
+async fn wait_until_empty(stack: &Stack, queue_url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if stack.queue_depth(queue_url).await.unwrap() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("queue {queue_url} did not drain");
+}
+
+/// `<target>/<profile>/framefleet`, built by `cargo build --workspace --bins`.
+fn framefleet_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("framefleet");
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first",
+        path.display()
+    );
+    path
+}
+
+async fn fetch(stack: &Stack, video_id: &str, out: &std::path::Path) -> serde_json::Value {
+    let r = &stack.resources;
+    let output = tokio::process::Command::new(framefleet_binary())
+        .args(["fetch", video_id, "--out", out.to_str().unwrap(), "--json"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_ENDPOINT_URL", stack.moto.endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", &stack.identities.admin.access_key_id)
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            &stack.identities.admin.secret_access_key,
+        )
+        .env("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("FRAMEFLEET__RESOURCES__INGRESS_BUCKET", &r.ingress_bucket)
+        .env(
+            "FRAMEFLEET__RESOURCES__PROCESSED_BUCKET",
+            &r.processed_bucket,
+        )
+        .env("FRAMEFLEET__RESOURCES__JOBS_TABLE", &r.jobs_table)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn packed_job_writes_one_indexed_tar_per_batch() {
+    let mut stack = spawn_stack_with(StackOptions {
+        workers: 0,
+        dispatcher_config: DispatcherConfig {
+            batch_size: 4,
+            output_layout: OutputLayout::Packed,
+            ..DispatcherConfig::default()
+        },
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    version_processed_bucket(&stack).await;
+    let (video, frames) = video(64, 48, "8", 1.0).await;
+    let video_id = stack.upload("packed.mp4", video).await.unwrap();
+    let id = video_id.to_string();
+    let record = stack
+        .wait_for(&video_id, &[JobStatus::Processing], Duration::from_secs(60))
+        .await
+        .unwrap();
+    let batches = record.batches.unwrap();
+    assert!(batches >= 2, "{batches} batches of {frames} frames");
+    // The batch messages as fanned out (kept for the redelivery below): they carry the layout.
+    let received = stack
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(&stack.provisioned.frames_queue_url)
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .unwrap();
+    let mut sent: Vec<FrameBatch> = received
+        .messages()
+        .iter()
+        .map(|m| FrameBatch::parse(m.body().unwrap()).unwrap())
+        .collect();
+    sent.sort_by_key(|b| b.batch_index);
+    assert_eq!(sent.len() as u64, batches);
+    assert!(sent.iter().all(|b| b.layout == OutputLayout::Packed));
+    // Frame 2 (batch 0) is corrupt: it must fail, be left out of pack 0 and be listed.
+    let captured = stack
+        .list(&stack.resources.frames_bucket, &format!("{id}/"))
+        .await
+        .unwrap();
+    assert_eq!(captured.len() as u64, frames);
+    let broken = captured[2].clone();
+    let mut bytes = stack
+        .get(&stack.resources.frames_bucket, &broken)
+        .await
+        .unwrap();
+    bytes.truncate(bytes.len() / 3);
+    bytes.extend_from_slice(&[0x13; 64]);
+    stack
+        .clients
+        .s3
+        .put_object()
+        .bucket(&stack.resources.frames_bucket)
+        .key(&broken)
+        .body(ByteStream::from(bytes))
+        .send()
+        .await
+        .unwrap();
+    stack.start_worker().await.unwrap();
+    let record = stack.wait_final(&video_id).await.unwrap();
+    assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
+    assert_eq!(record.processed_frames, frames - 1);
+    assert_eq!(record.failed_frames, 1);
+
+    // Outputs: one tar per batch, the manifest and the preview; no per-frame objects.
+    let processed = &stack.resources.processed_bucket;
+    let keys = stack.list(processed, &format!("{id}/")).await.unwrap();
+    let mut expected: Vec<String> = (0..batches)
+        .map(|i| format!("{id}/packs/{i:06}.tar"))
+        .collect();
+    expected.push(format!("{id}/manifest.json"));
+    expected.push(format!("{id}/preview.mp4"));
+    let mut sorted_keys = keys.clone();
+    sorted_keys.sort();
+    expected.sort();
+    assert_eq!(sorted_keys, expected);
+    assert!(!keys.iter().any(|k| frame_index(k).is_some()));
+
+    // The manifest: layout, every pack with its index, the failed frame with its reason.
+    let manifest = manifest(&stack, &id).await;
+    assert_eq!(manifest["output"]["layout"], "packed", "{manifest:#}");
+    let packs: Vec<Pack> = serde_json::from_value(manifest["output"]["packs"].clone()).unwrap();
+    assert_eq!(packs.len() as u64, batches);
+    assert_eq!(
+        packs.iter().map(|p| p.frames.len() as u64).sum::<u64>(),
+        frames - 1
+    );
+    let failed = manifest["failed_frames"].as_array().unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["key"], broken.as_str());
+    assert!(!failed[0]["reason"].as_str().unwrap().is_empty());
+    let params: EdgeParams = serde_json::from_value(manifest["parameters"].clone()).unwrap();
+    let broken_name = output_key(&id, &broken, "jpg");
+    let broken_name = broken_name.rsplit('/').next().unwrap();
+    assert_eq!(
+        packs[0]
+            .frames
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>(),
+        sent[0]
+            .frame_keys
+            .iter()
+            .map(|k| output_key(&id, k, "jpg"))
+            .map(|k| k.rsplit('/').next().unwrap().to_string())
+            .filter(|name| name != broken_name)
+            .collect::<Vec<_>>(),
+        "pack 0 holds batch 0's frames in order, less the corrupt one"
+    );
+
+    // Every member is exactly the offline kernel's edge map of its captured frame.
+    let by_name: BTreeMap<String, String> = captured
+        .iter()
+        .map(|k| {
+            let name = output_key(&id, k, "jpg");
+            (name.rsplit('/').next().unwrap().to_string(), k.clone())
+        })
+        .collect();
+    let mut whole_packs = Vec::new();
+    for pack in &packs {
+        let tar = stack.get(processed, &pack.key).await.unwrap();
+        for frame in &pack.frames {
+            let member = &tar[frame.offset as usize..frame.end() as usize];
+            let captured = stack
+                .get(&stack.resources.frames_bucket, &by_name[&frame.name])
+                .await
+                .unwrap();
+            let offline = framefleet_edge::process(&captured, &params).unwrap();
+            assert!(member == offline.bytes, "{} in {}", frame.name, pack.key);
+        }
+        whole_packs.push(tar);
+    }
+
+    // One frame, one ranged GET: the bytes of that member, a JPEG of the frame's size.
+    let wanted = &packs[1].frames[0];
+    let ranged = stack
+        .clients
+        .s3
+        .get_object()
+        .bucket(processed)
+        .key(&packs[1].key)
+        .range(wanted.range())
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(ranged.len() as u64, wanted.length);
+    assert_eq!(
+        &ranged[..],
+        &whole_packs[1][wanted.offset as usize..wanted.end() as usize]
+    );
+    let image = image::load_from_memory_with_format(&ranged, image::ImageFormat::Jpeg).unwrap();
+    assert_eq!((image.width(), image.height()), (64, 48));
+
+    // The system tar opens pack 0: the indexed members, nothing else, same bytes.
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("pack.tar");
+    std::fs::write(&archive, &whole_packs[0]).unwrap();
+    let extracted = dir.path().join("x");
+    std::fs::create_dir(&extracted).unwrap();
+    let tar = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&extracted)
+        .output()
+        .unwrap();
+    assert!(
+        tar.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tar.stderr)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&extracted)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut indexed: Vec<String> = packs[0].frames.iter().map(|f| f.name.clone()).collect();
+    indexed.sort();
+    assert_eq!(names, indexed);
+    for frame in &packs[0].frames {
+        assert_eq!(
+            std::fs::read(extracted.join(&frame.name)).unwrap(),
+            &whole_packs[0][frame.offset as usize..frame.end() as usize]
+        );
+    }
+
+    // Usage: every frame read once, one PUT per pack, send + receive + delete per batch.
+    let workers = &manifest["usage"]["workers"];
+    assert_eq!(workers["s3_get_requests"], frames, "{workers:#}");
+    assert_eq!(workers["s3_put_requests"], batches, "{workers:#}");
+    assert_eq!(workers["sqs_requests"], 3 * batches, "{workers:#}");
+    assert!(workers["dynamodb_read_units"].as_u64().unwrap() >= batches);
+    assert!(workers["dynamodb_write_units"].as_u64().unwrap() >= 5 * batches);
+    assert!(
+        workers["worker_cpu_ms"].as_u64().unwrap() > 0,
+        "{workers:#}"
+    );
+    // Packs, the manifest, the pinned upload copy, and MediaConvert's frames and preview.
+    assert_eq!(
+        manifest["usage"]["total"]["s3_put_requests"],
+        batches + 1 + 1 + frames + 1
+    );
+    assert!(manifest["cost"]["total_usd"].as_f64().unwrap() > 0.0);
+    assert!(manifest["cost"]["per_1000_frames_usd"].as_f64().unwrap() > 0.0);
+    assert!(manifest["cost"]["prices_read_on"].is_string());
+    let usage_before = record.usage;
+    assert!(usage_before.s3_get_requests > 0);
+
+    // `framefleet fetch` downloads the packs and extracts every edge map, resumably.
+    let out = dir.path().join("fetched");
+    let report = fetch(&stack, &id, &out).await;
+    assert_eq!(report["edge_maps"], frames - 1, "{report}");
+    assert_eq!(report["extracted"], frames - 1, "{report}");
+    for pack in &packs {
+        for frame in &pack.frames {
+            assert_eq!(
+                std::fs::read(out.join(&frame.name)).unwrap(),
+                whole_packs[packs.iter().position(|p| p.key == pack.key).unwrap()]
+                    [frame.offset as usize..frame.end() as usize],
+                "{}",
+                frame.name
+            );
+        }
+    }
+    assert!(out.join("packs/000000.tar").is_file());
+    std::fs::write(out.join(&packs[1].frames[0].name), b"cut").unwrap();
+    let again = fetch(&stack, &id, &out).await;
+    assert_eq!(again["downloaded"], 0, "{again}");
+    assert_eq!(again["extracted"], 1, "only the damaged edge map: {again}");
+
+    // A redelivered batch 0 that was already counted: processed again (its pack rewritten with
+    // the same bytes), refused by the counting transaction, and the usage does not move.
+    let pack0 = format!("{id}/packs/000000.tar");
+    assert_eq!(versions(&stack, &pack0).await.len(), 1);
+    stack
+        .clients
+        .sqs
+        .send_message()
+        .queue_url(&stack.provisioned.frames_queue_url)
+        .message_body(sent[0].to_body())
+        .send()
+        .await
+        .unwrap();
+    wait_until_empty(&stack, &stack.provisioned.frames_queue_url).await;
+    let written = versions(&stack, &pack0).await;
+    assert_eq!(written.len(), 2, "the redelivery rewrote the pack");
+    assert_eq!(written[0], written[1], "with the same bytes");
+    let record = stack.jobs.get(&video_id).await.unwrap().unwrap();
+    assert_eq!(record.usage, usage_before, "usage counted once per batch");
+    assert_eq!(record.processed_frames, frames - 1);
+}

@@ -1,0 +1,183 @@
+//! Where a batch's edge maps go, by the job's [`OutputLayout`]:
+//!
+//! - `objects`: each edge map is PUT as `<video id>/<frame name>.<ext>` as soon as it is made.
+//! - `packed`: the batch's edge maps are held and, once every frame is done, written as one
+//!   uncompressed ustar archive `<video id>/packs/<batch index>.tar` (members named like the
+//!   per-frame objects, in frame order; failed frames are not in it). Its [`Pack`] index (each
+//!   member's data offset and length) is stored in the batch marker by the counting
+//!   transaction and listed in the manifest, so one frame is one ranged GET
+//!   (`Range: bytes=offset-(offset+length-1)`), and `tar -xf` opens the whole pack.
+//!
+//! A packed batch holds its edge maps in memory until the pack is written: `batch_size` edge maps
+//! per batch in flight (50 JPEGs of a 720p frame are about 25 MB).
+//!
+//! Either way the outputs are written before the counting transaction, with keys and bytes that
+//! depend only on the batch: a redelivery rewrites the same objects.
+
+use aws_sdk_s3::primitives::ByteStream;
+use framefleet_core::aws::describe;
+use framefleet_core::message::{FrameBatch, OutputLayout};
+use framefleet_core::pack::{pack_key, Pack, PackedFrame};
+use framefleet_edge::EdgeMap;
+
+use crate::batch::{output_key, BatchError};
+use crate::tar::Tar;
+use crate::usage::BatchMeter;
+
+/// An edge map held for the batch's pack.
+#[derive(Debug)]
+pub struct Held {
+    name: String,
+    bytes: Vec<u8>,
+}
+
+/// What became of one edge map.
+#[derive(Debug)]
+pub enum Emitted {
+    /// Written as its own object.
+    Written,
+    /// Held for the pack, written by [`finish_batch`].
+    Held(Held),
+}
+
+/// Writes the edge map of frame `frame_key` now (per-frame objects) or holds it for the pack.
+pub async fn emit(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    batch: &FrameBatch,
+    frame_key: &str,
+    edge_map: EdgeMap,
+    meter: &BatchMeter,
+) -> Result<Emitted, BatchError> {
+    let key = output_key(
+        &batch.video_id.to_string(),
+        frame_key,
+        edge_map.format.extension(),
+    );
+    match batch.layout {
+        OutputLayout::Objects => {
+            put(
+                s3,
+                bucket,
+                &key,
+                edge_map.bytes,
+                edge_map.format.content_type(),
+                meter,
+            )
+            .await?;
+            Ok(Emitted::Written)
+        }
+        OutputLayout::Packed => {
+            let name = key.rsplit_once('/').map_or(key.as_str(), |(_, n)| n);
+            Ok(Emitted::Held(Held {
+                name: name.to_string(),
+                bytes: edge_map.bytes,
+            }))
+        }
+    }
+}
+
+/// Builds the pack of `held` (in frame order), or `None` when there is nothing to pack.
+pub fn build_pack(video_id: &str, batch_index: u32, held: &[Held]) -> Option<(Vec<u8>, Pack)> {
+    if held.is_empty() {
+        return None;
+    }
+    let mut tar = Tar::new();
+    for frame in held {
+        // Names come from frame keys (non-empty, no NUL: S3 keys are UTF-8 and the name ends in
+        // the extension) and edge maps are far below 8 GiB; a refusal would be a bug.
+        if let Err(error) = tar.append(&frame.name, &frame.bytes) {
+            tracing::error!(%error, "edge map left out of the pack");
+        }
+    }
+    let (bytes, spans) = tar.finish();
+    let pack = Pack {
+        key: pack_key(video_id, batch_index),
+        frames: spans
+            .into_iter()
+            .map(|span| PackedFrame {
+                name: span.name,
+                offset: span.offset,
+                length: span.length,
+            })
+            .collect(),
+    };
+    Some((bytes, pack))
+}
+
+/// Ends the batch's output: for packed batches, PUTs the pack and returns its index as stored in
+/// the batch marker (JSON); per-frame batches have nothing left to write.
+pub async fn finish_batch(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    batch: &FrameBatch,
+    held: Vec<Held>,
+    meter: &BatchMeter,
+) -> Result<Option<String>, BatchError> {
+    let Some((bytes, pack)) = build_pack(&batch.video_id.to_string(), batch.batch_index, &held)
+    else {
+        return Ok(None);
+    };
+    put(s3, bucket, &pack.key, bytes, "application/x-tar", meter).await?;
+    tracing::info!(key = %pack.key, frames = pack.frames.len(), "pack written");
+    Ok(Some(serde_json::to_string(&pack).unwrap_or_default()))
+}
+
+async fn put(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+    content_type: &str,
+    meter: &BatchMeter,
+) -> Result<(), BatchError> {
+    meter.s3_put();
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type(content_type)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|error| BatchError::Storage {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            message: describe(&error),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(name: &str, bytes: &[u8]) -> Held {
+        Held {
+            name: name.into(),
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn pack_index_points_at_each_edge_map() {
+        let frames = [
+            held("c.0000000.jpg", b"first"),
+            held("c.0000001.jpg", &[2; 700]),
+        ];
+        let (bytes, pack) = build_pack("v-1", 3, &frames).unwrap();
+        assert_eq!(pack.key, "v-1/packs/000003.tar");
+        assert_eq!(pack.frames.len(), 2);
+        for (frame, packed) in frames.iter().zip(&pack.frames) {
+            assert_eq!(packed.name, frame.name);
+            let start = packed.offset as usize;
+            assert_eq!(
+                &bytes[start..start + packed.length as usize],
+                &frame.bytes[..]
+            );
+        }
+        assert_eq!(pack.frames[0].range(), "bytes=512-516");
+        let json = serde_json::to_string(&pack).unwrap();
+        assert_eq!(serde_json::from_str::<Pack>(&json).unwrap(), pack);
+        assert!(build_pack("v-1", 0, &[]).is_none());
+    }
+}
