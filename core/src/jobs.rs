@@ -176,6 +176,9 @@ pub struct JobRecord {
     pub plan: Option<BatchPlan>,
     /// How many times the reconciler acted on this job (re-sent batches, restarted a capture).
     pub reconcile_attempts: u64,
+    /// W3C traceparent of the span that registered the job: every later step (capture events,
+    /// batches, the reconciler) joins this trace. `None` for jobs registered without tracing.
+    pub traceparent: Option<String>,
 }
 
 impl JobRecord {
@@ -206,6 +209,7 @@ impl JobRecord {
             finished_at: None,
             plan: None,
             reconcile_attempts: 0,
+            traceparent: None,
         }
     }
 }
@@ -367,6 +371,9 @@ impl JobTable {
         item.insert("updated_at".into(), s(&record.updated_at));
         item.insert("open_shard".into(), s(open_shard(&record.video_id)));
         item.insert("created_day".into(), s(created_day(&record.created_at)));
+        if let Some(traceparent) = &record.traceparent {
+            item.insert("traceparent".into(), s(traceparent));
+        }
         let request = self
             .client
             .put_item()
@@ -1081,6 +1088,7 @@ fn record_from_item(item: &Item) -> JobRecord {
         finished_at: get_s(item, "finished_at"),
         plan: get_s(item, "plan").and_then(|text| serde_json::from_str(&text).ok()),
         reconcile_attempts: get_n(item, "reconcile_attempts").unwrap_or_default(),
+        traceparent: get_s(item, "traceparent"),
     }
 }
 

@@ -5,12 +5,15 @@
 //! - [`consumer`]: the long-poll loop, slots, visibility heartbeats, drain on SIGTERM.
 //! - [`batch`]: one batch: download, kernel on the blocking pool, upload, count, complete.
 //! - [`manifest`]: the document the completing worker writes.
+//! - `metrics`: the worker's OpenTelemetry instruments (frames, batches, kernel and S3 time,
+//!   queue wait, in flight, jobs completed and their duration).
 //! - [`protection`]: ECS task scale-in protection while busy.
 //! - [`offline`]: the `edges` and `bench` subcommands, no AWS involved.
 
 pub mod batch;
 pub mod consumer;
 pub mod manifest;
+mod metrics;
 pub mod offline;
 pub mod protection;
 pub mod settings;
