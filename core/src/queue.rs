@@ -373,7 +373,7 @@ mod tests {
         // Two bodies that fit exactly stop fitting once each carries a traceparent.
         let half = MAX_BATCH_PAYLOAD_BYTES / 2;
         let bodies = [body(half), body(half)];
-        assert_eq!(plan_send_batches(&bodies, 0), [0..2]);
+        assert_eq!(plan_send_batches(&bodies, 0), vec![0..2]);
         let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let extra = string_attribute_bytes("traceparent", traceparent);
         assert_eq!(extra, 11 + 6 + 55);
