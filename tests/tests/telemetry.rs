@@ -44,7 +44,12 @@ async fn fleet_stack(
         ("FRAMEFLEET__DISPATCHER__POLL_WAIT_SECS".into(), "2".into()),
     ];
     dispatcher.extend(dispatcher_env);
-    let extra = HashMap::from([(Service::Dispatcher, dispatcher)]);
+    // The workers log JSON, so the test can find the trace id beside the video id.
+    let worker = vec![(
+        "FRAMEFLEET__TELEMETRY__LOG_FORMAT".to_string(),
+        "json".to_string(),
+    )];
+    let extra = HashMap::from([(Service::Dispatcher, dispatcher), (Service::Worker, worker)]);
     let fleet = Fleet::new(&stack, extra).unwrap();
     (stack, fleet)
 }
@@ -205,6 +210,23 @@ async fn one_trace_links_the_dispatcher_and_every_batch_and_counters_add_up() {
             "{step} spans are children of batch spans"
         );
     }
+    // The workers' JSON logs carry the trace id beside the video id.
+    let logged = ["worker-1", "worker-2"]
+        .iter()
+        .flat_map(|name| {
+            fleet
+                .log(name)
+                .lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .collect::<Vec<_>>()
+        })
+        .filter(|line| line["span"]["trace_id"] == trace.as_str())
+        .filter(|line| line["span"]["video_id"] == id.as_str())
+        .count();
+    assert!(
+        logged > 0,
+        "no worker log line with trace_id {trace} and video_id {id}"
+    );
     let downloads = in_trace("worker", "download").len() as u64;
     assert!(
         downloads >= frames,
