@@ -5,7 +5,8 @@
 //! spans (register, capture, the capture's events, fan-out) and every batch span, each batch
 //! span a child of the fan-out span that sent it; and the exported frame counters, summed over
 //! the workers, equal the job's counts. A second test points every service at a closed port:
-//! the job still completes and every service still stops.
+//! the job still completes and every service still stops. A third runs the services in-process,
+//! exporting through `StackOptions::otel_env`.
 //!
 //! Build the binaries first: `cargo build --workspace --bins` (`scripts/test` does).
 
@@ -306,4 +307,47 @@ async fn an_unreachable_collector_neither_stops_the_job_nor_the_shutdown() {
     );
     // Each stop waits for the process to exit: a dead collector must not hold them up.
     stop_all(&mut fleet).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_process_services_export_through_the_stack_options() {
+    // The stack installs this test process's providers from `StackOptions::otel_env`: the
+    // in-process dispatcher and workers share them (service `tests`), and the trace still
+    // travels through the job record, MediaConvert and SQS.
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let stack = spawn_stack_with(StackOptions {
+        otel_env: receiver.env("grpc"),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let id = stack.upload("in-process.mp4", clip().await).await.unwrap();
+    let done = stack.wait_final(&id).await.unwrap();
+    assert_eq!(done.status, JobStatus::Complete, "{done:#?}");
+    let batches = done.batches.unwrap();
+    let received = wait_received(&receiver, "every batch span and the frame counter", |r| {
+        r.counter_total("framefleet.frames.processed") == done.processed_frames as i64
+            && spans_named(&r.spans, "tests", "batch")
+                .iter()
+                .filter(|s| s.attributes.get("video_id") == Some(&id.to_string()))
+                .count() as u64
+                >= batches
+    })
+    .await;
+    let register: Vec<_> = spans_named(&received.spans, "tests", "register")
+        .into_iter()
+        .filter(|s| s.attributes.get("video_id") == Some(&id.to_string()))
+        .collect();
+    assert_eq!(register.len(), 1, "{register:#?}");
+    let batch_traces: BTreeSet<&str> = spans_named(&received.spans, "tests", "batch")
+        .into_iter()
+        .filter(|s| s.attributes.get("video_id") == Some(&id.to_string()))
+        .map(|s| s.trace_id.as_str())
+        .collect();
+    assert_eq!(
+        batch_traces,
+        BTreeSet::from([register[0].trace_id.as_str()]),
+        "every batch span in the video's trace"
+    );
+    assert!(received.requests.get("grpc").is_some_and(|n| *n > 0));
 }
