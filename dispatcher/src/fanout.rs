@@ -31,7 +31,7 @@ pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchErro
     );
     // The event echoes the job's `userMetadata`: it joins the video's trace.
     propagation::continue_trace(&span, event.traceparent.as_deref());
-    async move {
+    let result: Result<(), DispatchError> = async move {
         let Some(record) = inner.jobs.get(&video_id).await? else {
             tracing::warn!("event for an unknown job; ignoring");
             return Ok(());
@@ -88,8 +88,9 @@ pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchErro
             }
         }
     }
-    .instrument(span)
-    .await
+    .instrument(span.clone())
+    .await;
+    propagation::record_error(&span, result)
 }
 
 async fn complete(

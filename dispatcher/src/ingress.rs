@@ -26,7 +26,10 @@ pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchErro
                 let span = tracing::info_span!("register", bucket = %object.bucket, key = %object.key, video_id = tracing::field::Empty, trace_id = tracing::field::Empty);
                 // One video, one trace: registration starts it.
                 propagation::start_trace(&span);
-                register_upload(inner, &object).instrument(span).await?;
+                let result = register_upload(inner, &object)
+                    .instrument(span.clone())
+                    .await;
+                propagation::record_error(&span, result)?;
             }
             Ok(())
         }

@@ -19,7 +19,6 @@ use framefleet_core::telemetry::propagation;
 use framefleet_edge::EdgeParams;
 use futures::StreamExt;
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::manifest;
 use crate::metrics;
@@ -191,10 +190,7 @@ impl BatchProcessor {
         }
         .instrument(span)
         .await;
-        if let Err(error) = &result {
-            traced.set_status(opentelemetry::trace::Status::error(error.to_string()));
-        }
-        result
+        propagation::record_error(&traced, result)
     }
 
     async fn finish_if_last(

@@ -62,6 +62,18 @@ pub fn start_trace(span: &tracing::Span) {
     continue_trace(span, None);
 }
 
+/// Marks `span` failed with `error`'s message when `result` is an error, and hands `result`
+/// back: a step's error shows on its span, not only in the logs.
+pub fn record_error<T, E: std::fmt::Display>(
+    span: &tracing::Span,
+    result: Result<T, E>,
+) -> Result<T, E> {
+    if let Err(error) = &result {
+        span.set_status(opentelemetry::trace::Status::error(error.to_string()));
+    }
+    result
+}
+
 fn record_trace_id(span: &tracing::Span) {
     if let Some(id) = trace_id(span) {
         span.record("trace_id", id.as_str());
