@@ -186,6 +186,9 @@ pub struct JobRecord {
     pub reconcile_attempts: u64,
     /// What the counted batches used, summed by their counting transactions.
     pub usage: Usage,
+    /// W3C traceparent of the span that registered the job: every later step (capture events,
+    /// batches, the reconciler) joins this trace. `None` for jobs registered without tracing.
+    pub traceparent: Option<String>,
 }
 
 impl JobRecord {
@@ -217,6 +220,7 @@ impl JobRecord {
             plan: None,
             reconcile_attempts: 0,
             usage: Usage::default(),
+            traceparent: None,
         }
     }
 }
@@ -387,6 +391,9 @@ impl JobTable {
         item.insert("updated_at".into(), s(&record.updated_at));
         item.insert("open_shard".into(), s(open_shard(&record.video_id)));
         item.insert("created_day".into(), s(created_day(&record.created_at)));
+        if let Some(traceparent) = &record.traceparent {
+            item.insert("traceparent".into(), s(traceparent));
+        }
         let request = self
             .client
             .put_item()
@@ -1143,6 +1150,7 @@ fn record_from_item(item: &Item) -> JobRecord {
         plan: get_s(item, "plan").and_then(|text| serde_json::from_str(&text).ok()),
         reconcile_attempts: get_n(item, "reconcile_attempts").unwrap_or_default(),
         usage: Usage::from_attributes(|name| get_n(item, name)),
+        traceparent: get_s(item, "traceparent"),
     }
 }
 

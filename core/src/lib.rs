@@ -2,7 +2,8 @@
 //!
 //! - [`config`]: layered settings (defaults → optional file → `FRAMEFLEET__…` environment) and the
 //!   resource names every service agrees on.
-//! - [`telemetry`]: one `init` for the env filter and JSON logs.
+//! - [`telemetry`]: one `init` for the env filter, JSON logs and OpenTelemetry over OTLP, and the
+//!   traceparent that carries a video's trace across processes.
 //! - [`aws`]: SDK clients built from the standard AWS environment, with emulator quirks handled.
 //! - [`video`]: the deterministic, readable video id.
 //! - [`frames`]: MediaConvert's frame naming contract.

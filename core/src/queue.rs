@@ -1,10 +1,11 @@
 //! SQS helpers the consumers share: long-poll receive, delete, visibility heartbeat, and batched
 //! sends that retry the entries SQS refused inside a 200.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{Message, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{Message, MessageAttributeValue, SendMessageBatchRequestEntry};
 use aws_sdk_sqs::Client;
 
 use crate::aws::{describe, is_transient};
@@ -21,21 +22,31 @@ pub const MAX_BATCH_ENTRIES: usize = 10;
 /// AWS raised both to 1 MiB in 2025; we keep the older limit that emulators still apply.
 pub const MAX_BATCH_PAYLOAD_BYTES: usize = MAX_MESSAGE_BYTES;
 
-/// Splits `bodies` into runs SQS accepts in one call: at most [`MAX_BATCH_ENTRIES`] bodies whose
-/// lengths sum to at most [`MAX_BATCH_PAYLOAD_BYTES`], in order. A body too large on its own
-/// gets a run of its own (SQS then refuses it with a typed error rather than a whole batch).
-pub fn plan_send_batches(bodies: &[String]) -> Vec<Range<usize>> {
+/// The size SQS counts for a String message attribute: "Each message attribute consists of a
+/// Name, Type, and Value", and all of them count toward the message size ("Amazon SQS message
+/// attributes", Amazon SQS Developer Guide,
+/// <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-message-metadata.html>).
+pub fn string_attribute_bytes(name: &str, value: &str) -> usize {
+    name.len() + "String".len() + value.len()
+}
+
+/// Splits `bodies` into runs SQS accepts in one call: at most [`MAX_BATCH_ENTRIES`] messages
+/// whose sizes (body plus `attribute_bytes`, the message attributes every message carries) sum
+/// to at most [`MAX_BATCH_PAYLOAD_BYTES`], in order. A message too large on its own gets a run
+/// of its own (SQS then refuses it with a typed error rather than a whole batch).
+pub fn plan_send_batches(bodies: &[String], attribute_bytes: usize) -> Vec<Range<usize>> {
     let mut runs = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
     for (i, body) in bodies.iter().enumerate() {
-        let full = i - start >= MAX_BATCH_ENTRIES || bytes + body.len() > MAX_BATCH_PAYLOAD_BYTES;
+        let size = body.len() + attribute_bytes;
+        let full = i - start >= MAX_BATCH_ENTRIES || bytes + size > MAX_BATCH_PAYLOAD_BYTES;
         if i > start && full {
             runs.push(start..i);
             start = i;
             bytes = 0;
         }
-        bytes += body.len();
+        bytes += size;
     }
     if start < bodies.len() {
         runs.push(start..bodies.len());
@@ -113,6 +124,11 @@ impl Queue {
             .message_system_attribute_names(
                 aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
             )
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp,
+            )
+            // The trace a batch belongs to (see `telemetry::propagation`).
+            .message_attribute_names(crate::telemetry::propagation::TRACEPARENT)
             .send()
             .await
             .map_err(|e| self.sdk_error("receive", &e))?;
@@ -167,9 +183,29 @@ impl Queue {
     }
 
     /// Sends every body, up to ten and 256 KiB per request ([`plan_send_batches`]), retrying
-    /// entries SQS refused (with backoff) until all are accepted or `attempts` run out.
-    pub async fn send_all(&self, bodies: &[String], attempts: u32) -> Result<(), QueueError> {
-        for (chunk_index, run) in plan_send_batches(bodies).into_iter().enumerate() {
+    /// entries SQS refused (with backoff) until all are accepted or `attempts` run out. With a
+    /// `traceparent`, every message carries it as the String attribute `traceparent`, so the
+    /// consumer's spans join the sender's trace.
+    pub async fn send_all(
+        &self,
+        bodies: &[String],
+        traceparent: Option<&str>,
+        attempts: u32,
+    ) -> Result<(), QueueError> {
+        use crate::telemetry::propagation::TRACEPARENT;
+        let attribute = traceparent.map(|value| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .expect("data type is set")
+        });
+        let attribute_bytes =
+            traceparent.map_or(0, |value| string_attribute_bytes(TRACEPARENT, value));
+        for (chunk_index, run) in plan_send_batches(bodies, attribute_bytes)
+            .into_iter()
+            .enumerate()
+        {
             let chunk = &bodies[run];
             let mut pending: Vec<(String, &String)> = chunk
                 .iter()
@@ -185,6 +221,11 @@ impl Queue {
                         SendMessageBatchRequestEntry::builder()
                             .id(id)
                             .message_body(body.as_str())
+                            .set_message_attributes(
+                                attribute
+                                    .clone()
+                                    .map(|a| HashMap::from([(TRACEPARENT.to_string(), a)])),
+                            )
                             .build()
                             .expect("id and body are set")
                     })
@@ -250,12 +291,29 @@ pub fn receive_count(message: &Message) -> u32 {
         .unwrap_or(1)
 }
 
+/// The value of the String message attribute `name`, if the message has it.
+pub fn string_attribute<'a>(message: &'a Message, name: &str) -> Option<&'a str> {
+    message
+        .message_attributes()
+        .and_then(|a| a.get(name))
+        .and_then(|v| v.string_value())
+}
+
+/// When SQS accepted the message (`SentTimestamp`, epoch milliseconds), if it says.
+pub fn sent_at(message: &Message) -> Option<std::time::SystemTime> {
+    message
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn sizes(bodies: &[String]) -> Vec<Vec<usize>> {
-        plan_send_batches(bodies)
+        plan_send_batches(bodies, 0)
             .into_iter()
             .map(|run| bodies[run].iter().map(String::len).collect())
             .collect()
@@ -268,7 +326,7 @@ mod tests {
     #[test]
     fn small_bodies_go_ten_per_call() {
         let bodies: Vec<String> = (0..23).map(|_| body(100)).collect();
-        let runs = plan_send_batches(&bodies);
+        let runs = plan_send_batches(&bodies, 0);
         assert_eq!(runs, [0..10, 10..20, 20..23]);
     }
 
@@ -276,7 +334,7 @@ mod tests {
     fn calls_stay_within_the_total_payload_limit() {
         // Ten bodies of 30 KiB are 300 KiB: one call would be refused as BatchRequestTooLong.
         let bodies: Vec<String> = (0..25).map(|i| body(30 * 1024 + i)).collect();
-        let runs = plan_send_batches(&bodies);
+        let runs = plan_send_batches(&bodies, 0);
         let mut next = 0;
         for run in &runs {
             assert_eq!(run.start, next, "in order, nothing skipped");
@@ -307,6 +365,18 @@ mod tests {
             sizes(&[body(10), body(big), body(10)]),
             [vec![10], vec![big], vec![10]]
         );
-        assert!(plan_send_batches(&[]).is_empty());
+        assert!(plan_send_batches(&[], 0).is_empty());
+    }
+
+    #[test]
+    fn message_attributes_count_toward_the_payload() {
+        // Two bodies that fit exactly stop fitting once each carries a traceparent.
+        let half = MAX_BATCH_PAYLOAD_BYTES / 2;
+        let bodies = [body(half), body(half)];
+        assert_eq!(plan_send_batches(&bodies, 0), vec![0..2]);
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let extra = string_attribute_bytes("traceparent", traceparent);
+        assert_eq!(extra, 11 + 6 + 55);
+        assert_eq!(plan_send_batches(&bodies, extra), [0..1, 1..2]);
     }
 }

@@ -42,6 +42,8 @@ pub struct JobEvent {
     pub video_id: Option<String>,
     /// The state.
     pub state: JobState,
+    /// The video's trace, from `userMetadata` (absent for jobs created without tracing).
+    pub traceparent: Option<String>,
 }
 
 /// A job-events message that is not a MediaConvert event.
@@ -157,6 +159,10 @@ pub fn parse(body: &str) -> Result<JobEvent, EventError> {
         job_id: detail.job_id,
         video_id: detail.user_metadata.get("video_id").cloned(),
         state,
+        traceparent: detail
+            .user_metadata
+            .get(framefleet_core::telemetry::propagation::TRACEPARENT)
+            .cloned(),
     })
 }
 

@@ -7,6 +7,7 @@
 use framefleet_core::frames::{frame_index, frame_key, parse_s3_url};
 use framefleet_core::jobs::{BatchPlan, JobRecord, JobStatus, Transition};
 use framefleet_core::message::{plan_batches, FrameBatch};
+use framefleet_core::telemetry::propagation;
 use framefleet_core::video::VideoId;
 use tracing::Instrument;
 
@@ -22,9 +23,15 @@ pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchErro
         return Ok(());
     };
     let video_id = VideoId::from_raw(video_id);
-    let span =
-        tracing::info_span!("job_event", video_id = %video_id, mediaconvert_job_id = %event.job_id);
-    async move {
+    let span = tracing::info_span!(
+        "job_event",
+        video_id = %video_id,
+        mediaconvert_job_id = %event.job_id,
+        trace_id = tracing::field::Empty
+    );
+    // The event echoes the job's `userMetadata`: it joins the video's trace.
+    propagation::continue_trace(&span, event.traceparent.as_deref());
+    let result: Result<(), DispatchError> = async move {
         let Some(record) = inner.jobs.get(&video_id).await? else {
             tracing::warn!("event for an unknown job; ignoring");
             return Ok(());
@@ -58,6 +65,7 @@ pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchErro
             JobState::Error { code, message } => {
                 let reason = format!("MediaConvert error {code}: {message}");
                 if inner.jobs.fail(&video_id, &reason).await? == Transition::Applied {
+                    crate::metrics::job_failed("capture");
                     tracing::warn!(reason, "capture failed; job FAILED");
                 }
                 Ok(())
@@ -67,6 +75,7 @@ pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchErro
                 // cancel` marks it CANCELED before canceling the capture) stays CANCELED.
                 let reason = format!("MediaConvert job {} was canceled", event.job_id);
                 if inner.jobs.fail(&video_id, &reason).await? == Transition::Applied {
+                    crate::metrics::job_failed("capture");
                     tracing::warn!("capture canceled outside framefleet; job FAILED");
                 } else {
                     tracing::info!(status = %record.status, "capture canceled; job already final");
@@ -79,8 +88,9 @@ pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchErro
             }
         }
     }
-    .instrument(span)
-    .await
+    .instrument(span.clone())
+    .await;
+    propagation::record_error(&span, result)
 }
 
 async fn complete(
@@ -121,10 +131,14 @@ async fn complete(
     };
     let batches = plan_job(inner, &video_id, &plan).await?;
     if batches.is_empty() {
-        inner
+        if inner
             .jobs
             .fail(&video_id, "MediaConvert completed but captured no frames")
-            .await?;
+            .await?
+            == Transition::Applied
+        {
+            crate::metrics::job_failed("capture");
+        }
         tracing::warn!("no frames captured; job FAILED");
         return Ok(());
     }
@@ -143,7 +157,16 @@ async fn complete(
         }
     }
     let bodies: Vec<String> = batches.iter().map(|b| b.to_body()).collect();
-    inner.frames.send_all(&bodies, 8).await?;
+    let span = tracing::info_span!("fan_out", video_id = %video_id, batches = bodies.len(), frames = total);
+    // Each batch's span is a child of this one; without tracing here (an event from before
+    // tracing), the job's own trace is used.
+    let traceparent = propagation::traceparent(&span).or(record.traceparent);
+    inner
+        .frames
+        .send_all(&bodies, traceparent.as_deref(), 8)
+        .instrument(span)
+        .await?;
+    crate::metrics::batches_sent(bodies.len());
     inner.jobs.mark_fanned_out(&video_id).await?;
     tracing::info!(
         mediaconvert_job_id = job_id,

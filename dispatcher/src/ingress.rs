@@ -1,12 +1,14 @@
 //! Uploads: register the job, choose the capture rate, start MediaConvert.
 
-use framefleet_core::jobs::{JobRecord, JobStatus, Registration};
+use framefleet_core::jobs::{JobRecord, JobStatus, Registration, Transition};
+use framefleet_core::telemetry::propagation;
 use framefleet_core::video::VideoId;
 use tracing::Instrument;
 
 use crate::context::Inner;
 use crate::error::DispatchError;
 use crate::mediaconvert::{create_capture_job, CaptureRequest, PREVIEW_BASE_NAME};
+use crate::metrics;
 use crate::notification::{self, Notification, ObjectCreated};
 use crate::pin::{pin_upload, PinError, PinLimits, PinnedSource, Upload};
 use crate::rate::{probe_rate, CaptureRate, HeaderProbe, ProbeError};
@@ -21,8 +23,13 @@ pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchErro
         }
         Notification::Created(objects) => {
             for object in objects {
-                let span = tracing::info_span!("upload", bucket = %object.bucket, key = %object.key, video_id = tracing::field::Empty);
-                register_upload(inner, &object).instrument(span).await?;
+                let span = tracing::info_span!("register", bucket = %object.bucket, key = %object.key, video_id = tracing::field::Empty, trace_id = tracing::field::Empty);
+                // One video, one trace: registration starts it.
+                propagation::start_trace(&span);
+                let result = register_upload(inner, &object)
+                    .instrument(span.clone())
+                    .await;
+                propagation::record_error(&span, result)?;
             }
             Ok(())
         }
@@ -57,15 +64,23 @@ pub(crate) async fn register_upload(
     let content_tag = object.version_id.clone().unwrap_or_else(|| etag.clone());
     let video_id = VideoId::derive(&object.bucket, &object.key, &content_tag);
     tracing::Span::current().record("video_id", video_id.as_str());
-    let record = JobRecord::new(video_id.clone(), &object.bucket, &object.key, &etag, size);
+    let mut record = JobRecord::new(video_id.clone(), &object.bucket, &object.key, &etag, size);
+    record.traceparent = propagation::traceparent(&tracing::Span::current());
+    let mut traceparent = record.traceparent.clone();
     match inner.jobs.register(&record).await? {
-        Registration::Created => tracing::info!(size, "job registered"),
+        Registration::Created => {
+            metrics::jobs_registered();
+            tracing::info!(size, "job registered")
+        }
         Registration::Existing => {
-            let status = inner.jobs.get(&video_id).await?.map(|r| r.status);
+            let existing = inner.jobs.get(&video_id).await?;
+            let status = existing.as_ref().map(|r| r.status);
             if status != Some(JobStatus::Registered) {
                 tracing::info!(?status, "duplicate notification; job already under way");
                 return Ok(());
             }
+            // The capture joins the trace the job was registered in.
+            traceparent = existing.and_then(|r| r.traceparent).or(traceparent);
             tracing::info!("job registered earlier but not started; starting it");
         }
     }
@@ -90,12 +105,15 @@ pub(crate) async fn register_upload(
         }
         Err(RateChoice::Retry(error)) => return Err(error),
     };
-    let request = capture_request(inner, &video_id, &pinned, rate, source_has_audio, 0);
+    let mut request = capture_request(inner, &video_id, &pinned, rate, source_has_audio, 0);
+    request.traceparent = traceparent;
+    let capture_span = tracing::info_span!("capture", video_id = %video_id, capture_rate = %rate);
     let job_id = match create_capture_job(
         &inner.clients.mediaconvert,
         &inner.settings.dispatcher,
         &request,
     )
+    .instrument(capture_span)
     .await
     {
         Ok(job_id) => job_id,
@@ -175,7 +193,7 @@ pub(crate) async fn recapture(inner: &Inner, record: &JobRecord) -> Result<Strin
         Ok(probe) => probe.has_audio,
         Err(_) => false,
     };
-    let request = capture_request(
+    let mut request = capture_request(
         inner,
         &record.video_id,
         &pinned,
@@ -183,6 +201,7 @@ pub(crate) async fn recapture(inner: &Inner, record: &JobRecord) -> Result<Strin
         has_audio,
         record.reconcile_attempts + 1,
     );
+    request.traceparent = record.traceparent.clone();
     Ok(create_capture_job(
         &inner.clients.mediaconvert,
         &inner.settings.dispatcher,
@@ -212,12 +231,15 @@ fn capture_request<'a>(
         rate,
         attempt,
         source_has_audio,
+        traceparent: None,
     }
 }
 
 async fn fail(inner: &Inner, video_id: &VideoId, reason: &str) -> Result<(), DispatchError> {
     tracing::warn!(reason, "job failed");
-    inner.jobs.fail(video_id, reason).await?;
+    if inner.jobs.fail(video_id, reason).await? == Transition::Applied {
+        metrics::job_failed("register");
+    }
     Ok(())
 }
 

@@ -9,6 +9,8 @@
 //! - [`mediaconvert`]: the CreateJob request: the frame capture and the MP4 preview
 //!   MediaConvert requires beside it.
 //! - [`events`]: MediaConvert job state change events.
+//! - `metrics`: the dispatcher's OpenTelemetry instruments (jobs registered and failed, batches
+//!   sent).
 //! - [`redrive`]: `dispatcher redrive`, dead-lettered messages back to their queue.
 //! - [`reconcile`]: finds jobs that stopped moving and makes each one end.
 //! - [`service`]: the two consumer loops and their `run_once`; each message is handled on a
@@ -21,6 +23,7 @@ pub mod events;
 mod fanout;
 mod ingress;
 pub mod mediaconvert;
+mod metrics;
 pub mod notification;
 pub mod pin;
 pub mod rate;

@@ -82,6 +82,9 @@ pub struct CaptureRequest<'a> {
     /// The upload has a sound track, so the preview can carry it. False unless the header
     /// showed one: the preview only asks MediaConvert for sound that is known to be there.
     pub source_has_audio: bool,
+    /// The video's trace (W3C traceparent), carried in `UserMetadata` so the job's state change
+    /// events join it; `None` when the job is not traced.
+    pub traceparent: Option<String>,
 }
 
 /// The job's settings in the API's own integer types. Values go through unchecked, so the
@@ -177,6 +180,15 @@ pub async fn create_capture_job(
         .status_update_interval(StatusUpdateInterval::Seconds10);
     if !config.mediaconvert_queue.is_empty() {
         call = call.queue(&config.mediaconvert_queue);
+    }
+    // The job's state change events echo `userMetadata`, so they rejoin the video's trace
+    // ("EventBridge with AWS Elemental MediaConvert": events carry the job's user metadata,
+    // <https://docs.aws.amazon.com/mediaconvert/latest/ug/cloudwatch_events.html>).
+    if let Some(traceparent) = &request.traceparent {
+        call = call.user_metadata(
+            framefleet_core::telemetry::propagation::TRACEPARENT,
+            traceparent,
+        );
     }
     match call.send().await {
         Ok(out) => out
@@ -339,6 +351,7 @@ mod tests {
             rate,
             attempt: 0,
             source_has_audio: audio,
+            traceparent: None,
         }
     }
 

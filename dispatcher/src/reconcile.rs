@@ -169,7 +169,9 @@ async fn reregister(inner: &Inner, record: &JobRecord) -> Result<Action, Dispatc
 }
 
 async fn fail(inner: &Inner, video_id: &VideoId, reason: String) -> Result<Action, DispatchError> {
-    inner.jobs.fail(video_id, &reason).await?;
+    if inner.jobs.fail(video_id, &reason).await? == Transition::Applied {
+        crate::metrics::job_failed("reconcile");
+    }
     tracing::warn!(reason, "stale job FAILED");
     Ok(Action::Failed(reason))
 }
@@ -307,7 +309,11 @@ async fn processing(inner: &Inner, record: JobRecord) -> Result<Action, Dispatch
         .filter(|batch| wanted.contains(&batch.batch_index))
         .map(|batch| batch.to_body())
         .collect();
-    inner.frames.send_all(&bodies, 8).await?;
+    inner
+        .frames
+        .send_all(&bodies, record.traceparent.as_deref(), 8)
+        .await?;
+    crate::metrics::batches_sent(bodies.len());
     let note = format!(
         "batches {} had not been counted; re-sent them (attempt {} of {max})",
         list(&missing),

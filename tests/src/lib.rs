@@ -11,6 +11,7 @@ pub mod ecs_agent;
 pub mod fault_proxy;
 pub mod media;
 pub mod moto;
+pub mod otlp;
 pub mod processes;
 pub mod stack;
 pub mod strict_s3;

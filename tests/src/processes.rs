@@ -120,6 +120,7 @@ impl Fleet {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(stack.otel_env.iter().cloned())
         .collect();
         let resources = [
             ("INGRESS_BUCKET", &r.ingress_bucket),

@@ -53,6 +53,11 @@ pub struct StackOptions {
     /// Have moto enforce the template's IAM policies (on by default; `tests/moto_server.py`
     /// makes moto verify signatures of percent-encoded keys and query values as AWS does).
     pub enforce_iam: bool,
+    /// `OTEL_*` variables for the services (e.g. [`crate::otlp::OtlpReceiver::env`]): the
+    /// processes of a [`crate::processes::Fleet`] get them in their environment; in-process
+    /// services share this test process's one global tracer and meter provider, which the
+    /// stack installs from them (service name `tests`).
+    pub otel_env: Vec<(String, String)>,
 }
 
 impl Default for StackOptions {
@@ -73,6 +78,7 @@ impl Default for StackOptions {
             standin: true,
             faults: None,
             enforce_iam: true,
+            otel_env: Vec::new(),
         }
     }
 }
@@ -107,6 +113,8 @@ pub struct Stack {
     pub identities: ServiceIdentities,
     /// The ECS agent stand-ins of the workers started so far, in start order.
     pub ecs_agents: Vec<EcsAgent>,
+    /// The `OTEL_*` variables the options gave, for the processes of a fleet.
+    pub otel_env: Vec<(String, String)>,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -126,13 +134,22 @@ pub async fn spawn_stack() -> anyhow::Result<Stack> {
 
 /// Spawns a stack as `options` say.
 pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
-    // Logs go to the test's captured stderr: shown when a test fails.
-    let _ = framefleet_core::telemetry::init(
+    // Logs go to the test's captured stderr: shown when a test fails. The process's own
+    // environment is not read for OTEL_*: only what the options say.
+    let otel_env = options.otel_env.clone();
+    // Kept for the life of the test process (the providers are process-wide).
+    std::mem::forget(framefleet_core::telemetry::init_with_env(
         "tests",
         &framefleet_core::config::TelemetrySettings {
             log_format: framefleet_core::config::LogFormat::Pretty,
         },
-    );
+        &move |name| {
+            otel_env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        },
+    ));
     let moto = MotoServer::start().await?;
     let sdk = crate::sdk_config(moto.endpoint());
     let plain = AwsClients::from_config(&sdk, true, None);
@@ -259,6 +276,7 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
         policies,
         identities,
         ecs_agents: Vec::new(),
+        otel_env: options.otel_env.clone(),
         shutdown,
         tasks,
     };
@@ -413,6 +431,7 @@ impl Stack {
                 rate: CaptureRate::parse("30")?,
                 attempt: 0,
                 source_has_audio: false,
+                traceparent: None,
             },
         )
         .await?;

@@ -6,6 +6,7 @@
 //! last, by the consumer.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use aws_sdk_s3::primitives::ByteStream;
 use framefleet_core::aws::{describe, is_transient};
@@ -15,11 +16,13 @@ use framefleet_core::jobs::{
 };
 use framefleet_core::message::FrameBatch;
 use framefleet_core::pricing::PriceTable;
+use framefleet_core::telemetry::propagation;
 use framefleet_edge::EdgeParams;
 use futures::StreamExt;
 use tracing::Instrument;
 
 use crate::manifest;
+use crate::metrics;
 use crate::output::{self, Emitted, Held};
 use crate::usage::{self, BatchMeter};
 
@@ -107,8 +110,21 @@ impl BatchProcessor {
         batch: &FrameBatch,
         redelivered: bool,
     ) -> Result<BatchReport, BatchError> {
-        let span = tracing::info_span!("batch", video_id = %batch.video_id, batch_index = batch.batch_index, frames = batch.frame_keys.len());
-        async move {
+        self.process_in_trace(batch, redelivered, None).await
+    }
+
+    /// [`Self::process`] in the video's trace: `traceparent` (the message's attribute) is the
+    /// parent of the batch span; without one the batch starts a trace of its own.
+    pub async fn process_in_trace(
+        &self,
+        batch: &FrameBatch,
+        redelivered: bool,
+        traceparent: Option<&str>,
+    ) -> Result<BatchReport, BatchError> {
+        let span = tracing::info_span!("batch", video_id = %batch.video_id, batch_index = batch.batch_index, frames = batch.frame_keys.len(), trace_id = tracing::field::Empty);
+        propagation::continue_trace(&span, traceparent);
+        let traced = span.clone();
+        let result: Result<BatchReport, BatchError> = async move {
             if redelivered
                 && self
                     .jobs
@@ -117,6 +133,7 @@ impl BatchProcessor {
             {
                 // Counted by an earlier delivery that died before deleting the message: only
                 // the completion may still be owed.
+                metrics::batch_redelivered();
                 tracing::info!("batch was counted before (redelivery); skipping its frames");
                 let completed_job = self.finish_if_last(batch, redelivered).await?;
                 return Ok(BatchReport {
@@ -175,14 +192,20 @@ impl BatchProcessor {
             let counting = self
                 .jobs
                 .count_batch(&batch.video_id, batch.batch_index, &outcome)
+                .instrument(tracing::info_span!("count"))
                 .await?;
             match counting {
-                Counting::Counted => tracing::info!(
-                    processed = outcome.processed,
-                    failed = outcome.failed.len(),
-                    "batch counted"
-                ),
+                Counting::Counted => {
+                    // Frames are counted with their batch, once: the counters add up to the job's.
+                    metrics::batch_counted(outcome.processed, outcome.failed.len() as u64);
+                    tracing::info!(
+                        processed = outcome.processed,
+                        failed = outcome.failed.len(),
+                        "batch counted"
+                    )
+                }
                 Counting::AlreadyCounted => {
+                    metrics::batch_redelivered();
                     tracing::info!("batch was counted before (redelivery); not counting again")
                 }
             }
@@ -195,7 +218,8 @@ impl BatchProcessor {
             })
         }
         .instrument(span)
-        .await
+        .await;
+        propagation::record_error(&traced, result)
     }
 
     async fn finish_if_last(
@@ -258,6 +282,7 @@ impl BatchProcessor {
                 source: None,
             }));
         }
+        metrics::job_completed(since(&record.created_at));
         tracing::info!(manifest = %key, "manifest written; job COMPLETE");
         Ok(())
     }
@@ -270,8 +295,18 @@ impl BatchProcessor {
     ) -> Result<FrameResult, BatchError> {
         let bucket = &batch.frames_bucket;
         meter.s3_get();
-        let bytes = match self.s3.get_object().bucket(bucket).key(key).send().await {
-            Ok(out) => match out.body.collect().await {
+        let started = Instant::now();
+        let download = async {
+            match self.s3.get_object().bucket(bucket).key(key).send().await {
+                Ok(out) => Ok(out.body.collect().await),
+                Err(error) => Err(error),
+            }
+        }
+        .instrument(tracing::info_span!("download", key));
+        let fetched = download.await;
+        metrics::s3_request("GetObject", matches!(fetched, Ok(Ok(_))), started.elapsed());
+        let bytes = match fetched {
+            Ok(collected) => match collected {
                 Ok(data) => data.into_bytes(),
                 Err(error) => {
                     return Err(BatchError::Storage {
@@ -296,11 +331,15 @@ impl BatchProcessor {
             }
         };
         let params: EdgeParams = batch.params.clone();
-        let span = tracing::Span::current();
+        let span = tracing::info_span!("kernel", key);
         let kernel_meter = Arc::clone(meter);
         let result = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            usage::metered(&kernel_meter, || framefleet_edge::process(&bytes, &params))
+            let started = Instant::now();
+            let result =
+                usage::metered(&kernel_meter, || framefleet_edge::process(&bytes, &params));
+            metrics::kernel_time(started.elapsed());
+            result
         })
         .await
         .map_err(|e| BatchError::Kernel(e.to_string()))?;
@@ -327,21 +366,30 @@ impl BatchProcessor {
     }
 
     async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), BatchError> {
-        self.s3
+        let started = Instant::now();
+        let result = self
+            .s3
             .put_object()
             .bucket(&*self.processed_bucket)
             .key(key)
             .content_type(content_type)
             .body(ByteStream::from(body))
             .send()
-            .await
-            .map(|_| ())
-            .map_err(|error| BatchError::Storage {
-                bucket: self.processed_bucket.to_string(),
-                key: key.to_string(),
-                message: describe(&error),
-            })
+            .await;
+        metrics::s3_request("PutObject", result.is_ok(), started.elapsed());
+        result.map(|_| ()).map_err(|error| BatchError::Storage {
+            bucket: self.processed_bucket.to_string(),
+            key: key.to_string(),
+            message: describe(&error),
+        })
     }
+}
+
+/// Time since `rfc3339` (a job's `created_at`), if it parses and is in the past.
+fn since(rfc3339: &str) -> Option<std::time::Duration> {
+    let then = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    (time::OffsetDateTime::now_utc() - then).try_into().ok()
 }
 
 fn failed(key: &str, reason: &str) -> FrameResult {

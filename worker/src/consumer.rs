@@ -11,12 +11,14 @@ use framefleet_core::aws::{queue_url, AwsClients};
 use framefleet_core::health::Heartbeat;
 use framefleet_core::jobs::JobTable;
 use framefleet_core::message::FrameBatch;
-use framefleet_core::queue::{receive_count, Queue, QueueError};
+use framefleet_core::queue::{receive_count, sent_at, string_attribute, Queue, QueueError};
+use framefleet_core::telemetry::propagation;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::batch::{BatchProcessor, BatchReport};
+use crate::metrics;
 use crate::protection::ScaleInProtection;
 use crate::settings::WorkerSettings;
 
@@ -317,7 +319,14 @@ impl Worker {
         };
         let _busy = self.protection.busy();
         let redelivered = receive_count(&message) > 1;
-        let work = self.processor.process(&batch, redelivered);
+        if let Some(waited) = sent_at(&message).and_then(|sent| sent.elapsed().ok()) {
+            metrics::queue_wait(waited);
+        }
+        let _in_flight = metrics::InFlight::start(batch.frame_keys.len());
+        let traceparent = string_attribute(&message, propagation::TRACEPARENT);
+        let work = self
+            .processor
+            .process_in_trace(&batch, redelivered, traceparent);
         // Heartbeat at half the queue's timeout (ChangeMessageVisibility restarts the clock).
         let result = framefleet_core::lease::hold_while(
             work,

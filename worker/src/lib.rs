@@ -7,12 +7,15 @@
 //! - [`manifest`]: the document the completing worker writes, with the job's usage and cost.
 //! - [`output`]: per-frame objects or one tar pack per batch; [`tar`]: the ustar writer.
 //! - [`usage`]: what one batch uses (requests, CPU time), summed exactly once per batch.
+//! - `metrics`: the worker's OpenTelemetry instruments (frames, batches, kernel and S3 time,
+//!   queue wait, in flight, jobs completed and their duration).
 //! - [`protection`]: ECS task scale-in protection while busy.
 //! - [`offline`]: the `edges` and `bench` subcommands, no AWS involved.
 
 pub mod batch;
 pub mod consumer;
 pub mod manifest;
+mod metrics;
 pub mod offline;
 pub mod output;
 pub mod protection;

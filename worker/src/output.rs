@@ -14,13 +14,17 @@
 //! Either way the outputs are written before the counting transaction, with keys and bytes that
 //! depend only on the batch: a redelivery rewrites the same objects.
 
+use std::time::Instant;
+
 use aws_sdk_s3::primitives::ByteStream;
 use framefleet_core::aws::describe;
 use framefleet_core::message::{FrameBatch, OutputLayout};
 use framefleet_core::pack::{pack_key, Pack, PackedFrame};
 use framefleet_edge::EdgeMap;
+use tracing::Instrument;
 
 use crate::batch::{output_key, BatchError};
+use crate::metrics;
 use crate::tar::Tar;
 use crate::usage::BatchMeter;
 
@@ -132,19 +136,22 @@ async fn put(
     meter: &BatchMeter,
 ) -> Result<(), BatchError> {
     meter.s3_put();
-    s3.put_object()
+    let started = Instant::now();
+    let result = s3
+        .put_object()
         .bucket(bucket)
         .key(key)
         .content_type(content_type)
         .body(ByteStream::from(body))
         .send()
-        .await
-        .map(|_| ())
-        .map_err(|error| BatchError::Storage {
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            message: describe(&error),
-        })
+        .instrument(tracing::info_span!("upload", key))
+        .await;
+    metrics::s3_request("PutObject", result.is_ok(), started.elapsed());
+    result.map(|_| ()).map_err(|error| BatchError::Storage {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        message: describe(&error),
+    })
 }
 
 #[cfg(test)]
