@@ -19,6 +19,7 @@ use futures::StreamExt;
 use tracing::Instrument;
 
 use crate::manifest;
+use crate::pipeline::{run_frames, Pipeline, Ticket};
 
 /// A batch that must be retried later (the message is left for redelivery).
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,9 @@ pub struct BatchProcessor {
     pub(crate) jobs: JobTable,
     pub(crate) processed_bucket: Arc<str>,
     pub(crate) frame_concurrency: usize,
+    /// The worker's shared frame pipeline; without one (the reconciler, tests), each batch
+    /// runs `frame_concurrency` frames at a time on its own.
+    pub(crate) pipeline: Option<Arc<Pipeline>>,
 }
 
 enum FrameResult {
@@ -84,7 +88,14 @@ impl BatchProcessor {
             jobs,
             processed_bucket: processed_bucket.into(),
             frame_concurrency: frame_concurrency.max(1),
+            pipeline: None,
         }
+    }
+
+    /// The same processor taking its frames through `pipeline`, shared with every batch.
+    pub fn with_pipeline(mut self, pipeline: Arc<Pipeline>) -> Self {
+        self.pipeline = Some(pipeline);
+        self
     }
 
     /// Processes, counts and possibly completes. `redelivered` allows finishing a manifest a
@@ -93,6 +104,17 @@ impl BatchProcessor {
         &self,
         batch: &FrameBatch,
         redelivered: bool,
+    ) -> Result<BatchReport, BatchError> {
+        self.process_queued(batch, redelivered, None).await
+    }
+
+    /// [`Self::process`] for a batch the consumer received ahead: `ticket` holds its place
+    /// among the batches waiting for the pipeline and is given up when the batch is admitted.
+    pub async fn process_queued(
+        &self,
+        batch: &FrameBatch,
+        redelivered: bool,
+        ticket: Option<Ticket>,
     ) -> Result<BatchReport, BatchError> {
         let span = tracing::info_span!("batch", video_id = %batch.video_id, batch_index = batch.batch_index, frames = batch.frame_keys.len());
         async move {
@@ -132,10 +154,15 @@ impl BatchProcessor {
                 .iter()
                 .map(|key| self.process_frame(batch, key))
                 .collect();
-            let results: Vec<Result<FrameResult, BatchError>> = futures::stream::iter(frames)
-                .buffered(self.frame_concurrency)
-                .collect()
-                .await;
+            let results: Vec<Result<FrameResult, BatchError>> = match &self.pipeline {
+                Some(pipeline) => run_frames(pipeline, frames, ticket).await,
+                None => {
+                    futures::stream::iter(frames)
+                        .buffered(self.frame_concurrency)
+                        .collect()
+                        .await
+                }
+            };
             let mut outcome = BatchOutcome::default();
             for result in results {
                 match result? {
@@ -263,11 +290,14 @@ impl BatchProcessor {
         };
         let params: EdgeParams = batch.params.clone();
         let span = tracing::Span::current();
-        let result = tokio::task::spawn_blocking(move || {
+        let kernel = move || {
             let _entered = span.enter();
             framefleet_edge::process(&bytes, &params)
-        })
-        .await
+        };
+        let result = match &self.pipeline {
+            Some(pipeline) => pipeline.kernel(kernel).await,
+            None => tokio::task::spawn_blocking(kernel).await,
+        }
         .map_err(|e| BatchError::Kernel(e.to_string()))?;
         let edge_map = match result {
             Ok(edge_map) => edge_map,

@@ -4,6 +4,8 @@
 //! - [`settings`]: what it reads at start-up.
 //! - [`consumer`]: the long-poll loop, slots, visibility heartbeats, drain on SIGTERM.
 //! - [`batch`]: one batch: download, kernel on the blocking pool, upload, count, complete.
+//! - [`pipeline`]: the frame budget shared by all batches (Little's law), batch admission in
+//!   turn, and the kernel slots that keep CPU work to the cores.
 //! - [`manifest`]: the document the completing worker writes.
 //! - [`protection`]: ECS task scale-in protection while busy.
 //! - [`offline`]: the `edges` and `bench` subcommands, no AWS involved.
@@ -12,6 +14,7 @@ pub mod batch;
 pub mod consumer;
 pub mod manifest;
 pub mod offline;
+pub mod pipeline;
 pub mod protection;
 pub mod settings;
 
