@@ -3,8 +3,8 @@
 //! per S3 operation, with moto for SQS and DynamoDB, measured against the kernel alone on the
 //! same frames and the same cores (`worker bench` edge and edge-parallel).
 //!
-//! Each run registers a job in PROCESSING, starts a worker and lets it reach its idle poll,
-//! then puts every batch on the queue at once and waits for the job to be COMPLETE. Frames/s
+//! Each run registers a job in PROCESSING, puts every batch on the queue, starts a worker and,
+//! from the moment it logs that it started, waits for the job to be COMPLETE. Frames/s
 //! is the job's frames over that time (so the last batch's tail, transaction and manifest
 //! count), and the worker's CPU is read from `/proc/<pid>/stat` over the same time, as is the
 //! CPU of everything else the bench runs (moto, s3s-fs, this process with the proxy) and of
@@ -73,6 +73,16 @@ fn schedulings() -> Vec<Scheduling> {
         Scheduling {
             name: "pipeline",
             env: vec![],
+        },
+        Scheduling {
+            // What the SDK's default S3 checksums cost (a CRC of every PUT body, a check of
+            // every GET answer that carries one): the SDK's own switches turn them down to
+            // the operations that require them.
+            name: "pipeline-checksums-when-required",
+            env: vec![
+                ("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required"),
+                ("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required"),
+            ],
         },
     ]
 }
@@ -196,16 +206,41 @@ struct Bench {
     s3: S3Server,
     resources: Resources,
     jobs: JobTable,
-    frames_queue: Queue,
+    sqs: aws_sdk_sqs::Client,
     keys: Vec<String>,
     ticks: f64,
-    logs: tempfile::TempDir,
+    logs: Logs,
+}
+
+/// Where the workers' logs go.
+enum Logs {
+    Temporary(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl Logs {
+    fn path(&self) -> &Path {
+        match self {
+            Logs::Temporary(dir) => dir.path(),
+            Logs::Kept(path) => path,
+        }
+    }
 }
 
 /// Runs the bench and prints one JSON line per run, then the summary as the last line.
 pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
     let ticks = clock_ticks();
-    let logs = tempfile::tempdir()?;
+    let logs = tempfile::Builder::new()
+        .prefix("bench-fleet-logs")
+        .tempdir()?;
+    // `BENCH_FLEET_KEEP_LOGS=1` keeps the workers' logs for a look afterwards.
+    let logs = if std::env::var_os("BENCH_FLEET_KEEP_LOGS").is_some() {
+        let kept = logs.keep();
+        eprintln!("bench-fleet: worker logs in {}", kept.display());
+        Logs::Kept(kept)
+    } else {
+        Logs::Temporary(logs)
+    };
     let store = tempfile::tempdir()?;
     let moto = MotoServer::start().await?;
     let s3 = S3Server::start(&args.s3s_fs, store.path()).await?;
@@ -220,7 +255,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
         jobs_table: format!("{prefix}-jobs"),
     };
     let plain = AwsClients::from_config(&crate::sdk_config(moto.endpoint()), true, None);
-    let provisioned = framefleet_provision::provision(
+    framefleet_provision::provision(
         &plain,
         &framefleet_provision::ProvisionSettings {
             resources: resources.clone(),
@@ -247,7 +282,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
     );
     let bench = Bench {
         jobs: JobTable::new(plain.dynamodb.clone(), &resources.jobs_table),
-        frames_queue: Queue::new(plain.sqs.clone(), provisioned.frames_queue_url.clone()),
+        sqs: plain.sqs.clone(),
         args,
         moto,
         s3,
@@ -510,6 +545,24 @@ impl Bench {
                 &plan,
             )
             .await?;
+        // A queue per run: the long poll of the worker stopped after the run before is still
+        // open in moto and would take the first batch sent to a shared queue.
+        let frames_queue = format!("{}-{number}", self.resources.frames_queue);
+        let url = self
+            .sqs
+            .create_queue()
+            .queue_name(&frames_queue)
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                "300",
+            )
+            .send()
+            .await?
+            .queue_url
+            .unwrap_or_default();
+        Queue::new(self.sqs.clone(), url)
+            .send_all(&batches, 8)
+            .await?;
         let log_path = self
             .logs
             .path()
@@ -533,7 +586,7 @@ impl Bench {
                 "FRAMEFLEET__RESOURCES__JOB_EVENTS_QUEUE",
                 &r.job_events_queue,
             )
-            .env("FRAMEFLEET__RESOURCES__FRAMES_QUEUE", &r.frames_queue)
+            .env("FRAMEFLEET__RESOURCES__FRAMES_QUEUE", &frames_queue)
             .env("FRAMEFLEET__RESOURCES__JOBS_TABLE", &r.jobs_table)
             .env("FRAMEFLEET__WORKER__SCALE_IN_PROTECTION", "false")
             .env("FRAMEFLEET__TELEMETRY__LOG_FORMAT", "json")
@@ -545,8 +598,17 @@ impl Bench {
             .spawn()
             .context("starting the worker")?;
         let pid = worker.id().unwrap_or_default();
-        // Let it start and reach its idle long poll before any work arrives.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // The clock starts when the worker is ready (its settings read, its queue resolved).
+        let ready_by = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .contains("worker started")
+        {
+            if Instant::now() > ready_by {
+                bail!("the worker did not start; log: {}", log_path.display());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         let aux_pids = [std::process::id(), self.s3.pid(), self.moto.pid()];
         let aux = |ticks| aux_pids.iter().map(|&p| process_cpu(p, ticks)).sum::<f64>();
         let (worker0, aux0, machine0) = (
@@ -555,7 +617,6 @@ impl Bench {
             machine_busy(self.ticks),
         );
         let started = Instant::now();
-        self.frames_queue.send_all(&batches, 8).await?;
         let deadline = started + Duration::from_secs(600);
         loop {
             let record = self.jobs.get(&video_id).await?;
@@ -587,7 +648,7 @@ impl Bench {
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter_map(|v| v["fields"]["frames_in_flight"].as_u64())
+            .filter_map(|v| v["frames_in_flight"].as_u64())
             .last();
         Ok(Run {
             frames_in_flight,

@@ -216,6 +216,7 @@ impl Worker {
                 counters.add(&counters.released, self.release_all(messages).await);
                 break;
             }
+            tracing::debug!(received = messages.len(), "received");
             let mut first = Some(first);
             for message in messages {
                 let permit = match first.take() {

@@ -249,6 +249,7 @@ impl Pipeline {
             })
             .await;
         drop(permit);
+        tracing::debug!(?kernel, "frame done");
         if !kernel.ran.is_zero() {
             let io = started
                 .elapsed()
@@ -329,6 +330,7 @@ where
     let mut running = FuturesOrdered::new();
     let mut results = Vec::with_capacity(frames.len());
     let admission = pipeline.admit(ticket).await;
+    tracing::debug!(frames = frames.len(), "batch admitted");
     for frame in frames {
         let permit = loop {
             tokio::select! {
@@ -340,6 +342,7 @@ where
         running.push_back(Arc::clone(pipeline).run_frame(permit, frame));
     }
     drop(admission);
+    tracing::debug!("every frame of the batch started");
     while let Some(result) = running.next().await {
         results.push(result);
     }
@@ -550,5 +553,47 @@ mod tests {
             pipeline.record(MS(4), MS(400));
         }
         assert!(pipeline.frames_in_flight() > guess);
+    }
+}
+
+#[cfg(test)]
+mod flow_tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_batch_finishes_through_a_small_budget() {
+        let pipeline = Pipeline::new(PipelineConfig {
+            kernel_threads: 2,
+            fixed_frames: None,
+            max_frames: 6,
+        });
+        let mut batches = Vec::new();
+        for b in 0..4u64 {
+            let pipeline = Arc::clone(&pipeline);
+            let ticket = pipeline.ticket();
+            batches.push(tokio::spawn(async move {
+                let p2 = Arc::clone(&pipeline);
+                let frames: Vec<_> = (0..50u64)
+                    .map(|i| {
+                        let p = Arc::clone(&p2);
+                        async move {
+                            tokio::time::sleep(Duration::from_millis(2 + i % 3)).await;
+                            p.kernel(move || b * 100 + i).await.unwrap()
+                        }
+                    })
+                    .collect();
+                run_frames(&pipeline, frames, Some(ticket)).await
+            }));
+        }
+        for (b, batch) in batches.into_iter().enumerate() {
+            let results = tokio::time::timeout(Duration::from_secs(20), batch)
+                .await
+                .expect("batch finishes")
+                .unwrap();
+            assert_eq!(results.len(), 50);
+            assert_eq!(results[49], b as u64 * 100 + 49);
+        }
+        assert!(pipeline.means().0 > Duration::ZERO);
+        assert_eq!(pipeline.room_ahead(), BATCHES_AHEAD);
     }
 }
