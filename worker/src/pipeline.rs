@@ -123,6 +123,7 @@ struct Means {
     kernel: f64,
     io: f64,
     frames: u64,
+    logged: Option<Instant>,
 }
 
 /// What one frame's kernel call measured, carried from [`Pipeline::kernel`] to the frame's own
@@ -156,6 +157,7 @@ impl Pipeline {
             kernel: INITIAL_KERNEL.as_secs_f64(),
             io: INITIAL_IO.as_secs_f64(),
             frames: 0,
+            logged: None,
         };
         let limit = config.fixed_frames.unwrap_or_else(|| {
             frames_in_flight(
@@ -270,8 +272,23 @@ impl Pipeline {
         let _slot = self.kernel_slots.acquire().await;
         let waited = asked.elapsed();
         let started = Instant::now();
-        let result = tokio::task::spawn_blocking(work).await;
-        let ran = started.elapsed();
+        let result = tokio::task::spawn_blocking(move || {
+            let before = thread_cpu();
+            let result = work();
+            let cpu = thread_cpu()
+                .zip(before)
+                .map(|(after, before)| after.saturating_sub(before));
+            (result, cpu)
+        })
+        .await;
+        let elapsed = started.elapsed();
+        // The kernel's cost is its CPU time: on a busy machine its wall time also holds the
+        // time its thread waited for a core, which more frames in flight cannot shorten.
+        let (result, ran) = match result {
+            Ok((result, cpu)) => (Ok(result), cpu.unwrap_or(elapsed)),
+            Err(error) => (Err(error), elapsed),
+        };
+        let waited = waited + elapsed.saturating_sub(ran);
         let _ = FRAME_KERNEL.try_with(|timing| {
             let mut t = timing.get();
             t.waited += waited;
@@ -282,7 +299,7 @@ impl Pipeline {
     }
 
     fn record(&self, kernel: Duration, io: Duration) {
-        let (kernel_mean, io_mean) = {
+        let (kernel_mean, io_mean, log) = {
             let mut means = lock(&self.means);
             let weight = if means.frames < 10 {
                 // The first frames replace the guess quickly.
@@ -293,7 +310,14 @@ impl Pipeline {
             means.kernel += weight * (kernel.as_secs_f64() - means.kernel);
             means.io += weight * (io.as_secs_f64() - means.io);
             means.frames += 1;
-            (means.kernel, means.io)
+            // The budget in the log every 10 s, for whoever sizes the task.
+            let log = means
+                .logged
+                .is_none_or(|at| at.elapsed() >= Duration::from_secs(10));
+            if log {
+                means.logged = Some(Instant::now());
+            }
+            (means.kernel, means.io, log)
         };
         if self.config.fixed_frames.is_none() {
             let target = frames_in_flight(
@@ -304,7 +328,7 @@ impl Pipeline {
                 self.config.max_frames,
             );
             let before = self.budget.set_limit(target);
-            if before.abs_diff(target) * 4 >= before.max(1) {
+            if log || before.abs_diff(target) * 4 >= before.max(1) {
                 tracing::info!(
                     frames_in_flight = target,
                     kernel_ms = kernel_mean * 1e3,
@@ -443,6 +467,14 @@ impl Budget {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.freed.notify_one();
     }
+}
+
+/// CPU time of the calling thread so far, from `/proc/thread-self/schedstat` (its first field
+/// is the time on a CPU, in ns; "sched-stats", Linux kernel documentation); `None` elsewhere.
+fn thread_cpu() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
