@@ -647,9 +647,9 @@ impl Bench {
         let frames_in_flight = std::fs::read_to_string(&log_path)
             .unwrap_or_default()
             .lines()
+            .rev()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter_map(|v| v["frames_in_flight"].as_u64())
-            .last();
+            .find_map(|v| v["frames_in_flight"].as_u64());
         Ok(Run {
             frames_in_flight,
             ..run
