@@ -182,7 +182,7 @@ mod tests {
         let pipeline = auto.pipeline().unwrap();
         assert_eq!(pipeline.kernel_threads, 2);
         assert_eq!(pipeline.fixed_frames, None);
-        assert_eq!(pipeline.max_frames, 1024);
+        assert_eq!(pipeline.max_frames, 512);
         assert_eq!(auto.batch_slots(), tokio::sync::Semaphore::MAX_PERMITS);
         let small = WorkerConfig {
             memory_limit_mib: 256,
