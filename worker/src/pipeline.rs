@@ -33,8 +33,8 @@ pub const BATCHES_AHEAD: usize = 2;
 
 /// What one frame in flight holds beyond the kernel's own buffers: its JPEG as read, its edge
 /// map as written and the SDK's and allocator's share for both. `bench-fleet` saw a worker's
-/// peak RSS grow by about 1.9 MiB a frame in flight at 720p (191 MiB at 81 frames, against
-/// 40 MiB at 8).
+/// peak RSS at 40 MiB with 8 frames in flight at 720p, 190 MiB with 81 and 325 MiB with 1024:
+/// 2 MiB a frame is a bound with room for 1080p, not an estimate.
 pub const DEFAULT_FRAME_MEMORY_KIB: u64 = 2048;
 
 /// The share of the task's memory the frame budget may use; the rest is for the kernel's
@@ -124,6 +124,8 @@ pub struct PipelineConfig {
 struct Means {
     kernel: f64,
     io: f64,
+    /// Time a frame waited for a kernel slot or for its thread to get a core.
+    waited: f64,
     frames: u64,
     logged: Option<Instant>,
 }
@@ -158,6 +160,7 @@ impl Pipeline {
         let means = Means {
             kernel: INITIAL_KERNEL.as_secs_f64(),
             io: INITIAL_IO.as_secs_f64(),
+            waited: 0.0,
             frames: 0,
             logged: None,
         };
@@ -259,7 +262,7 @@ impl Pipeline {
                 .elapsed()
                 .saturating_sub(kernel.waited)
                 .saturating_sub(kernel.ran);
-            self.record(kernel.ran, io);
+            self.record(kernel.ran, io, kernel.waited);
         }
         result
     }
@@ -300,8 +303,8 @@ impl Pipeline {
         result
     }
 
-    fn record(&self, kernel: Duration, io: Duration) {
-        let (kernel_mean, io_mean, log) = {
+    fn record(&self, kernel: Duration, io: Duration, waited: Duration) {
+        let (kernel_mean, io_mean, waited_mean, log) = {
             let mut means = lock(&self.means);
             let weight = if means.frames < 10 {
                 // The first frames replace the guess quickly.
@@ -311,6 +314,7 @@ impl Pipeline {
             };
             means.kernel += weight * (kernel.as_secs_f64() - means.kernel);
             means.io += weight * (io.as_secs_f64() - means.io);
+            means.waited += weight * (waited.as_secs_f64() - means.waited);
             means.frames += 1;
             // The budget in the log every 10 s, for whoever sizes the task.
             let log = means
@@ -319,7 +323,7 @@ impl Pipeline {
             if log {
                 means.logged = Some(Instant::now());
             }
-            (means.kernel, means.io, log)
+            (means.kernel, means.io, means.waited, log)
         };
         if self.config.fixed_frames.is_none() {
             let target = frames_in_flight(
@@ -329,12 +333,23 @@ impl Pipeline {
                 self.config.kernel_threads,
                 self.config.max_frames,
             );
+            // Frames already queue for the cores (for a kernel slot, or a core for its thread):
+            // the CPU is the limit, and more frames would only lengthen the measured I/O (the
+            // runtime's threads wait for a core too), which would ask for more frames again.
+            let current = self.frames_in_flight();
+            let saturated = waited_mean > kernel_mean / 2.0;
+            let target = if saturated {
+                target.min(current)
+            } else {
+                target
+            };
             let before = self.budget.set_limit(target);
             if log || before.abs_diff(target) * 4 >= before.max(1) {
                 tracing::info!(
                     frames_in_flight = target,
                     kernel_ms = kernel_mean * 1e3,
                     io_ms = io_mean * 1e3,
+                    waited_ms = waited_mean * 1e3,
                     "frame budget resized"
                 );
             }
@@ -580,13 +595,24 @@ mod tests {
         });
         let guess = pipeline.frames_in_flight();
         for _ in 0..50 {
-            pipeline.record(MS(4), Duration::ZERO);
+            pipeline.record(MS(4), Duration::ZERO, Duration::ZERO);
         }
         assert_eq!(pipeline.frames_in_flight(), 5, "from {guess}");
         for _ in 0..200 {
-            pipeline.record(MS(4), MS(400));
+            pipeline.record(MS(4), MS(400), Duration::ZERO);
         }
-        assert!(pipeline.frames_in_flight() > guess);
+        let grown = pipeline.frames_in_flight();
+        assert!(grown > guess);
+        // Frames that wait for the cores: the CPU is the limit, the budget grows no more,
+        // however long the I/O looks.
+        for _ in 0..200 {
+            pipeline.record(MS(4), MS(400), MS(10));
+        }
+        assert_eq!(pipeline.frames_in_flight(), grown);
+        for _ in 0..200 {
+            pipeline.record(MS(4), MS(4000), MS(10));
+        }
+        assert_eq!(pipeline.frames_in_flight(), grown);
     }
 }
 
