@@ -165,7 +165,7 @@ impl FaultRule {
 }
 
 /// Added latency: every call waits `fixed`, and with `tail_probability` also `tail`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Latency {
     /// Added to every call.
     pub fixed: Duration,
@@ -185,6 +185,9 @@ pub struct FaultPlan {
     pub rules: Vec<FaultRule>,
     /// Latency added before forwarding.
     pub latency: Option<Latency>,
+    /// Latency for one operation of one service instead of [`FaultPlan::latency`], first
+    /// match wins: AWS answers a GetObject sooner than a PutObject.
+    pub operation_latency: Vec<(Service, String, Latency)>,
 }
 
 impl FaultPlan {
@@ -211,6 +214,23 @@ impl FaultPlan {
     pub fn latency(mut self, latency: Latency) -> Self {
         self.latency = Some(latency);
         self
+    }
+
+    /// Sets the added latency of `operation` on `service` (e.g. `GetObject` on S3), in place of
+    /// the plan's latency for those calls.
+    pub fn latency_on(mut self, service: Service, operation: &str, latency: Latency) -> Self {
+        self.operation_latency
+            .push((service, operation.to_string(), latency));
+        self
+    }
+
+    /// The latency a call of `operation` on `service` gets, if any.
+    pub fn latency_for(&self, service: Service, operation: &str) -> Option<Latency> {
+        self.operation_latency
+            .iter()
+            .find(|(s, op, _)| *s == service && op == operation)
+            .map(|(_, _, latency)| *latency)
+            .or(self.latency)
     }
 }
 
@@ -435,10 +455,13 @@ impl State {
     fn decide(&self, call: &Call) -> (Option<Fault>, Duration) {
         let mut decisions = lock(&self.decisions);
         let Decisions { rng, rules } = &mut *decisions;
-        let delay = self.plan.latency.map_or(Duration::ZERO, |latency| {
-            let tail = rng.chance(latency.tail_probability);
-            latency.fixed + if tail { latency.tail } else { Duration::ZERO }
-        });
+        let delay = self.plan.latency_for(call.service, &call.operation).map_or(
+            Duration::ZERO,
+            |latency| {
+                let tail = rng.chance(latency.tail_probability);
+                latency.fixed + if tail { latency.tail } else { Duration::ZERO }
+            },
+        );
         if call.service == Service::Sqs
             && call.operation == "SendMessageBatch"
             && call
@@ -798,6 +821,30 @@ mod tests {
         ]});
         assert_eq!(batch_payload(body.to_string().as_bytes()), 20);
         assert_eq!(batch_payload(b"not json"), 0);
+    }
+
+    #[test]
+    fn operation_latency_overrides_the_plan_latency() {
+        let ms = Duration::from_millis;
+        let all = Latency {
+            fixed: ms(1),
+            ..Latency::default()
+        };
+        let get = Latency {
+            fixed: ms(20),
+            tail: ms(100),
+            tail_probability: 0.05,
+        };
+        let plan = FaultPlan::seeded(1)
+            .latency(all)
+            .latency_on(Service::S3, "GetObject", get);
+        assert_eq!(plan.latency_for(Service::S3, "GetObject"), Some(get));
+        assert_eq!(plan.latency_for(Service::S3, "PutObject"), Some(all));
+        assert_eq!(plan.latency_for(Service::Sqs, "GetObject"), Some(all));
+        assert_eq!(
+            FaultPlan::strict().latency_for(Service::S3, "GetObject"),
+            None
+        );
     }
 
     #[test]

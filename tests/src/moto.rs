@@ -41,6 +41,11 @@ impl MotoServer {
         &self.endpoint
     }
 
+    /// The server's process id, to read the CPU it used.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or_default()
+    }
+
     /// Turns IAM enforcement on: from now on every request must be signed with the key of an
     /// IAM user whose policies allow it. moto starts with enforcement off (its
     /// `INITIAL_NO_AUTH_ACTION_COUNT` is infinite) so provisioning and the IAM users can be

@@ -24,6 +24,7 @@ use tracing::Instrument;
 use crate::manifest;
 use crate::metrics;
 use crate::output::{self, Emitted, Held};
+use crate::pipeline::{run_frames, Pipeline, Ticket};
 use crate::usage::{self, BatchMeter};
 
 /// A batch that must be retried later (the message is left for redelivery).
@@ -71,6 +72,9 @@ pub struct BatchProcessor {
     pub(crate) processed_bucket: Arc<str>,
     pub(crate) frame_concurrency: usize,
     pub(crate) pricing: Arc<PriceTable>,
+    /// The worker's shared frame pipeline; without one (the reconciler, tests), each batch
+    /// runs `frame_concurrency` frames at a time on its own.
+    pub(crate) pipeline: Option<Arc<Pipeline>>,
 }
 
 enum FrameResult {
@@ -93,6 +97,7 @@ impl BatchProcessor {
             processed_bucket: processed_bucket.into(),
             frame_concurrency: frame_concurrency.max(1),
             pricing: Arc::new(PriceTable::default()),
+            pipeline: None,
         }
     }
 
@@ -103,6 +108,12 @@ impl BatchProcessor {
         self
     }
 
+    /// The same processor taking its frames through `pipeline`, shared with every batch.
+    pub fn with_pipeline(mut self, pipeline: Arc<Pipeline>) -> Self {
+        self.pipeline = Some(pipeline);
+        self
+    }
+
     /// Processes, counts and possibly completes. `redelivered` allows finishing a manifest a
     /// crashed winner left unwritten.
     pub async fn process(
@@ -110,16 +121,19 @@ impl BatchProcessor {
         batch: &FrameBatch,
         redelivered: bool,
     ) -> Result<BatchReport, BatchError> {
-        self.process_in_trace(batch, redelivered, None).await
+        self.process_in_trace(batch, redelivered, None, None).await
     }
 
-    /// [`Self::process`] in the video's trace: `traceparent` (the message's attribute) is the
-    /// parent of the batch span; without one the batch starts a trace of its own.
+    /// [`Self::process`] in the video's trace, for a batch the consumer received ahead:
+    /// `traceparent` (the message's attribute) is the parent of the batch span (without one the
+    /// batch starts a trace of its own), and `ticket` holds the batch's place among those
+    /// waiting for the pipeline, given up when the batch is admitted.
     pub async fn process_in_trace(
         &self,
         batch: &FrameBatch,
         redelivered: bool,
         traceparent: Option<&str>,
+        ticket: Option<Ticket>,
     ) -> Result<BatchReport, BatchError> {
         let span = tracing::info_span!("batch", video_id = %batch.video_id, batch_index = batch.batch_index, frames = batch.frame_keys.len(), trace_id = tracing::field::Empty);
         propagation::continue_trace(&span, traceparent);
@@ -169,10 +183,15 @@ impl BatchProcessor {
                 .iter()
                 .map(|key| self.process_frame(batch, key, &meter))
                 .collect();
-            let results: Vec<Result<FrameResult, BatchError>> = futures::stream::iter(frames)
-                .buffered(self.frame_concurrency)
-                .collect()
-                .await;
+            let results: Vec<Result<FrameResult, BatchError>> = match &self.pipeline {
+                Some(pipeline) => run_frames(pipeline, frames, ticket).await,
+                None => {
+                    futures::stream::iter(frames)
+                        .buffered(self.frame_concurrency)
+                        .collect()
+                        .await
+                }
+            };
             let mut outcome = BatchOutcome::default();
             let mut held = Vec::new();
             for result in results {
@@ -333,15 +352,18 @@ impl BatchProcessor {
         let params: EdgeParams = batch.params.clone();
         let span = tracing::info_span!("kernel", key);
         let kernel_meter = Arc::clone(meter);
-        let result = tokio::task::spawn_blocking(move || {
+        let kernel = move || {
             let _entered = span.enter();
             let started = Instant::now();
             let result =
                 usage::metered(&kernel_meter, || framefleet_edge::process(&bytes, &params));
             metrics::kernel_time(started.elapsed());
             result
-        })
-        .await
+        };
+        let result = match &self.pipeline {
+            Some(pipeline) => pipeline.kernel(kernel).await,
+            None => tokio::task::spawn_blocking(kernel).await,
+        }
         .map_err(|e| BatchError::Kernel(e.to_string()))?;
         let edge_map = match result {
             Ok(edge_map) => edge_map,

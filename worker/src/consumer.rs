@@ -1,5 +1,8 @@
-//! The worker's consumer loop: long-poll the frames queue for as many batches as there are free
-//! slots, process each on its own task with a visibility heartbeat, delete it once counted.
+//! The worker's consumer loop: long-poll the frames queue, process each batch on its own task
+//! with a visibility heartbeat, delete it once counted. With the frame pipeline (the default)
+//! it receives to keep [`crate::pipeline::BATCHES_AHEAD`] batches waiting for their turn, so the
+//! next batch's downloads start while the current one computes, uploads and counts; with
+//! per-batch scheduling (`frame_concurrency > 0`) it receives for free batch slots.
 //! SIGTERM stops receiving: the receive in flight is finished and what it got is handed back;
 //! in-flight batches get `drain_timeout_secs` to finish, and are handed back if they do not.
 
@@ -19,6 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::batch::{BatchProcessor, BatchReport};
 use crate::metrics;
+use crate::pipeline::{Pipeline, Ticket};
 use crate::protection::ScaleInProtection;
 use crate::settings::WorkerSettings;
 
@@ -81,6 +85,7 @@ pub struct Worker {
     settings: Arc<WorkerSettings>,
     frames: Queue,
     processor: BatchProcessor,
+    pipeline: Option<Arc<Pipeline>>,
     visibility: Duration,
     protection: ScaleInProtection,
     heartbeat: Heartbeat,
@@ -102,6 +107,11 @@ impl Worker {
             settings.worker.frame_concurrency,
         )
         .with_pricing(settings.pricing.clone());
+        let pipeline = settings.worker.pipeline().map(Pipeline::new);
+        let processor = match &pipeline {
+            Some(pipeline) => processor.with_pipeline(Arc::clone(pipeline)),
+            None => processor,
+        };
         let protection = ScaleInProtection::new(if settings.worker.scale_in_protection {
             std::env::var("ECS_AGENT_URI").ok()
         } else {
@@ -111,6 +121,7 @@ impl Worker {
             settings: Arc::new(settings),
             frames,
             processor,
+            pipeline,
             visibility,
             protection,
             heartbeat: Heartbeat::new("worker"),
@@ -138,23 +149,41 @@ impl Worker {
     /// Reference: a timeout of 0 makes the message visible to other consumers immediately,
     /// <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibility.html>.)
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<RunSummary> {
-        let slots = Arc::new(Semaphore::new(self.settings.worker.batches_in_flight));
+        let slots = Arc::new(Semaphore::new(self.settings.worker.batch_slots()));
         let tracker = TaskTracker::new();
         let abandon = CancellationToken::new();
         let counters = Arc::new(Counters::default());
         let mut backoff = Duration::from_millis(200);
         let mut pending_receive = None;
-        tracing::info!(
-            batches_in_flight = self.settings.worker.batches_in_flight,
-            "worker started"
-        );
+        match &self.pipeline {
+            Some(pipeline) => tracing::info!(
+                kernel_threads = pipeline.config().kernel_threads,
+                frames_in_flight = pipeline.frames_in_flight(),
+                fixed = pipeline.config().fixed_frames.is_some(),
+                max_frames_in_flight = pipeline.config().max_frames,
+                "worker started; frames flow through one pipeline"
+            ),
+            None => tracing::info!(
+                batches_in_flight = self.settings.worker.batch_slots(),
+                frame_concurrency = self.settings.worker.frame_concurrency,
+                "worker started; batches scheduled one by one"
+            ),
+        }
         loop {
             // Cancellation only between receives: wait for a free slot or the signal.
             let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 permit = slots.clone().acquire_owned() => permit?,
             };
-            let free = 1 + slots.available_permits();
+            // With the pipeline, receive only to keep its few batches waiting ahead.
+            let mut free = 1 + slots.available_permits();
+            if let Some(pipeline) = &self.pipeline {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    () = pipeline.wait_for_room_ahead() => {}
+                }
+                free = free.min(pipeline.room_ahead().max(1));
+            }
             let frames = self.frames.clone();
             let mut receive = Box::pin(async move {
                 frames
@@ -190,12 +219,14 @@ impl Worker {
                 counters.add(&counters.released, self.release_all(messages).await);
                 break;
             }
+            tracing::debug!(received = messages.len(), "received");
             let mut first = Some(first);
             for message in messages {
                 let permit = match first.take() {
                     Some(permit) => permit,
                     None => slots.clone().acquire_owned().await?,
                 };
+                let ticket = self.pipeline.as_ref().map(Pipeline::ticket);
                 let worker = self.clone();
                 let shutdown = shutdown.clone();
                 let abandon = abandon.clone();
@@ -204,7 +235,7 @@ impl Worker {
                     let _permit = permit;
                     let receipt = message.receipt_handle().unwrap_or_default().to_string();
                     match abandon
-                        .run_until_cancelled(worker.handle_message(message))
+                        .run_until_cancelled(worker.handle_message(message, ticket))
                         .await
                     {
                         Some(Handled::Done(_)) => {
@@ -280,7 +311,8 @@ impl Worker {
     pub async fn run_once(&self, max: usize, wait: Duration) -> Result<Outcome, QueueError> {
         let messages = self.frames.receive(max.clamp(1, 10) as i32, wait).await?;
         let results =
-            futures::future::join_all(messages.into_iter().map(|m| self.handle_message(m))).await;
+            futures::future::join_all(messages.into_iter().map(|m| self.handle_message(m, None)))
+                .await;
         let mut outcome = Outcome::default();
         for result in results {
             outcome.received += 1;
@@ -296,7 +328,11 @@ impl Worker {
         Ok(outcome)
     }
 
-    async fn handle_message(&self, message: aws_sdk_sqs::types::Message) -> Handled {
+    async fn handle_message(
+        &self,
+        message: aws_sdk_sqs::types::Message,
+        ticket: Option<Ticket>,
+    ) -> Handled {
         let receipt = message.receipt_handle().unwrap_or_default().to_string();
         let message_id = message.message_id().unwrap_or_default().to_string();
         let batch = match FrameBatch::parse(message.body().unwrap_or_default())
@@ -326,7 +362,7 @@ impl Worker {
         let traceparent = string_attribute(&message, propagation::TRACEPARENT);
         let work = self
             .processor
-            .process_in_trace(&batch, redelivered, traceparent);
+            .process_in_trace(&batch, redelivered, traceparent, ticket);
         // Heartbeat at half the queue's timeout (ChangeMessageVisibility restarts the clock).
         let result = framefleet_core::lease::hold_while(
             work,

@@ -4,6 +4,8 @@
 //! - [`settings`]: what it reads at start-up.
 //! - [`consumer`]: the long-poll loop, slots, visibility heartbeats, drain on SIGTERM.
 //! - [`batch`]: one batch: download, kernel on the blocking pool, upload, count, complete.
+//! - [`pipeline`]: the frame budget shared by all batches (Little's law), batch admission in
+//!   turn, and the kernel slots that keep CPU work to the cores.
 //! - [`manifest`]: the document the completing worker writes, with the job's usage and cost.
 //! - [`output`]: per-frame objects or one tar pack per batch; [`tar`]: the ustar writer.
 //! - [`usage`]: what one batch uses (requests, CPU time), summed exactly once per batch.
@@ -18,6 +20,7 @@ pub mod manifest;
 mod metrics;
 pub mod offline;
 pub mod output;
+pub mod pipeline;
 pub mod protection;
 pub mod settings;
 pub mod tar;

@@ -5,6 +5,8 @@ use framefleet_core::config::{ConfigError, Resources, TelemetrySettings};
 use framefleet_core::pricing::PriceTable;
 use serde::{Deserialize, Serialize};
 
+use crate::pipeline::{self, PipelineConfig};
+
 /// Everything the worker reads at start-up.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -20,15 +22,29 @@ pub struct WorkerSettings {
     pub telemetry: TelemetrySettings,
 }
 
-/// Consumer tuning.
+/// Consumer tuning. The defaults size everything from what the worker measures and the task it
+/// runs in; the keys are overrides.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerConfig {
-    /// Batches processed at once. Frames inside a batch also run in parallel, so one or two
-    /// per vCPU keeps the cores busy while downloads and uploads wait on the network.
+    /// Most batches received and not yet finished; `0` (default) leaves it to the frame
+    /// pipeline, which keeps two batches waiting ahead of the one being started.
     pub batches_in_flight: usize,
-    /// Frames of one batch downloaded, processed and uploaded at once.
+    /// `0` (default): frames flow through one pipeline shared by all batches. `n > 0`: the
+    /// older scheduling, each batch on its own with `n` frames at a time and no pipeline
+    /// (kept to measure against; `batches_in_flight` then defaults to 2).
     pub frame_concurrency: usize,
+    /// Frames between the start of their download and the end of their upload, across all
+    /// batches; `0` (default) sizes it by Little's law from the measured storage latency and
+    /// kernel time, within the memory bound.
+    pub frames_in_flight: usize,
+    /// Frames running the kernel at once; `0` (default): the cores this process may use.
+    pub kernel_threads: usize,
+    /// Memory, in MiB, the frame budget is bounded by (half of it, at `frame_memory_kib` a
+    /// frame); `0` (default): the container's cgroup limit, else the machine's memory.
+    pub memory_limit_mib: u64,
+    /// What one frame in flight holds, in KiB: its JPEG, its edge map, the SDK's buffers.
+    pub frame_memory_kib: u64,
     /// Seconds to finish in-flight batches after SIGTERM before giving up on them (they are
     /// redelivered); keep it below the container's stop timeout.
     pub drain_timeout_secs: u64,
@@ -39,10 +55,49 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
-            batches_in_flight: 2,
-            frame_concurrency: 4,
+            batches_in_flight: 0,
+            frame_concurrency: 0,
+            frames_in_flight: 0,
+            kernel_threads: 0,
+            memory_limit_mib: 0,
+            frame_memory_kib: crate::pipeline::DEFAULT_FRAME_MEMORY_KIB,
             drain_timeout_secs: 90,
             scale_in_protection: true,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// The pipeline these settings ask for, or `None` for per-batch scheduling
+    /// (`frame_concurrency > 0`).
+    pub fn pipeline(&self) -> Option<PipelineConfig> {
+        if self.frame_concurrency > 0 {
+            return None;
+        }
+        let kernel_threads = match self.kernel_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let memory = match self.memory_limit_mib {
+            0 => pipeline::detected_memory_bytes().unwrap_or(1 << 30),
+            mib => mib * 1024 * 1024,
+        };
+        let max_frames =
+            pipeline::memory_bound(memory, self.frame_memory_kib * 1024, kernel_threads);
+        Some(PipelineConfig {
+            kernel_threads,
+            fixed_frames: (self.frames_in_flight > 0).then_some(self.frames_in_flight),
+            max_frames,
+        })
+    }
+
+    /// Batches received and not finished at most: the setting, or 2 for per-batch scheduling,
+    /// or no limit beyond the pipeline's.
+    pub fn batch_slots(&self) -> usize {
+        match (self.batches_in_flight, self.frame_concurrency) {
+            (0, 0) => tokio::sync::Semaphore::MAX_PERMITS,
+            (0, _) => 2,
+            (n, _) => n,
         }
     }
 }
@@ -52,16 +107,41 @@ impl WorkerSettings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.resources.validate()?;
         self.pricing.validate()?;
-        if !(1..=64).contains(&self.worker.batches_in_flight) {
+        let w = &self.worker;
+        if w.batches_in_flight > 64 {
             return Err(ConfigError::rule(
                 "worker.batches_in_flight",
-                "must be between 1 and 64",
+                "must be between 0 (automatic) and 64",
             ));
         }
-        if !(1..=64).contains(&self.worker.frame_concurrency) {
+        if w.frame_concurrency > 64 {
             return Err(ConfigError::rule(
                 "worker.frame_concurrency",
-                "must be between 1 and 64",
+                "must be between 0 (pipeline) and 64",
+            ));
+        }
+        if w.frames_in_flight > pipeline::MAX_FRAMES_IN_FLIGHT {
+            return Err(ConfigError::rule(
+                "worker.frames_in_flight",
+                "must be between 0 (automatic) and 1024",
+            ));
+        }
+        if w.kernel_threads > 256 {
+            return Err(ConfigError::rule(
+                "worker.kernel_threads",
+                "must be between 0 (the cores available) and 256",
+            ));
+        }
+        if w.memory_limit_mib != 0 && !(64..=1 << 20).contains(&w.memory_limit_mib) {
+            return Err(ConfigError::rule(
+                "worker.memory_limit_mib",
+                "must be 0 (detected) or between 64 and 1048576",
+            ));
+        }
+        if !(16..=1 << 20).contains(&w.frame_memory_kib) {
+            return Err(ConfigError::rule(
+                "worker.frame_memory_kib",
+                "must be between 16 and 1048576",
             ));
         }
         if self.worker.drain_timeout_secs > 3600 {
@@ -104,8 +184,39 @@ mod tests {
     }
 
     #[test]
+    fn the_pipeline_is_sized_from_the_task_unless_told() {
+        let auto = WorkerConfig {
+            kernel_threads: 2,
+            memory_limit_mib: 2048,
+            ..WorkerConfig::default()
+        };
+        let pipeline = auto.pipeline().unwrap();
+        assert_eq!(pipeline.kernel_threads, 2);
+        assert_eq!(pipeline.fixed_frames, None);
+        assert_eq!(pipeline.max_frames, 512);
+        assert_eq!(auto.batch_slots(), tokio::sync::Semaphore::MAX_PERMITS);
+        let small = WorkerConfig {
+            memory_limit_mib: 256,
+            frame_memory_kib: 4096,
+            ..auto.clone()
+        };
+        assert_eq!(small.pipeline().unwrap().max_frames, 32);
+        let fixed = WorkerConfig {
+            frames_in_flight: 12,
+            ..auto.clone()
+        };
+        assert_eq!(fixed.pipeline().unwrap().fixed_frames, Some(12));
+        let per_batch = WorkerConfig {
+            frame_concurrency: 4,
+            ..auto
+        };
+        assert_eq!(per_batch.pipeline(), None);
+        assert_eq!(per_batch.batch_slots(), 2);
+    }
+
+    #[test]
     fn bad_values_name_their_key() {
-        let err = load(&[("FRAMEFLEET__WORKER__BATCHES_IN_FLIGHT", "0")])
+        let err = load(&[("FRAMEFLEET__WORKER__BATCHES_IN_FLIGHT", "65")])
             .unwrap_err()
             .to_string();
         assert!(err.contains("worker.batches_in_flight"), "{err}");
@@ -113,6 +224,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("batches_in_flight"), "{err}");
+        for (key, value) in [
+            ("FRAMES_IN_FLIGHT", "5000"),
+            ("KERNEL_THREADS", "1000"),
+            ("MEMORY_LIMIT_MIB", "8"),
+            ("FRAME_MEMORY_KIB", "0"),
+            ("FRAME_CONCURRENCY", "65"),
+        ] {
+            let err = load(&[(&format!("FRAMEFLEET__WORKER__{key}"), value)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("worker.{}", key.to_lowercase())),
+                "{err}"
+            );
+        }
         let err = load(&[("FRAMEFLEET__KERNEL__SIGMA", "1")])
             .unwrap_err()
             .to_string();
