@@ -75,6 +75,12 @@ fn schedulings() -> Vec<Scheduling> {
             env: vec![],
         },
         Scheduling {
+            // What SigV4-signing every PUT body costs (a SHA-256 of each edge map): the
+            // worker sends them as UNSIGNED-PAYLOAD unless told to sign.
+            name: "pipeline-signed-payloads",
+            env: vec![("FRAMEFLEET__WORKER__SIGN_S3_PAYLOADS", "true")],
+        },
+        Scheduling {
             // What the SDK's default S3 checksums cost (a CRC of every PUT body, a check of
             // every GET answer that carries one): the SDK's own switches turn them down to
             // the operations that require them.

@@ -75,6 +75,8 @@ pub struct BatchProcessor {
     /// The worker's shared frame pipeline; without one (the reconciler, tests), each batch
     /// runs `frame_concurrency` frames at a time on its own.
     pub(crate) pipeline: Option<Arc<Pipeline>>,
+    /// Whether edge-map PUTs sign their bodies (`worker.sign_s3_payloads`).
+    pub(crate) sign_payloads: bool,
 }
 
 enum FrameResult {
@@ -98,7 +100,15 @@ impl BatchProcessor {
             frame_concurrency: frame_concurrency.max(1),
             pricing: Arc::new(PriceTable::default()),
             pipeline: None,
+            sign_payloads: false,
         }
+    }
+
+    /// SigV4-signs the bodies of the edge-map PUTs (a SHA-256 of every body) when `sign` is
+    /// true; see `worker.sign_s3_payloads`.
+    pub fn with_signed_payloads(mut self, sign: bool) -> Self {
+        self.sign_payloads = sign;
+        self
     }
 
     /// Prices the cost in the manifests this processor writes with `pricing` (list prices when
@@ -204,8 +214,7 @@ impl BatchProcessor {
                     FrameResult::Failed(failed) => outcome.failed.push(failed),
                 }
             }
-            outcome.pack =
-                output::finish_batch(&self.s3, &self.processed_bucket, batch, held, &meter).await?;
+            outcome.pack = output::finish_batch(&self.output(), batch, held, &meter).await?;
             outcome.usage = meter.usage(batch.to_body().len(), job_item_bytes);
             outcome.job_item_bytes = job_item_bytes as u64;
             let counting = self
@@ -372,18 +381,17 @@ impl BatchProcessor {
                 return Ok(failed(key, &error.to_string()));
             }
         };
-        match output::emit(
-            &self.s3,
-            &self.processed_bucket,
-            batch,
-            key,
-            edge_map,
-            meter,
-        )
-        .await?
-        {
+        match output::emit(&self.output(), batch, key, edge_map, meter).await? {
             Emitted::Written => Ok(FrameResult::Written),
             Emitted::Held(frame) => Ok(FrameResult::Held(frame)),
+        }
+    }
+
+    fn output(&self) -> output::Destination<'_> {
+        output::Destination {
+            s3: &self.s3,
+            bucket: &self.processed_bucket,
+            sign_payloads: self.sign_payloads,
         }
     }
 

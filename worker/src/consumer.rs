@@ -106,7 +106,8 @@ impl Worker {
             &r.processed_bucket,
             settings.worker.frame_concurrency,
         )
-        .with_pricing(settings.pricing.clone());
+        .with_pricing(settings.pricing.clone())
+        .with_signed_payloads(settings.worker.sign_s3_payloads);
         let pipeline = settings.worker.pipeline().map(Pipeline::new);
         let processor = match &pipeline {
             Some(pipeline) => processor.with_pipeline(Arc::clone(pipeline)),

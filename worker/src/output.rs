@@ -28,6 +28,17 @@ use crate::metrics;
 use crate::tar::Tar;
 use crate::usage::BatchMeter;
 
+/// Where edge maps and packs are written.
+#[derive(Debug, Clone, Copy)]
+pub struct Destination<'a> {
+    /// The S3 client.
+    pub s3: &'a aws_sdk_s3::Client,
+    /// The processed bucket.
+    pub bucket: &'a str,
+    /// SigV4-sign each body (a SHA-256 of it) instead of sending `UNSIGNED-PAYLOAD`.
+    pub sign_payloads: bool,
+}
+
 /// An edge map held for the batch's pack.
 #[derive(Debug)]
 pub struct Held {
@@ -46,8 +57,7 @@ pub enum Emitted {
 
 /// Writes the edge map of frame `frame_key` now (per-frame objects) or holds it for the pack.
 pub async fn emit(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
+    to: &Destination<'_>,
     batch: &FrameBatch,
     frame_key: &str,
     edge_map: EdgeMap,
@@ -61,8 +71,7 @@ pub async fn emit(
     match batch.layout {
         OutputLayout::Objects => {
             put(
-                s3,
-                bucket,
+                to,
                 &key,
                 edge_map.bytes,
                 edge_map.format.content_type(),
@@ -112,8 +121,7 @@ pub fn build_pack(video_id: &str, batch_index: u32, held: &[Held]) -> Option<(Ve
 /// Ends the batch's output: for packed batches, PUTs the pack and returns its index as stored in
 /// the batch marker (JSON); per-frame batches have nothing left to write.
 pub async fn finish_batch(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
+    to: &Destination<'_>,
     batch: &FrameBatch,
     held: Vec<Held>,
     meter: &BatchMeter,
@@ -122,14 +130,19 @@ pub async fn finish_batch(
     else {
         return Ok(None);
     };
-    put(s3, bucket, &pack.key, bytes, "application/x-tar", meter).await?;
+    put(to, &pack.key, bytes, "application/x-tar", meter).await?;
     tracing::info!(key = %pack.key, frames = pack.frames.len(), "pack written");
     Ok(Some(serde_json::to_string(&pack).unwrap_or_default()))
 }
 
+/// PUTs one object. Unless `to.sign_payloads`, the body is sent as `UNSIGNED-PAYLOAD`: SigV4 then
+/// signs the headers only, which S3 accepts ("Signature calculations for the Authorization
+/// header: Transferring payload in a single chunk", Amazon S3 API Reference,
+/// <https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html>), and the
+/// worker does not hash every edge map with SHA-256. The body's integrity then rests on TLS (the
+/// template's bucket policies refuse plain HTTP) and on the checksum the SDK sends with it.
 async fn put(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
+    to: &Destination<'_>,
     key: &str,
     body: Vec<u8>,
     content_type: &str,
@@ -137,18 +150,24 @@ async fn put(
 ) -> Result<(), BatchError> {
     meter.s3_put();
     let started = Instant::now();
-    let result = s3
+    let request = to
+        .s3
         .put_object()
-        .bucket(bucket)
+        .bucket(to.bucket)
         .key(key)
         .content_type(content_type)
-        .body(ByteStream::from(body))
-        .send()
-        .instrument(tracing::info_span!("upload", key))
-        .await;
+        .body(ByteStream::from(body));
+    let upload = async {
+        if to.sign_payloads {
+            request.send().await
+        } else {
+            request.customize().disable_payload_signing().send().await
+        }
+    };
+    let result = upload.instrument(tracing::info_span!("upload", key)).await;
     metrics::s3_request("PutObject", result.is_ok(), started.elapsed());
     result.map(|_| ()).map_err(|error| BatchError::Storage {
-        bucket: bucket.to_string(),
+        bucket: to.bucket.to_string(),
         key: key.to_string(),
         message: describe(&error),
     })

@@ -50,6 +50,10 @@ pub struct WorkerConfig {
     pub drain_timeout_secs: u64,
     /// Ask ECS for task scale-in protection while batches are in flight (no-op off ECS).
     pub scale_in_protection: bool,
+    /// SigV4-sign the body of every edge-map and pack PUT (a SHA-256 of each body). Off
+    /// (default): bodies go as `UNSIGNED-PAYLOAD`, protected by TLS and the SDK's checksum;
+    /// `scripts/bench-fleet` measures what signing costs.
+    pub sign_s3_payloads: bool,
 }
 
 impl Default for WorkerConfig {
@@ -63,6 +67,7 @@ impl Default for WorkerConfig {
             frame_memory_kib: crate::pipeline::DEFAULT_FRAME_MEMORY_KIB,
             drain_timeout_secs: 90,
             scale_in_protection: true,
+            sign_s3_payloads: false,
         }
     }
 }
