@@ -90,6 +90,15 @@ fn schedulings() -> Vec<Scheduling> {
                 ("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required"),
             ],
         },
+        Scheduling {
+            // Both: with no checksum the body is what SigV4 would sign.
+            name: "pipeline-checksums-when-required-signed-payloads",
+            env: vec![
+                ("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required"),
+                ("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required"),
+                ("FRAMEFLEET__WORKER__SIGN_S3_PAYLOADS", "true"),
+            ],
+        },
     ]
 }
 
