@@ -534,6 +534,25 @@ impl Stack {
         Ok(out.body.collect().await?.into_bytes().to_vec())
     }
 
+    /// Breaks the captured frame `key`: keeps its first third and appends bytes no JPEG decoder
+    /// accepts, so the worker must record it as failed and finish the job.
+    pub async fn corrupt_frame(&self, key: &str) -> anyhow::Result<()> {
+        let bucket = &self.resources.frames_bucket;
+        let mut bytes = self.get(bucket, key).await?;
+        bytes.truncate(bytes.len() / 3);
+        bytes.extend_from_slice(&[0x13; 64]);
+        self.clients
+            .s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .with_context(|| format!("put s3://{bucket}/{key}"))?;
+        Ok(())
+    }
+
     /// Messages waiting in a queue (approximate, as SQS reports it).
     pub async fn queue_depth(&self, url: &str) -> anyhow::Result<u64> {
         use aws_sdk_sqs::types::QueueAttributeName;

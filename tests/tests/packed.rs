@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::primitives::ByteStream;
 use framefleet_core::frames::frame_index;
 use framefleet_core::jobs::JobStatus;
 use framefleet_core::message::{FrameBatch, OutputLayout};
@@ -181,22 +180,7 @@ async fn packed_job_writes_one_indexed_tar_per_batch() {
         .unwrap();
     assert_eq!(captured.len() as u64, frames);
     let broken = captured[2].clone();
-    let mut bytes = stack
-        .get(&stack.resources.frames_bucket, &broken)
-        .await
-        .unwrap();
-    bytes.truncate(bytes.len() / 3);
-    bytes.extend_from_slice(&[0x13; 64]);
-    stack
-        .clients
-        .s3
-        .put_object()
-        .bucket(&stack.resources.frames_bucket)
-        .key(&broken)
-        .body(ByteStream::from(bytes))
-        .send()
-        .await
-        .unwrap();
+    stack.corrupt_frame(&broken).await.unwrap();
     stack.start_worker().await.unwrap();
     let record = stack.wait_final(&video_id).await.unwrap();
     assert_eq!(record.status, JobStatus::Complete, "{record:#?}");

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use aws_sdk_s3::primitives::ByteStream;
 use framefleet_core::frames::frame_index;
 use framefleet_core::jobs::JobStatus;
 use framefleet_core::message::FrameBatch;
@@ -548,22 +547,7 @@ async fn corrupt_frame_is_counted_failed_and_job_completes() {
         .await
         .unwrap();
     let broken = captured[2].clone();
-    let mut bytes = stack
-        .get(&stack.resources.frames_bucket, &broken)
-        .await
-        .unwrap();
-    bytes.truncate(bytes.len() / 3);
-    bytes.extend_from_slice(&[0x13; 64]);
-    stack
-        .clients
-        .s3
-        .put_object()
-        .bucket(&stack.resources.frames_bucket)
-        .key(&broken)
-        .body(ByteStream::from(bytes))
-        .send()
-        .await
-        .unwrap();
+    stack.corrupt_frame(&broken).await.unwrap();
     stack.start_worker().await.unwrap();
     let record = stack.wait_final(&video_id).await.unwrap();
     assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
