@@ -534,6 +534,45 @@ impl Stack {
         Ok(out.body.collect().await?.into_bytes().to_vec())
     }
 
+    /// The job's `manifest.json`, parsed.
+    pub async fn manifest(&self, video_id: &str) -> anyhow::Result<serde_json::Value> {
+        let key = format!("{video_id}/manifest.json");
+        let bytes = self.get(&self.resources.processed_bucket, &key).await?;
+        serde_json::from_slice(&bytes).with_context(|| format!("parse {key}"))
+    }
+
+    /// Turns on versioning on the processed bucket, so every write of a key leaves a version:
+    /// "Retaining multiple versions of objects with S3 Versioning",
+    /// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/Versioning.html>.
+    pub async fn version_processed_bucket(&self) -> anyhow::Result<()> {
+        use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+        self.clients
+            .s3
+            .put_bucket_versioning()
+            .bucket(&self.resources.processed_bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .context("versioning the processed bucket")?;
+        Ok(())
+    }
+
+    /// Waits (up to a minute) until the queue at `url` has no message left, visible or not.
+    pub async fn wait_until_empty(&self, url: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self.queue_depth(url).await? == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("queue {url} did not drain")
+    }
+
     /// Breaks the captured frame `key`: keeps its first third and appends bytes no JPEG decoder
     /// accepts, so the worker must record it as failed and finish the job.
     pub async fn corrupt_frame(&self, key: &str) -> anyhow::Result<()> {

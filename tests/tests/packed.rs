@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use framefleet_core::frames::frame_index;
 use framefleet_core::jobs::JobStatus;
@@ -28,35 +28,6 @@ async fn video(width: u32, height: u32, rate: &str, seconds: f64) -> (Vec<u8>, u
     (std::fs::read(&path).unwrap(), frames)
 }
 
-async fn manifest(stack: &Stack, video_id: &str) -> serde_json::Value {
-    let bytes = stack
-        .get(
-            &stack.resources.processed_bucket,
-            &format!("{video_id}/manifest.json"),
-        )
-        .await
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
-}
-
-/// Turns on versioning on the processed bucket, so a rewritten pack leaves a second version.
-async fn version_processed_bucket(stack: &Stack) {
-    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
-    stack
-        .clients
-        .s3
-        .put_bucket_versioning()
-        .bucket(&stack.resources.processed_bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-}
-
 /// ETags of every version of `key` (ListObjectVersions).
 async fn versions(stack: &Stack, key: &str) -> Vec<String> {
     let out = stack
@@ -73,17 +44,6 @@ async fn versions(stack: &Stack, key: &str) -> Vec<String> {
         .filter(|v| v.key() == Some(key))
         .map(|v| v.e_tag().unwrap_or_default().to_string())
         .collect()
-}
-
-async fn wait_until_empty(stack: &Stack, queue_url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if stack.queue_depth(queue_url).await.unwrap() == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("queue {queue_url} did not drain");
 }
 
 /// `<target>/<profile>/framefleet`, built by `cargo build --workspace --bins`.
@@ -144,7 +104,7 @@ async fn packed_job_writes_one_indexed_tar_per_batch() {
     })
     .await
     .unwrap();
-    version_processed_bucket(&stack).await;
+    stack.version_processed_bucket().await.unwrap();
     let (video, frames) = video(64, 48, "8", 1.0).await;
     let video_id = stack.upload("packed.mp4", video).await.unwrap();
     let id = video_id.to_string();
@@ -202,7 +162,7 @@ async fn packed_job_writes_one_indexed_tar_per_batch() {
     assert!(!keys.iter().any(|k| frame_index(k).is_some()));
 
     // The manifest: layout, every pack with its index, the failed frame with its reason.
-    let manifest = manifest(&stack, &id).await;
+    let manifest = stack.manifest(&id).await.unwrap();
     assert_eq!(manifest["output"]["layout"], "packed", "{manifest:#}");
     let packs: Vec<Pack> = serde_json::from_value(manifest["output"]["packs"].clone()).unwrap();
     assert_eq!(packs.len() as u64, batches);
@@ -371,7 +331,10 @@ async fn packed_job_writes_one_indexed_tar_per_batch() {
         .send()
         .await
         .unwrap();
-    wait_until_empty(&stack, &stack.provisioned.frames_queue_url).await;
+    stack
+        .wait_until_empty(&stack.provisioned.frames_queue_url)
+        .await
+        .unwrap();
     let written = versions(&stack, &pack0).await;
     assert_eq!(written.len(), 2, "the redelivery rewrote the pack");
     assert_eq!(written[0], written[1], "with the same bytes");

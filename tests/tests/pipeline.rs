@@ -58,7 +58,7 @@ async fn assert_edge_maps(stack: &Stack, video_id: &str, expected: u64, w: u32, 
 /// the parameters the manifest records: a blank image, or parameters the worker ignored,
 /// cannot pass. Returns the parameters.
 async fn assert_edge_maps_are_the_offline_output(stack: &Stack, video_id: &str) -> EdgeParams {
-    let manifest = manifest(stack, video_id).await;
+    let manifest = stack.manifest(video_id).await.unwrap();
     let params: EdgeParams = serde_json::from_value(manifest["parameters"].clone())
         .unwrap_or_else(|e| panic!("manifest parameters: {e}: {manifest:#}"));
     let frames = stack
@@ -83,26 +83,6 @@ async fn assert_edge_maps_are_the_offline_output(stack: &Stack, video_id: &str) 
         );
     }
     params
-}
-
-/// Turns on versioning on the processed bucket, so every write of a key leaves a version:
-/// "Retaining multiple versions of objects with S3 Versioning",
-/// https://docs.aws.amazon.com/AmazonS3/latest/userguide/Versioning.html
-async fn version_processed_bucket(stack: &Stack) {
-    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
-    stack
-        .clients
-        .s3
-        .put_bucket_versioning()
-        .bucket(&stack.resources.processed_bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
 }
 
 /// How many times the job's manifest was written: its versions in the (versioned) processed
@@ -164,7 +144,7 @@ async fn assert_preview(stack: &Stack, video_id: &str) -> (u64, u64, bool) {
         video["height"].as_u64().unwrap(),
     );
     assert!(width <= 640 && height <= 360, "{width}×{height}");
-    let manifest = manifest(stack, video_id).await;
+    let manifest = stack.manifest(video_id).await.unwrap();
     assert_eq!(
         manifest["preview"]["bucket"],
         stack.resources.processed_bucket.as_str()
@@ -177,21 +157,10 @@ async fn assert_preview(stack: &Stack, video_id: &str) -> (u64, u64, bool) {
     )
 }
 
-async fn manifest(stack: &Stack, video_id: &str) -> serde_json::Value {
-    let bytes = stack
-        .get(
-            &stack.resources.processed_bucket,
-            &format!("{video_id}/manifest.json"),
-        )
-        .await
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn upload_becomes_edge_maps_with_exact_counts() {
     let stack = spawn_stack().await.unwrap();
-    version_processed_bucket(&stack).await;
+    stack.version_processed_bucket().await.unwrap();
     let (video, frames) = video_bytes(160, 96, "12", 2.0).await;
     let key = "uploads/my clip+ü (1).mp4";
     let video_id = stack.upload(key, video).await.unwrap();
@@ -216,7 +185,7 @@ async fn upload_becomes_edge_maps_with_exact_counts() {
         1,
         "one winner writes the manifest, once"
     );
-    let manifest = manifest(&stack, video_id.as_str()).await;
+    let manifest = stack.manifest(video_id.as_str()).await.unwrap();
     assert_eq!(manifest["counts"]["total"], frames);
     assert_eq!(manifest["counts"]["processed"], frames);
     assert_eq!(manifest["source"]["key"], key);
@@ -266,7 +235,7 @@ async fn batch_parameters_reach_the_workers_and_the_manifest() {
     options.kernel.max_width = Some(80);
     options.kernel.max_height = Some(40);
     let stack = spawn_stack_with(options).await.unwrap();
-    version_processed_bucket(&stack).await;
+    stack.version_processed_bucket().await.unwrap();
     let (video, frames) = video_bytes(160, 96, "6", 1.0).await;
     let video_id = stack.upload("params.mp4", video).await.unwrap();
     let record = stack.wait_final(&video_id).await.unwrap();
@@ -407,7 +376,10 @@ async fn duplicate_notification_makes_one_job() {
     let record = stack.wait_final(&video_id).await.unwrap();
     assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
     // Give the duplicates time to be consumed, then check nothing new appeared.
-    wait_until_empty(&stack, &stack.provisioned.ingress_queue_url).await;
+    stack
+        .wait_until_empty(&stack.provisioned.ingress_queue_url)
+        .await
+        .unwrap();
     let jobs = stack.clients.mediaconvert.list_jobs().send().await.unwrap();
     assert_eq!(jobs.jobs().len(), 1, "one MediaConvert job");
     let items = stack
@@ -424,17 +396,6 @@ async fn duplicate_notification_makes_one_job() {
         .await
         .unwrap();
     assert_eq!(items.count(), 1, "one job record");
-}
-
-async fn wait_until_empty(stack: &Stack, queue_url: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while std::time::Instant::now() < deadline {
-        if stack.queue_depth(queue_url).await.unwrap() == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("queue {queue_url} did not drain");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -500,7 +461,10 @@ async fn redelivered_batches_are_not_counted_twice() {
     stack.start_worker().await.unwrap();
     let record = stack.wait_final(&video_id).await.unwrap();
     assert_eq!(record.status, JobStatus::Complete);
-    wait_until_empty(&stack, &stack.provisioned.frames_queue_url).await;
+    stack
+        .wait_until_empty(&stack.provisioned.frames_queue_url)
+        .await
+        .unwrap();
     let record = stack.jobs.get(&video_id).await.unwrap().unwrap();
     assert_eq!(record.processed_frames, frames, "counted once");
     assert_eq!(record.failed_frames, 0);
@@ -553,7 +517,7 @@ async fn corrupt_frame_is_counted_failed_and_job_completes() {
     assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
     assert_eq!(record.failed_frames, 1);
     assert_eq!(record.processed_frames, frames - 1);
-    let manifest = manifest(&stack, video_id.as_str()).await;
+    let manifest = stack.manifest(video_id.as_str()).await.unwrap();
     let failed = manifest["failed_frames"].as_array().unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["key"], broken.as_str());
@@ -897,7 +861,10 @@ async fn batches_longer_than_the_visibility_timeout_are_received_once() {
         handled as u64, batches,
         "each batch handled by exactly one delivery"
     );
-    wait_until_empty(&stack, &stack.provisioned.frames_queue_url).await;
+    stack
+        .wait_until_empty(&stack.provisioned.frames_queue_url)
+        .await
+        .unwrap();
     assert_eq!(
         stack
             .queue_depth(stack.dlq_url(&stack.resources.frames_queue))
