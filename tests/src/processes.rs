@@ -64,7 +64,7 @@ pub struct Fleet {
 }
 
 /// The directory holding the workspace's binaries: the test binary runs from `<target>/<profile>/deps/`.
-fn bin_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn bin_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let profile = exe
         .parent()

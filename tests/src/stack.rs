@@ -534,6 +534,45 @@ impl Stack {
         Ok(out.body.collect().await?.into_bytes().to_vec())
     }
 
+    /// Runs the user's command, `framefleet args…` (built by `cargo build --workspace --bins`),
+    /// against this stack with only the environment a user would set: the endpoints, a region
+    /// and the admin identity's keys (a user's own credentials, not a task role: IAM is
+    /// enforced).
+    pub async fn framefleet(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let binary = crate::processes::bin_dir()?.join("framefleet");
+        if !binary.is_file() {
+            bail!(
+                "{} is missing: build it first (cargo build --workspace --bins)",
+                binary.display()
+            );
+        }
+        let r = &self.resources;
+        tokio::process::Command::new(&binary)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AWS_ENDPOINT_URL", self.moto.endpoint())
+            .env("AWS_ENDPOINT_URL_MEDIACONVERT", &self.standin_endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", &self.identities.admin.access_key_id)
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                &self.identities.admin.secret_access_key,
+            )
+            // moto mis-verifies signed bodies with checksum trailers (see `sdk_config_as`).
+            .env("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("FRAMEFLEET__RESOURCES__INGRESS_BUCKET", &r.ingress_bucket)
+            .env(
+                "FRAMEFLEET__RESOURCES__PROCESSED_BUCKET",
+                &r.processed_bucket,
+            )
+            .env("FRAMEFLEET__RESOURCES__JOBS_TABLE", &r.jobs_table)
+            .output()
+            .await
+            .with_context(|| format!("running {}", binary.display()))
+    }
+
     /// The job's `manifest.json`, parsed.
     pub async fn manifest(&self, video_id: &str) -> anyhow::Result<serde_json::Value> {
         let key = format!("{video_id}/manifest.json");

@@ -15,46 +15,9 @@ use framefleet_core::video::VideoId;
 use framefleet_e2e::media::{count_frames, make_video};
 use framefleet_e2e::stack::{spawn_stack_with, Stack, StackOptions};
 
-/// `<target>/<profile>/framefleet`: the test binary runs from `<target>/<profile>/deps/`.
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("framefleet");
-    assert!(
-        path.is_file(),
-        "{} is missing: build it first (cargo build --workspace --bins)",
-        path.display()
-    );
-    path
-}
-
 /// Runs `framefleet args…` against `stack` with only the environment a user would set.
 async fn framefleet(stack: &Stack, args: &[&str]) -> Output {
-    let r = &stack.resources;
-    tokio::process::Command::new(binary())
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("AWS_ENDPOINT_URL", stack.moto.endpoint())
-        .env("AWS_ENDPOINT_URL_MEDIACONVERT", &stack.standin_endpoint)
-        .env("AWS_REGION", "us-east-1")
-        // A user's own credentials: the admin identity, not a task role (IAM is enforced).
-        .env("AWS_ACCESS_KEY_ID", &stack.identities.admin.access_key_id)
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            &stack.identities.admin.secret_access_key,
-        )
-        // moto mis-verifies signed bodies with checksum trailers (see `sdk_config_as`).
-        .env("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("FRAMEFLEET__RESOURCES__INGRESS_BUCKET", &r.ingress_bucket)
-        .env(
-            "FRAMEFLEET__RESOURCES__PROCESSED_BUCKET",
-            &r.processed_bucket,
-        )
-        .env("FRAMEFLEET__RESOURCES__JOBS_TABLE", &r.jobs_table)
-        .output()
-        .await
-        .unwrap()
+    stack.framefleet(args).await.unwrap()
 }
 
 fn stdout(output: &Output) -> String {

@@ -5,7 +5,6 @@
 //! extracting the packs.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use framefleet_core::frames::frame_index;
@@ -46,40 +45,9 @@ async fn versions(stack: &Stack, key: &str) -> Vec<String> {
         .collect()
 }
 
-/// `<target>/<profile>/framefleet`, built by `cargo build --workspace --bins`.
-fn framefleet_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("framefleet");
-    assert!(
-        path.is_file(),
-        "{} is missing: build it first",
-        path.display()
-    );
-    path
-}
-
 async fn fetch(stack: &Stack, video_id: &str, out: &std::path::Path) -> serde_json::Value {
-    let r = &stack.resources;
-    let output = tokio::process::Command::new(framefleet_binary())
-        .args(["fetch", video_id, "--out", out.to_str().unwrap(), "--json"])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("AWS_ENDPOINT_URL", stack.moto.endpoint())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", &stack.identities.admin.access_key_id)
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            &stack.identities.admin.secret_access_key,
-        )
-        .env("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("FRAMEFLEET__RESOURCES__INGRESS_BUCKET", &r.ingress_bucket)
-        .env(
-            "FRAMEFLEET__RESOURCES__PROCESSED_BUCKET",
-            &r.processed_bucket,
-        )
-        .env("FRAMEFLEET__RESOURCES__JOBS_TABLE", &r.jobs_table)
-        .output()
+    let output = stack
+        .framefleet(&["fetch", video_id, "--out", out.to_str().unwrap(), "--json"])
         .await
         .unwrap();
     assert_eq!(
