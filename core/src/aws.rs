@@ -16,15 +16,26 @@ pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     /// MediaConvert (the regional endpoint, or `AWS_ENDPOINT_URL_MEDIACONVERT`).
     pub mediaconvert: aws_sdk_mediaconvert::Client,
+    /// S3's endpoint override (`AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`), if any, for
+    /// clients built outside the SDK (the worker's direct S3 requests).
+    pub s3_endpoint: Option<String>,
+    /// The configuration the clients were built from (region, credentials provider), for
+    /// clients built outside the SDK.
+    pub config: SdkConfig,
 }
 
 impl AwsClients {
     /// Loads the standard AWS configuration chain from the environment.
     pub async fn from_env() -> Self {
         let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
-        let s3_overridden = sdk.endpoint_url().is_some()
-            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some_and(|v| !v.is_empty());
-        Self::from_config(&sdk, s3_overridden, None)
+        let s3_endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| sdk.endpoint_url().map(str::to_string));
+        Self {
+            s3_endpoint: s3_endpoint.clone(),
+            ..Self::from_config(&sdk, s3_endpoint.is_some(), None)
+        }
     }
 
     /// Builds clients from an explicit configuration; `mediaconvert_endpoint` overrides the
@@ -46,6 +57,8 @@ impl AwsClients {
             sqs: aws_sdk_sqs::Client::new(sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             mediaconvert: aws_sdk_mediaconvert::Client::from_conf(mediaconvert.build()),
+            s3_endpoint: sdk.endpoint_url().map(str::to_string),
+            config: sdk.clone(),
         }
     }
 }

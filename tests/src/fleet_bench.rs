@@ -19,7 +19,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use framefleet_core::aws::AwsClients;
 use framefleet_core::config::Resources;
 use framefleet_core::jobs::{BatchPlan, JobRecord, JobStatus, JobTable};
-use framefleet_core::message::{FrameBatch, FRAME_BATCH_VERSION};
+use framefleet_core::message::{FrameBatch, OutputLayout, FRAME_BATCH_VERSION};
 use framefleet_core::queue::Queue;
 use framefleet_core::video::VideoId;
 use framefleet_edge::EdgeParams;
@@ -58,6 +58,8 @@ pub struct FleetBenchArgs {
 struct Scheduling {
     name: &'static str,
     env: Vec<(&'static str, &'static str)>,
+    /// The output layout the batches ask for (per-frame objects unless said).
+    layout: OutputLayout,
 }
 
 fn schedulings() -> Vec<Scheduling> {
@@ -69,16 +71,37 @@ fn schedulings() -> Vec<Scheduling> {
                 ("FRAMEFLEET__WORKER__BATCHES_IN_FLIGHT", "2"),
                 ("FRAMEFLEET__WORKER__FRAME_CONCURRENCY", "4"),
             ],
+            layout: OutputLayout::Objects,
         },
         Scheduling {
             name: "pipeline",
             env: vec![],
+            layout: OutputLayout::Objects,
+        },
+        Scheduling {
+            // One PUT per batch instead of one per frame (`dispatcher.output_layout = packed`).
+            name: "pipeline-packed",
+            env: vec![],
+            layout: OutputLayout::Packed,
+        },
+        Scheduling {
+            // The frame hot path's GET and PUT without the SDK's orchestration
+            // (worker/src/direct_s3.rs).
+            name: "pipeline-direct",
+            env: vec![("FRAMEFLEET__WORKER__S3_CLIENT", "direct")],
+            layout: OutputLayout::Objects,
+        },
+        Scheduling {
+            name: "pipeline-packed-direct",
+            env: vec![("FRAMEFLEET__WORKER__S3_CLIENT", "direct")],
+            layout: OutputLayout::Packed,
         },
         Scheduling {
             // What SigV4-signing every PUT body costs (a SHA-256 of each edge map): the
             // worker sends them as UNSIGNED-PAYLOAD unless told to sign.
             name: "pipeline-signed-payloads",
             env: vec![("FRAMEFLEET__WORKER__SIGN_S3_PAYLOADS", "true")],
+            layout: OutputLayout::Objects,
         },
         Scheduling {
             // What the SDK's default S3 checksums cost (a CRC of every PUT body, a check of
@@ -89,6 +112,7 @@ fn schedulings() -> Vec<Scheduling> {
                 ("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required"),
                 ("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required"),
             ],
+            layout: OutputLayout::Objects,
         },
         Scheduling {
             // Both: with no checksum the body is what SigV4 would sign.
@@ -98,8 +122,29 @@ fn schedulings() -> Vec<Scheduling> {
                 ("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required"),
                 ("FRAMEFLEET__WORKER__SIGN_S3_PAYLOADS", "true"),
             ],
+            layout: OutputLayout::Objects,
         },
     ]
+}
+
+/// When the worker logged that it wrote the manifest (the job COMPLETE), from the timestamp of
+/// that JSON log line.
+fn completed_at(log_path: &Path) -> Option<std::time::SystemTime> {
+    let log = std::fs::read_to_string(log_path).ok()?;
+    let line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("job COMPLETE"))
+        })?;
+    let at = time::OffsetDateTime::parse(
+        line["timestamp"].as_str()?,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .ok()?;
+    Some(std::time::SystemTime::from(at))
 }
 
 /// CPU seconds a process used so far (user + system, all threads), from `/proc/<pid>/stat`.
@@ -203,9 +248,14 @@ struct Run {
     seconds: f64,
     worker_cpu: f64,
     aux_cpu: f64,
+    /// The same, per party: this process (the fault proxy), s3s-fs, moto.
+    aux_split: [f64; 3],
     machine_cpu: f64,
     peak_rss_mib: f64,
     frames_in_flight: Option<u64>,
+    /// CPU seconds the worker's kernel calls took, as the job's usage counted them (the thread
+    /// CPU time of each call on the blocking pool).
+    kernel_cpu: f64,
 }
 
 impl Run {
@@ -361,6 +411,9 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
             .unwrap_or_default()
     };
     let new_aws = find("pipeline", "aws");
+    let packed_aws = find("pipeline-packed", "aws");
+    let direct_aws = find("pipeline-direct", "aws");
+    let packed_direct_aws = find("pipeline-packed-direct", "aws");
     let old_aws = find("per-batch", "aws");
     let new_0 = find("pipeline", "0ms");
     let old_0 = find("per-batch", "0ms");
@@ -372,6 +425,23 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
         "efficiency": new_aws["efficiency"],
         "glue_overhead": new_aws["glue_overhead"],
         "efficiency_of_available_cpu": new_aws["efficiency_of_available_cpu"],
+        "kernel_in_worker_over_edge": new_aws["kernel_in_worker_over_edge"],
+        "glue_beyond_kernel_calls": new_aws["glue_beyond_kernel_calls"],
+        "packed_aws": {
+            "efficiency": packed_aws["efficiency"],
+            "glue_overhead": packed_aws["glue_overhead"],
+            "glue_beyond_kernel_calls": packed_aws["glue_beyond_kernel_calls"],
+        },
+        "direct_aws": {
+            "efficiency": direct_aws["efficiency"],
+            "glue_overhead": direct_aws["glue_overhead"],
+            "glue_beyond_kernel_calls": direct_aws["glue_beyond_kernel_calls"],
+        },
+        "packed_direct_aws": {
+            "efficiency": packed_direct_aws["efficiency"],
+            "glue_overhead": packed_direct_aws["glue_overhead"],
+            "glue_beyond_kernel_calls": packed_direct_aws["glue_beyond_kernel_calls"],
+        },
         "latency": {
             "get_ms": bench.args.get.as_millis() as u64,
             "put_ms": bench.args.put.as_millis() as u64,
@@ -408,6 +478,7 @@ fn round3(x: f64) -> f64 {
 /// A run as JSON: its ratios, and the CPU each party used, in cores (CPU seconds per second).
 fn run_json(run: &Run, edge_ms: f64, parallel_fps: f64, cores: f64, round: usize) -> Value {
     let cpu_ms_per_frame = run.worker_cpu * 1e3 / run.frames as f64;
+    let kernel_ms_in_worker = run.kernel_cpu * 1e3 / run.frames as f64;
     let aux_cores = run.aux_cpu / run.seconds;
     let others_cores = ((run.machine_cpu - run.worker_cpu - run.aux_cpu) / run.seconds).max(0.0);
     // What the worker could have had: the cores less what the bench's own servers and other
@@ -421,8 +492,17 @@ fn run_json(run: &Run, edge_ms: f64, parallel_fps: f64, cores: f64, round: usize
         "efficiency": round3(run.fps() / parallel_fps),
         "efficiency_of_available_cpu": round3(run.fps() / (parallel_fps * available / cores)),
         "glue_overhead": round3((cpu_ms_per_frame - edge_ms) / edge_ms),
+        // The same CPU split inside the worker: its kernel calls' own CPU time against the
+        // reference (how much slower the kernel runs beside the I/O), and everything else the
+        // worker did, as a fraction of those kernel calls.
+        "kernel_ms_in_worker": round3(kernel_ms_in_worker),
+        "kernel_in_worker_over_edge": round3(kernel_ms_in_worker / edge_ms),
+        "glue_beyond_kernel_calls": round3(
+            (cpu_ms_per_frame - kernel_ms_in_worker) / kernel_ms_in_worker
+        ),
         "worker_cpu_cores": round3(run.worker_cpu / run.seconds),
         "aux_cpu_cores": round3(aux_cores),
+        "proxy_s3s_moto_cpu_cores": run.aux_split.map(|c| round3(c / run.seconds)),
         "other_cpu_cores": round3(others_cores),
         "worker_peak_rss_mib": round3(run.peak_rss_mib),
         "frames_in_flight": run.frames_in_flight,
@@ -533,7 +613,7 @@ impl Bench {
                     frames_bucket: self.resources.frames_bucket.clone(),
                     frame_keys: keys.to_vec(),
                     params: EdgeParams::default(),
-                    layout: Default::default(),
+                    layout: scheduling.layout,
                 }
                 .to_body()
             })
@@ -551,7 +631,7 @@ impl Bench {
             batch_size: self.args.batch_size,
             params: EdgeParams::default(),
             last_frame: None,
-            layout: Default::default(),
+            layout: scheduling.layout,
         };
         self.jobs
             .start_processing(
@@ -627,27 +707,36 @@ impl Bench {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let aux_pids = [std::process::id(), self.s3.pid(), self.moto.pid()];
-        let aux = |ticks| aux_pids.iter().map(|&p| process_cpu(p, ticks)).sum::<f64>();
+        let split = |ticks| aux_pids.map(|p| process_cpu(p, ticks));
+        let aux = |ticks| split(ticks).iter().sum::<f64>();
+        let split0 = split(self.ticks);
         let (worker0, aux0, machine0) = (
             process_cpu(pid, self.ticks),
             aux(self.ticks),
             machine_busy(self.ticks),
         );
         let started = Instant::now();
+        let started_at = std::time::SystemTime::now();
         let deadline = started + Duration::from_secs(600);
-        loop {
+        let kernel_cpu = loop {
             let record = self.jobs.get(&video_id).await?;
-            match record.map(|r| r.status) {
-                Some(JobStatus::Complete) => break,
+            match record.as_ref().map(|r| r.status) {
+                Some(JobStatus::Complete) => {
+                    break record.map_or(0.0, |r| r.usage.worker_cpu_ms as f64 / 1e3)
+                }
                 Some(JobStatus::Failed | JobStatus::Canceled) => bail!("the job did not complete"),
                 _ if Instant::now() > deadline => bail!("the job took over 600 s"),
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                // Polled slowly: moto's CPU is the bench's, not the worker's. The time the
+                // job completed comes from the worker's log below.
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
             if let Ok(Some(status)) = worker.try_wait() {
                 bail!("the worker exited ({status}); log: {}", log_path.display());
             }
-        }
-        let seconds = started.elapsed().as_secs_f64();
+        };
+        let seconds = completed_at(&log_path)
+            .and_then(|at| at.duration_since(started_at).ok())
+            .map_or_else(|| started.elapsed().as_secs_f64(), |d| d.as_secs_f64());
         let run = Run {
             scheduling: scheduling.name,
             latency,
@@ -655,9 +744,14 @@ impl Bench {
             seconds,
             worker_cpu: process_cpu(pid, self.ticks) - worker0,
             aux_cpu: aux(self.ticks) - aux0,
+            aux_split: {
+                let now = split(self.ticks);
+                [0, 1, 2].map(|i| now[i] - split0[i])
+            },
             machine_cpu: machine_busy(self.ticks) - machine0,
             peak_rss_mib: peak_rss_mib(pid),
             frames_in_flight: None,
+            kernel_cpu,
         };
         let _ = worker.start_kill();
         let _ = worker.wait().await;

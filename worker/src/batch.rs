@@ -21,6 +21,7 @@ use framefleet_edge::EdgeParams;
 use futures::StreamExt;
 use tracing::Instrument;
 
+use crate::direct_s3::{DirectS3, DirectS3Error};
 use crate::manifest;
 use crate::metrics;
 use crate::output::{self, Emitted, Held};
@@ -77,6 +78,8 @@ pub struct BatchProcessor {
     pub(crate) pipeline: Option<Arc<Pipeline>>,
     /// Whether edge-map PUTs sign their bodies (`worker.sign_s3_payloads`).
     pub(crate) sign_payloads: bool,
+    /// The frame hot path's S3 requests without the SDK (`worker.s3_client = "direct"`).
+    pub(crate) direct: Option<DirectS3>,
 }
 
 enum FrameResult {
@@ -101,7 +104,15 @@ impl BatchProcessor {
             pricing: Arc::new(PriceTable::default()),
             pipeline: None,
             sign_payloads: false,
+            direct: None,
         }
+    }
+
+    /// Sends each frame's GET and each edge map's or pack's PUT through `direct` instead of the
+    /// SDK (see [`crate::direct_s3`]).
+    pub fn with_direct_s3(mut self, direct: DirectS3) -> Self {
+        self.direct = Some(direct);
+        self
     }
 
     /// SigV4-signs the bodies of the edge-map PUTs (a SHA-256 of every body) when `sign` is
@@ -324,6 +335,29 @@ impl BatchProcessor {
         let bucket = &batch.frames_bucket;
         meter.s3_get();
         let started = Instant::now();
+        if let Some(direct) = &self.direct {
+            let fetched = direct
+                .get(bucket, key)
+                .instrument(tracing::info_span!("download", key))
+                .await;
+            metrics::s3_request("GetObject", fetched.is_ok(), started.elapsed());
+            return match fetched {
+                Ok(bytes) => self.compute_and_emit(batch, key, bytes, meter).await,
+                Err(DirectS3Error::NoSuchKey) => {
+                    Ok(failed(key, "the captured frame does not exist (NoSuchKey)"))
+                }
+                Err(error) => {
+                    if !error.is_transient() {
+                        tracing::warn!(key, %error, "frame read refused");
+                    }
+                    Err(BatchError::Storage {
+                        bucket: bucket.clone(),
+                        key: key.to_string(),
+                        message: error.to_string(),
+                    })
+                }
+            };
+        }
         let download = async {
             match self.s3.get_object().bucket(bucket).key(key).send().await {
                 Ok(out) => Ok(out.body.collect().await),
@@ -358,6 +392,17 @@ impl BatchProcessor {
                 });
             }
         };
+        self.compute_and_emit(batch, key, bytes, meter).await
+    }
+
+    /// Runs the kernel on a downloaded frame and writes (or holds) its edge map.
+    async fn compute_and_emit(
+        &self,
+        batch: &FrameBatch,
+        key: &str,
+        bytes: bytes::Bytes,
+        meter: &Arc<BatchMeter>,
+    ) -> Result<FrameResult, BatchError> {
         let params: EdgeParams = batch.params.clone();
         let span = tracing::info_span!("kernel", key);
         let kernel_meter = Arc::clone(meter);
@@ -392,6 +437,7 @@ impl BatchProcessor {
             s3: &self.s3,
             bucket: &self.processed_bucket,
             sign_payloads: self.sign_payloads,
+            direct: self.direct.as_ref(),
         }
     }
 

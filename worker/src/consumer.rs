@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use framefleet_core::aws::{queue_url, AwsClients};
 use framefleet_core::health::Heartbeat;
 use framefleet_core::jobs::JobTable;
@@ -21,10 +22,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::batch::{BatchProcessor, BatchReport};
+use crate::direct_s3::DirectS3;
 use crate::metrics;
 use crate::pipeline::{Pipeline, Ticket};
 use crate::protection::ScaleInProtection;
-use crate::settings::WorkerSettings;
+use crate::settings::{S3Client, WorkerSettings};
 
 /// What a receive round did, for tests and logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -108,6 +110,13 @@ impl Worker {
         )
         .with_pricing(settings.pricing.clone())
         .with_signed_payloads(settings.worker.sign_s3_payloads);
+        let processor = match settings.worker.s3_client {
+            S3Client::Sdk => processor,
+            S3Client::Direct => processor.with_direct_s3(
+                DirectS3::new(&clients.config, clients.s3_endpoint.as_deref())
+                    .context("worker.s3_client = \"direct\"")?,
+            ),
+        };
         let pipeline = settings.worker.pipeline().map(Pipeline::new);
         let processor = match &pipeline {
             Some(pipeline) => processor.with_pipeline(Arc::clone(pipeline)),

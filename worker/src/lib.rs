@@ -16,6 +16,7 @@
 
 pub mod batch;
 pub mod consumer;
+pub mod direct_s3;
 pub mod manifest;
 mod metrics;
 pub mod offline;

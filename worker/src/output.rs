@@ -24,6 +24,7 @@ use framefleet_edge::EdgeMap;
 use tracing::Instrument;
 
 use crate::batch::{output_key, BatchError};
+use crate::direct_s3::DirectS3;
 use crate::metrics;
 use crate::tar::Tar;
 use crate::usage::BatchMeter;
@@ -37,6 +38,8 @@ pub struct Destination<'a> {
     pub bucket: &'a str,
     /// SigV4-sign each body (a SHA-256 of it) instead of sending `UNSIGNED-PAYLOAD`.
     pub sign_payloads: bool,
+    /// PUT through the direct S3 client instead of the SDK, when the worker has one.
+    pub direct: Option<&'a DirectS3>,
 }
 
 /// An edge map held for the batch's pack.
@@ -150,6 +153,18 @@ async fn put(
 ) -> Result<(), BatchError> {
     meter.s3_put();
     let started = Instant::now();
+    if let Some(direct) = to.direct {
+        let result = direct
+            .put(to.bucket, key, body.into(), content_type)
+            .instrument(tracing::info_span!("upload", key))
+            .await;
+        metrics::s3_request("PutObject", result.is_ok(), started.elapsed());
+        return result.map_err(|error| BatchError::Storage {
+            bucket: to.bucket.to_string(),
+            key: key.to_string(),
+            message: error.to_string(),
+        });
+    }
     let request = to
         .s3
         .put_object()

@@ -54,6 +54,22 @@ pub struct WorkerConfig {
     /// (default): bodies go as `UNSIGNED-PAYLOAD`, protected by TLS and the SDK's checksum;
     /// `scripts/bench-fleet` measures what signing costs.
     pub sign_s3_payloads: bool,
+    /// How the frame hot path (each frame's GET, each edge map's or pack's PUT) reaches S3:
+    /// `sdk` (default), through the AWS SDK like every other request, or `direct`, one pooled
+    /// HTTP client signing with the SDK's SigV4 signer, without the SDK's per-request
+    /// orchestration (see `worker/src/direct_s3.rs`; `scripts/bench-fleet` measures both).
+    pub s3_client: S3Client,
+}
+
+/// See [`WorkerConfig::s3_client`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum S3Client {
+    /// The AWS SDK's S3 client.
+    #[default]
+    Sdk,
+    /// [`crate::direct_s3::DirectS3`].
+    Direct,
 }
 
 impl Default for WorkerConfig {
@@ -68,6 +84,7 @@ impl Default for WorkerConfig {
             drain_timeout_secs: 90,
             scale_in_protection: true,
             sign_s3_payloads: false,
+            s3_client: S3Client::Sdk,
         }
     }
 }
