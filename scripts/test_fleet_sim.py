@@ -259,9 +259,9 @@ class WholeRun(unittest.TestCase):
         ) as f:
             settings = f.read()
         fleet, slots = sim.template_fleet(template, settings)
-        self.assertEqual((fleet.vcpu, fleet.memory_gb), (0.5, 1.0))
-        self.assertEqual((fleet.min_tasks, fleet.max_tasks), (0, 40))
-        self.assertEqual(fleet.backlog_target, 60)
+        self.assertEqual((fleet.vcpu, fleet.memory_gb), (2.0, 4.0))
+        self.assertEqual((fleet.min_tasks, fleet.max_tasks), (0, 10))
+        self.assertEqual(fleet.backlog_target, 250)
         self.assertEqual(fleet.batch_size, 50)
         self.assertEqual((fleet.scale_out_cooldown_s, fleet.scale_in_cooldown_s), (60, 300))
         self.assertEqual(fleet.idle_minutes, 3)
