@@ -37,13 +37,25 @@ The scaling rules, and where they come from:
 - Scale-in protection: the worker holds ECS task scale-in protection while batches are in
   flight, so a lower desired count stops idle tasks only; busy tasks stop when they go idle.
 
-Per-frame cost: a frame costs `kernel_ms` of one core (the kernel bench's edge pipeline at
-720p), divided by the worker's CPU `efficiency` and increased by its `glue` overhead (SDK,
-checksums, scheduling); its wall time adds the S3 GET and PUT latencies. A worker task runs
-`batches_in_flight` batches at once, each with `frame_concurrency` frames in flight, and its
-vCPUs bound the total: a slot processes frames at min(frame_concurrency / frame latency,
-task CPU rate / active slots). A batch also costs `batch_overhead_s` (receive, the DynamoDB
-counting transaction, delete).
+Per-frame cost: a frame costs `kernel_ms` of one core (the kernel bench's `edge` pipeline at
+720p) plus its `glue` overhead (the worker's CPU beyond the kernel: SDK, HTTP, checksums, JSON,
+runtime, as a fraction of the kernel), and the worker keeps `efficiency` of its task's vCPU busy
+with that work; a frame's wall time adds the S3 GET and PUT latencies. Two schedulings:
+
+- `pipeline` (the worker's default, worker/src/pipeline.rs): one frame budget shared by all
+  batches, sized by Little's law, kernel threads x (1 + io / kernel) x 1.25 + kernel threads, and
+  bounded by memory (half the task's memory at `frame_memory_mib` a frame, at most 1024); kernel
+  threads are the cores the process may use, which `available_parallelism` takes from the cgroup
+  CPU quota (0.5 vCPU: one thread at half a core). A busy task then does
+  min(vCPU x efficiency / CPU per frame, budget / frame wall time) frames/s, the first bound
+  (its CPU) unless the memory bound is small against the latency. Batches are admitted in
+  turn with two received ahead, so a batch's `batch_overhead_s` (the counting transaction,
+  the delete) overlaps the next batch's frames: it delays the batch's count, not the task.
+- `per-batch` (the older scheduling, `worker.frame_concurrency > 0`): a task runs
+  `batches_in_flight` batches at once, each with `frame_concurrency` frames in flight, and its
+  vCPUs bound the total: a slot processes frames at min(frame_concurrency / frame latency,
+  task CPU rate / active slots), and each batch adds `batch_overhead_s` (receive, the
+  transaction, delete) to its slot's time.
 """
 
 from __future__ import annotations
@@ -58,27 +70,42 @@ PRICE_VCPU_HOUR = 0.03238
 PRICE_GB_HOUR = 0.00356
 
 
+SCHEDULINGS = ("pipeline", "per-batch")
+
+# The worker's pipeline constants (worker/src/pipeline.rs).
+BATCHES_AHEAD = 2
+HEADROOM = 1.25
+MEMORY_SHARE = 0.5
+MAX_FRAMES_IN_FLIGHT = 1024
+
+
 @dataclass(frozen=True)
 class Costs:
-    """What one frame, one batch and one capture cost; every value is a parameter so the
-    figures can be redone when a benchmark measures them."""
+    """What one frame, one batch and one capture cost, and how the worker schedules frames;
+    every value is a parameter so the figures can be redone when a benchmark measures them."""
 
-    kernel_ms: float = 3.5
-    """CPU milliseconds of one core per 720p frame (decode, blur, Sobel, encode)."""
+    kernel_ms: float = 3.7
+    """CPU milliseconds of one core per 720p frame (decode, blur, Sobel, encode): `worker bench`
+    `edge` on one x86_64 core; not measured on Graviton."""
     efficiency: float = 0.9
-    """Share of a task's vCPU that becomes kernel work."""
-    glue: float = 0.10
-    """CPU overhead per frame beyond the kernel, as a fraction of it."""
+    """Share of a task's vCPU the worker keeps busy with frames (kernel and glue)."""
+    glue: float = 0.45
+    """CPU overhead per frame beyond the kernel, as a fraction of it (bench-fleet's
+    `glue_overhead`)."""
     s3_get_ms: float = 30.0
     """Latency of one frame GET (about 90 KB) from a task in the same region."""
     s3_put_ms: float = 40.0
     """Latency of one edge-map PUT."""
     batch_overhead_s: float = 0.15
     """Receive, the DynamoDB counting transaction and the delete of one batch."""
+    scheduling: str = "pipeline"
+    """`pipeline` (one frame budget for all batches) or `per-batch` (the older scheduling)."""
+    frame_memory_mib: float = 2.0
+    """Memory one frame in flight holds (worker.frame_memory_kib), for the pipeline's bound."""
     frame_concurrency: int = 4
-    """Frames of one batch in flight at once (worker.frame_concurrency)."""
+    """Per-batch: frames of one batch in flight at once (worker.frame_concurrency)."""
     batches_in_flight: int = 2
-    """Batches one task runs at once (worker.batches_in_flight)."""
+    """Per-batch: batches one task runs at once (worker.batches_in_flight)."""
     fps: float = 30.0
     """Frames per second of the source videos (capture rate `source`)."""
     capture_speed: float = 4.0
@@ -94,13 +121,63 @@ class Costs:
         """Seconds of one vCPU a frame costs, glue included."""
         return self.kernel_ms / 1000.0 * (1.0 + self.glue) / self.efficiency
 
+    def io_s(self) -> float:
+        """A frame's S3 round trips, GET and PUT."""
+        return (self.s3_get_ms + self.s3_put_ms) / 1000.0
+
     def slot_rate(self, vcpu: float, active_slots: int) -> float:
-        """Frames per second one busy batch slot of a task processes."""
+        """Per-batch: frames per second one busy batch slot of a task processes."""
         cpu = self.cpu_s_per_frame()
-        latency = (self.s3_get_ms + self.s3_put_ms) / 1000.0 + cpu / min(1.0, vcpu)
+        latency = self.io_s() + cpu / min(1.0, vcpu)
         io_bound = self.frame_concurrency / latency
         cpu_bound = vcpu / cpu / max(1, active_slots)
         return min(io_bound, cpu_bound)
+
+    # -- the pipeline ---------------------------------------------------------------------
+    @staticmethod
+    def kernel_threads(vcpu: float) -> int:
+        """The cores the worker may use: `available_parallelism` under a cgroup CPU quota is
+        the quota in whole cores, at least one."""
+        return max(1, math.floor(vcpu))
+
+    def memory_bound(self, vcpu: float, memory_gb: float) -> int:
+        """Most frames in flight the task's memory allows (pipeline::memory_bound)."""
+        frames = int(memory_gb * 1024 * MEMORY_SHARE / self.frame_memory_mib)
+        return min(max(frames, self.kernel_threads(vcpu)), MAX_FRAMES_IN_FLIGHT)
+
+    def frame_budget(self, vcpu: float, memory_gb: float) -> int:
+        """Frames in flight the worker settles on (pipeline::frames_in_flight): Little's law on
+        the kernel's CPU time (what the worker measures) and the S3 round trips, with headroom,
+        within the memory bound."""
+        cores = self.kernel_threads(vcpu)
+        kernel_s = max(self.kernel_ms / 1000.0, 1e-5)
+        needed = math.ceil(cores * (1.0 + self.io_s() / kernel_s) * HEADROOM + cores)
+        return min(max(needed, cores), self.memory_bound(vcpu, memory_gb))
+
+    def pipeline_rates(self, vcpu: float, memory_gb: float) -> tuple[float, float]:
+        """Pipeline: (CPU bound, frame-budget bound) on a busy task's frames per second. The
+        second is Little's law the other way round: frames in flight / a frame's wall time,
+        its round trips plus its CPU on a kernel thread's share of the vCPUs."""
+        cpu = self.cpu_s_per_frame()
+        share = min(1.0, vcpu / self.kernel_threads(vcpu))
+        wall = self.io_s() + cpu / share
+        return vcpu / cpu, self.frame_budget(vcpu, memory_gb) / wall
+
+    def task_rate(self, vcpu: float, memory_gb: float, batch_size: int) -> float:
+        """Frames per second of a task that always has work, batch overhead included."""
+        if self.scheduling == "pipeline":
+            return min(self.pipeline_rates(vcpu, memory_gb))
+        slots = self.batches_in_flight
+        rate = self.slot_rate(vcpu, slots)
+        return slots * batch_size / (batch_size / rate + self.batch_overhead_s)
+
+    def batches_held(self, vcpu: float, memory_gb: float, batch_size: int) -> int:
+        """Batches a busy task holds received (invisible in the queue): per-batch, its slots;
+        the pipeline, the batches its frame budget spans plus the two waiting ahead."""
+        if self.scheduling == "pipeline":
+            spanned = math.ceil(self.frame_budget(vcpu, memory_gb) / batch_size)
+            return BATCHES_AHEAD + max(1, spanned)
+        return self.batches_in_flight
 
 
 @dataclass(frozen=True)
@@ -109,6 +186,8 @@ class Fleet:
 
     vcpu: float = 1.0
     """Worker task size (WorkerTaskDefinition Cpu / 1024)."""
+    memory_gb: float | None = None
+    """Task memory (WorkerTaskDefinition Memory / 1024); None: 2 GB per vCPU."""
     min_tasks: int = 0
     max_tasks: int = 20
     backlog_target: float = 60.0
@@ -128,9 +207,9 @@ class Fleet:
     datapoints) sets the desired count to the minimum at once, instead of waiting for target
     tracking's 15-datapoint scale-in. None: target tracking alone."""
 
-    def memory_gb(self) -> float:
-        """Task memory: 2 GB per vCPU, as the template pairs them."""
-        return 2.0 * self.vcpu
+    def task_memory_gb(self) -> float:
+        """Task memory: as set, else 2 GB per vCPU, as the template pairs them."""
+        return self.memory_gb if self.memory_gb is not None else 2.0 * self.vcpu
 
 
 @dataclass
@@ -281,36 +360,61 @@ class Simulation:
         del self.fanout[:n]
 
     def work(self, now: float, dt: float) -> None:
-        """Each running task fills its free slots from the queue and works for `dt`; a slot
-        that finishes its batch within the step takes the next one with the time left, so the
+        """Each running task fills its free slots from the queue and works for `dt`; a batch
+        that finishes within the step is followed by the next one with the time left, so the
         step length does not round batch times up."""
         c, f = self.costs, self.fleet
+        memory = f.task_memory_gb()
+        held = c.batches_held(f.vcpu, memory, f.batch_size)
         for task in self.tasks:
             if not task.running(now):
                 continue
-            while len(task.slots) < c.batches_in_flight and self.queue:
+            while len(task.slots) < held and self.queue:
                 task.slots.append(self.receive())
             if not task.slots:
                 continue
-            rate = c.slot_rate(f.vcpu, len(task.slots))
-            kept = []
-            for slot in task.slots:
-                budget = dt
-                while slot is not None and budget > 0:
-                    spent = min(budget, slot.overhead_left_s)
-                    slot.overhead_left_s -= spent
-                    budget -= spent
-                    needed = slot.frames_left / rate
-                    if needed > budget:
-                        slot.frames_left -= rate * budget
-                        budget = 0.0
-                        break
-                    budget -= needed
-                    self.count(slot, now + dt - budget)
-                    slot = self.receive() if self.queue else None
-                if slot is not None:
-                    kept.append(slot)
-            task.slots = kept
+            if c.scheduling == "pipeline":
+                self.work_pipeline(task, c.task_rate(f.vcpu, memory, f.batch_size), now, dt)
+            else:
+                self.work_per_batch(task, c.slot_rate(f.vcpu, len(task.slots)), now, dt)
+
+    def work_pipeline(self, task: Task, rate: float, now: float, dt: float) -> None:
+        """The task's frames flow at `rate`, oldest batch first, whatever batch they belong
+        to; a batch's tail (transaction, delete) overlaps the next batch's frames, so it only
+        delays the batch's count."""
+        budget = dt
+        while task.slots and budget > 0:
+            slot = task.slots[0]
+            needed = slot.frames_left / rate
+            if needed > budget:
+                slot.frames_left -= rate * budget
+                break
+            budget -= needed
+            task.slots.pop(0)
+            self.count(slot, now + dt - budget + self.costs.batch_overhead_s)
+            if self.queue:
+                task.slots.append(self.receive())
+
+    def work_per_batch(self, task: Task, rate: float, now: float, dt: float) -> None:
+        """Each batch slot works through its batch at `rate`, after the batch's overhead."""
+        kept = []
+        for slot in task.slots:
+            budget = dt
+            while slot is not None and budget > 0:
+                spent = min(budget, slot.overhead_left_s)
+                slot.overhead_left_s -= spent
+                budget -= spent
+                needed = slot.frames_left / rate
+                if needed > budget:
+                    slot.frames_left -= rate * budget
+                    budget = 0.0
+                    break
+                budget -= needed
+                self.count(slot, now + dt - budget)
+                slot = self.receive() if self.queue else None
+            if slot is not None:
+                kept.append(slot)
+        task.slots = kept
 
     def receive(self) -> Slot:
         job, frames = self.queue.pop(0)
@@ -433,7 +537,7 @@ class Simulation:
             finish_s=finish,
             task_seconds=task_seconds,
             vcpu=f.vcpu,
-            memory_gb=f.memory_gb(),
+            memory_gb=f.task_memory_gb(),
             jobs=self.jobs,
         )
 
@@ -482,6 +586,7 @@ def template_fleet(template_text: str, dispatcher_settings_text: str) -> tuple[F
         raise ValueError("no `batch_size: N,` default in the dispatcher's settings")
     fleet = Fleet(
         vcpu=int(worker["Cpu"]) / 1024,
+        memory_gb=int(worker["Memory"]) / 1024,
         min_tasks=int(default("WorkerMinTasks")),
         max_tasks=int(default("WorkerMaxTasks")),
         backlog_target=float(default("BacklogPerTaskTarget")),
@@ -492,6 +597,48 @@ def template_fleet(template_text: str, dispatcher_settings_text: str) -> tuple[F
         idle_minutes=int(idle["DatapointsToAlarm"]) if idle else None,
     )
     return fleet, int(environment.get("FRAMEFLEET__WORKER__BATCHES_IN_FLIGHT", 2))
+
+
+def bench_costs(text: str) -> dict[str, float]:
+    """Per-frame costs measured by `scripts/bench-fleet`, from what it printed: its last JSON
+    line (the summary) gives `glue`, the S3 latencies (mean: fixed plus tail x probability)
+    and, with `efficiency_of_available_cpu`, the share of the CPU the worker kept busy
+    (that efficiency x (1 + glue), at most 1); the kernel bench's `edge` line, when the file
+    has it, gives `kernel_ms`. Raises ValueError naming what is missing."""
+    import json
+
+    lines = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    if not lines:
+        raise ValueError("no JSON line: not the output of scripts/bench-fleet")
+    summary = lines[-1]
+
+    def number(value, name):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"the last JSON line has no number `{name}`")
+        return float(value)
+
+    latency = summary.get("latency") or {}
+    tail = float(latency.get("tail_ms") or 0) * float(latency.get("tail_probability") or 0)
+    glue = number(summary.get("glue_overhead"), "glue_overhead")
+    costs = {
+        "glue": glue,
+        "s3_get_ms": number(latency.get("get_ms"), "latency.get_ms") + tail,
+        "s3_put_ms": number(latency.get("put_ms"), "latency.put_ms") + tail,
+    }
+    available = summary.get("efficiency_of_available_cpu")
+    if isinstance(available, (int, float)) and available > 0:
+        costs["efficiency"] = min(1.0, available * (1.0 + glue))
+    edge = [l["ms_per_frame"] for l in lines if l.get("pipeline") == "edge"]
+    if edge:
+        costs["kernel_ms"] = number(edge[-1], "ms_per_frame")
+    return costs
 
 
 def simulate(costs: Costs, fleet: Fleet, uploads: list[tuple[float, int]]) -> Result:
@@ -510,10 +657,12 @@ def burst(uploads: int = 100, frames: int = 1_800, over_s: float = 60.0) -> list
 
 
 __all__ = [
+    "SCHEDULINGS",
     "Costs",
     "Fleet",
     "Result",
     "Simulation",
+    "bench_costs",
     "breaching",
     "burst",
     "long_video",

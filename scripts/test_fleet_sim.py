@@ -1,4 +1,5 @@
-"""The scaling rules of scripts/fleet_sim.py, one at a time, and one whole run.
+"""The scaling rules of scripts/fleet_sim.py, one at a time, the task's frame rate under
+both schedulings, the bench figures it reads, and one whole run.
 
     python3 -m unittest discover -s scripts -p 'test_*.py'
 """
@@ -135,6 +136,111 @@ class ScaleInProtection(unittest.TestCase):
         self.assertTrue(all(t.running(55) for t in s.tasks))
 
 
+class TaskRate(unittest.TestCase):
+    """A busy task's frames/s: the pipeline's from its CPU unless its frame budget is short."""
+
+    def test_the_pipeline_is_cpu_bound_at_aws_like_latency(self):
+        costs = sim.Costs(kernel_ms=3.7, glue=0.45, efficiency=0.9, s3_get_ms=30, s3_put_ms=40)
+        cpu_s = 3.7e-3 * 1.45 / 0.9
+        for vcpu in (0.5, 1.0, 2.0):
+            with self.subTest(vcpu=vcpu):
+                rate = costs.task_rate(vcpu, 2.0 * vcpu, batch_size=50)
+                self.assertAlmostEqual(rate, vcpu / cpu_s)
+                cpu, budget = costs.pipeline_rates(vcpu, 2.0 * vcpu)
+                self.assertGreater(budget, 2 * cpu)
+        # Twice the vCPUs, twice the frames: no round trip in the way.
+        self.assertAlmostEqual(
+            costs.task_rate(2.0, 4.0, 50), 4 * costs.task_rate(0.5, 1.0, 50)
+        )
+
+    def test_the_frame_budget_is_the_workers(self):
+        costs = sim.Costs(kernel_ms=3.7, s3_get_ms=30, s3_put_ms=40)
+        # pipeline::frames_in_flight: ceil(cores x (1 + 70 / 3.7) x 1.25 + cores).
+        self.assertEqual(costs.kernel_threads(0.5), 1)
+        self.assertEqual(costs.frame_budget(0.5, 1.0), 26)
+        self.assertEqual(costs.kernel_threads(2.0), 2)
+        self.assertEqual(costs.frame_budget(2.0, 4.0), 52)
+        # pipeline::memory_bound: half the memory at 2 MiB a frame, at most 1024.
+        self.assertEqual(costs.memory_bound(0.5, 1.0), 256)
+        self.assertEqual(costs.memory_bound(2.0, 8.0), 1024)
+
+    def test_a_tiny_task_is_bound_by_its_frame_budget(self):
+        # 64 MiB: 16 frames in flight, each 1 s of round trips plus its CPU at half a core.
+        costs = sim.Costs(s3_get_ms=500, s3_put_ms=500)
+        self.assertEqual(costs.frame_budget(0.5, 0.0625), 16)
+        wall = 1.0 + costs.cpu_s_per_frame() / 0.5
+        self.assertAlmostEqual(costs.task_rate(0.5, 0.0625, 50), 16 / wall)
+        self.assertLess(costs.task_rate(0.5, 0.0625, 50), costs.pipeline_rates(0.5, 0.0625)[0])
+
+    def test_huge_latency_is_bound_by_the_memory(self):
+        # 10 s a frame of round trips: Little's law asks for far more than 1 GB's 256 frames.
+        costs = sim.Costs(s3_get_ms=5_000, s3_put_ms=5_000)
+        self.assertEqual(costs.frame_budget(0.5, 1.0), 256)
+        wall = 10.0 + costs.cpu_s_per_frame() / 0.5
+        self.assertAlmostEqual(costs.task_rate(0.5, 1.0, 50), 256 / wall)
+
+    def test_per_batch_is_unchanged(self):
+        # The older model's figures, with its old cost estimates.
+        costs = sim.Costs(kernel_ms=3.5, glue=0.10, efficiency=0.9, scheduling="per-batch")
+        self.assertAlmostEqual(costs.task_rate(0.5, 1.0, 50), 88.3436, places=3)
+        self.assertAlmostEqual(costs.task_rate(1.0, 2.0, 50), 92.7238, places=3)
+        wider = sim.replace(costs, batches_in_flight=4)
+        self.assertAlmostEqual(wider.task_rate(2.0, 4.0, 50), 185.4475, places=3)
+
+    def test_the_pipeline_overlaps_batch_overhead(self):
+        """Ten batches on one running task: the pipeline takes their frames' time and one
+        batch tail; per-batch adds each batch's overhead to its slot."""
+        for scheduling in sim.SCHEDULINGS:
+            with self.subTest(scheduling=scheduling):
+                costs = sim.Costs(scheduling=scheduling, batches_in_flight=1, batch_overhead_s=1.0)
+                fleet = sim.Fleet(vcpu=0.5, batch_size=50)
+                s = sim.Simulation(costs, fleet, uploads=[(0.0, 500)])
+                s.jobs[0].captured_s = 0.0
+                s.waiting_capture.clear()
+                s.queue = [(0, 50)] * 10
+                s.tasks = [sim.Task(launched_s=0, running_s=0)]
+                now = 0.0
+                while s.jobs[0].finished_s is None and now < 600:
+                    s.work(now, 1.0)
+                    now += 1.0
+                if scheduling == "pipeline":
+                    expected = 500 / costs.task_rate(0.5, 1.0, 50) + 1.0
+                else:
+                    expected = 10 * (1.0 + 50 / costs.slot_rate(0.5, 1))
+                self.assertAlmostEqual(s.jobs[0].finished_s, expected, places=6)
+
+
+BENCH_OUTPUT = """\
+   Compiling framefleet-e2e
+{"pipeline":"edge","frames":132,"ms_per_frame":3.712,"fps":269.4}
+{"pipeline":"edge-parallel","frames":132,"ms_per_frame":1.9,"fps":526.3}
+{"run":"pipeline@aws","fps":180.0,"glue_overhead":0.44}
+{"bench":"fleet","efficiency":0.39,"glue_overhead":0.44,"efficiency_of_available_cpu":0.66,"latency":{"get_ms":20,"put_ms":40,"tail_ms":100,"tail_probability":0.05},"cores":2.0}
+"""
+
+
+class BenchFigures(unittest.TestCase):
+    def test_the_summary_and_the_kernel_line_give_the_costs(self):
+        costs = sim.bench_costs(BENCH_OUTPUT)
+        self.assertEqual(costs["glue"], 0.44)
+        # Mean latency: 5 % of calls take 100 ms more.
+        self.assertAlmostEqual(costs["s3_get_ms"], 25.0)
+        self.assertAlmostEqual(costs["s3_put_ms"], 45.0)
+        self.assertEqual(costs["kernel_ms"], 3.712)
+        self.assertAlmostEqual(costs["efficiency"], 0.66 * 1.44)
+
+    def test_without_the_kernel_line_the_kernel_is_left_alone(self):
+        summary = BENCH_OUTPUT.splitlines()[-2:]
+        costs = sim.bench_costs("\n".join(summary))
+        self.assertNotIn("kernel_ms", costs)
+
+    def test_other_output_is_a_clear_error(self):
+        with self.assertRaisesRegex(ValueError, "no JSON line"):
+            sim.bench_costs("error: could not compile\n")
+        with self.assertRaisesRegex(ValueError, "glue_overhead"):
+            sim.bench_costs('{"bench":"fleet","latency":{"get_ms":20,"put_ms":40}}')
+
+
 class WholeRun(unittest.TestCase):
     def test_every_frame_is_done_once_and_the_fleet_returns_to_its_minimum(self):
         fleet = sim.Fleet(vcpu=0.5, max_tasks=10, idle_minutes=3)
@@ -153,9 +259,9 @@ class WholeRun(unittest.TestCase):
         ) as f:
             settings = f.read()
         fleet, slots = sim.template_fleet(template, settings)
-        self.assertEqual(fleet.vcpu, 0.5)
-        self.assertEqual((fleet.min_tasks, fleet.max_tasks), (0, 40))
-        self.assertEqual(fleet.backlog_target, 60)
+        self.assertEqual((fleet.vcpu, fleet.memory_gb), (2.0, 4.0))
+        self.assertEqual((fleet.min_tasks, fleet.max_tasks), (0, 10))
+        self.assertEqual(fleet.backlog_target, 250)
         self.assertEqual(fleet.batch_size, 50)
         self.assertEqual((fleet.scale_out_cooldown_s, fleet.scale_in_cooldown_s), (60, 300))
         self.assertEqual(fleet.idle_minutes, 3)
