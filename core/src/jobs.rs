@@ -248,8 +248,20 @@ pub struct BatchOutcome {
     /// write units by that size.
     pub job_item_bytes: u64,
     /// The batch's pack index (packed layout), stored opaque in the batch marker and handed
-    /// back by [`JobTable::packs`].
+    /// back by [`JobTable::markers`].
     pub pack: Option<String>,
+}
+
+/// What the manifest needs from the counted batches' markers, read together by
+/// [`JobTable::markers`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchMarkers {
+    /// Every failed frame with its reason, in batch order.
+    pub failed: Vec<FailedFrame>,
+    /// The pack index of every batch that wrote a pack (packed layout), in batch order, as
+    /// [`JobTable::count_batch`] stored it: opaque here, the worker's output module owns its
+    /// shape.
+    pub packs: Vec<String>,
 }
 
 /// Result of registering an upload.
@@ -827,42 +839,23 @@ impl JobTable {
         .await
     }
 
-    /// The pack index of every counted batch that wrote a pack, in batch order, as stored by
-    /// [`JobTable::count_batch`] (opaque here: the worker's output module owns its shape).
-    pub async fn packs(&self, video_id: &VideoId) -> Result<Vec<String>, JobTableError> {
-        let mut packs = Vec::new();
+    /// What the counted batches' markers hold for the manifest, in batch order, from one
+    /// strongly consistent Query of the `batch#` markers: the markers are read and billed once.
+    /// A Query costs the summed size of the items it reads, rounded up to 4 KB ("DynamoDB read
+    /// and write operations",
+    /// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html>),
+    /// whatever its filter leaves out ("Filter expressions for the Query operation",
+    /// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Query.FilterExpression.html>),
+    /// so two Queries with different filters read every marker twice.
+    pub async fn markers(&self, video_id: &VideoId) -> Result<BatchMarkers, JobTableError> {
+        let mut markers = BatchMarkers::default();
         let mut pages = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :batch)")
-            .filter_expression("attribute_exists(pack)")
-            .projection_expression("pack")
-            .expression_attribute_values(":pk", s(video_id.as_str()))
-            .expression_attribute_values(":batch", s("batch#"))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| self.error("packs", video_id, e))?;
-            packs.extend(get_s(&item, "pack"));
-        }
-        Ok(packs)
-    }
-
-    /// Every failed frame recorded in the batch markers, in batch order.
-    pub async fn failed_frames(
-        &self,
-        video_id: &VideoId,
-    ) -> Result<Vec<FailedFrame>, JobTableError> {
-        let mut failed = Vec::new();
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :batch)")
-            .filter_expression("failed_frames > :zero")
+            .filter_expression("failed_frames > :zero OR attribute_exists(pack)")
+            .projection_expression("failures, pack")
             .expression_attribute_values(":pk", s(video_id.as_str()))
             .expression_attribute_values(":batch", s("batch#"))
             .expression_attribute_values(":zero", n(0))
@@ -871,19 +864,20 @@ impl JobTable {
             .items()
             .send();
         while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| self.error("failed_frames", video_id, e))?;
+            let item = item.map_err(|e| self.error("markers", video_id, e))?;
             if let Some(AttributeValue::L(list)) = item.get("failures") {
                 for entry in list {
                     if let AttributeValue::M(map) = entry {
-                        failed.push(FailedFrame {
+                        markers.failed.push(FailedFrame {
                             key: get_s(map, "key").unwrap_or_default(),
                             reason: get_s(map, "reason").unwrap_or_default(),
                         });
                     }
                 }
             }
+            markers.packs.extend(get_s(&item, "pack"));
         }
-        Ok(failed)
+        Ok(markers)
     }
 }
 

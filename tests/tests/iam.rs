@@ -339,20 +339,20 @@ async fn a_policy_missing_one_action_is_refused() {
     let clients = stack.clients_as(&key, &no_query);
     let video_id = framefleet_core::video::VideoId::derive("b", "k", "e");
     let refused = JobTable::new(clients.dynamodb, &stack.resources.jobs_table)
-        .failed_frames(&video_id)
+        .markers(&video_id)
         .await
         .unwrap_err();
     assert!(!refused.is_retryable(), "{refused}");
     let clients = stack.clients_as(&stack.identities.worker, &stack.policies.worker);
-    let failed = JobTable::new(clients.dynamodb, &stack.resources.jobs_table)
-        .failed_frames(&video_id)
+    let markers = JobTable::new(clients.dynamodb, &stack.resources.jobs_table)
+        .markers(&video_id)
         .await
         .unwrap();
-    assert!(failed.is_empty());
+    assert_eq!(markers, Default::default());
 }
 
-/// A worker whose policy lacks `dynamodb:Query` cannot read the failed frames for the
-/// manifest: the job stays FINALIZING and its last batch ends in the DLQ.
+/// A worker whose policy lacks `dynamodb:Query` cannot read the batch markers (failed frames,
+/// packs) for the manifest: the job stays FINALIZING and its last batch ends in the DLQ.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_query_the_job_stays_finalizing() {
     let stack = spawn_stack_with(StackOptions {

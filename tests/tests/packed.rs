@@ -253,6 +253,12 @@ async fn packed_job_writes_one_indexed_tar_per_batch() {
         workers["worker_cpu_ms"].as_u64().unwrap() > 0,
         "{workers:#}"
     );
+    // The completion read the job item and, with one Query, the markers (each under 4 KB here).
+    assert_eq!(
+        manifest["usage"]["manifest"]["dynamodb_read_units"], 2,
+        "{:#}",
+        manifest["usage"]["manifest"]
+    );
     // Packs, the manifest, the pinned upload copy, and MediaConvert's frames and preview.
     assert_eq!(
         manifest["usage"]["total"]["s3_put_requests"],

@@ -290,11 +290,10 @@ impl BatchProcessor {
         let Some(record) = self.jobs.get(video_id).await? else {
             return Ok(());
         };
-        let failed = self.jobs.failed_frames(video_id).await?;
-        let packs = self.jobs.packs(video_id).await?;
-        let document = manifest::build(&record, params, &self.processed_bucket, failed)
-            .with_packs(&packs)
-            .with_cost(&record, &packs, &self.pricing);
+        let markers = self.jobs.markers(video_id).await?;
+        let document = manifest::build(&record, params, &self.processed_bucket, markers.failed)
+            .with_packs(&markers.packs)
+            .with_cost(&record, &markers.packs, &self.pricing);
         let key = format!("{video_id}/manifest.json");
         let body = serde_json::to_vec_pretty(&document).unwrap_or_default();
         self.put(&key, body, "application/json").await?;
