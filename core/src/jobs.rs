@@ -56,7 +56,12 @@ pub fn open_shard(video_id: &VideoId) -> String {
         .as_str()
         .bytes()
         .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    format!("open#{}", hash % OPEN_SHARDS)
+    shard_key(hash % OPEN_SHARDS)
+}
+
+/// The `open_shard` value of shard `shard` (`0..OPEN_SHARDS`).
+fn shard_key(shard: u32) -> String {
+    format!("open#{shard}")
 }
 
 /// How a job's frames were cut into batches, stored when fan-out starts, so that a repeated
@@ -909,25 +914,35 @@ impl JobTable {
     /// index: one Query per shard, never a scan. The index is eventually consistent: re-read a
     /// job ([`JobTable::get`]) before acting on it.
     pub async fn stale_jobs(&self, cutoff: &str) -> Result<Vec<VideoId>, JobTableError> {
-        let scope = VideoId::from_raw("open-jobs");
+        self.open_index("stale_jobs", Some(cutoff)).await
+    }
+
+    /// The video ids in the open-jobs index, shard by shard (one Query each, never a scan),
+    /// all of them or, with `updated_before`, those whose `updated_at` sorts before it.
+    async fn open_index(
+        &self,
+        operation: &'static str,
+        updated_before: Option<&str>,
+    ) -> Result<Vec<VideoId>, JobTableError> {
+        let scope = VideoId::from_raw(OPEN_JOBS_INDEX);
         let mut found = Vec::new();
         for shard in 0..OPEN_SHARDS {
-            let mut pages = self
+            let query = self
                 .client
                 .query()
                 .table_name(&self.table)
                 .index_name(OPEN_JOBS_INDEX)
-                .key_condition_expression("open_shard = :shard AND updated_at < :cutoff")
-                .expression_attribute_values(":shard", s(format!("open#{shard}")))
-                .expression_attribute_values(":cutoff", s(cutoff))
-                .into_paginator()
-                .items()
-                .send();
+                .expression_attribute_values(":shard", s(shard_key(shard)));
+            let query = match updated_before {
+                Some(cutoff) => query
+                    .key_condition_expression("open_shard = :shard AND updated_at < :cutoff")
+                    .expression_attribute_values(":cutoff", s(cutoff)),
+                None => query.key_condition_expression("open_shard = :shard"),
+            };
+            let mut pages = query.into_paginator().items().send();
             while let Some(item) = pages.next().await {
-                let item = item.map_err(|e| self.error("stale_jobs", &scope, e))?;
-                if let Some(pk) = get_s(&item, "pk") {
-                    found.push(VideoId::from_raw(pk));
-                }
+                let item = item.map_err(|e| self.error(operation, &scope, e))?;
+                found.extend(get_s(&item, "pk").map(VideoId::from_raw));
             }
         }
         Ok(found)
@@ -1263,30 +1278,14 @@ impl JobTable {
 
     /// Every unfinished job, from the open-jobs index (one Query per shard, never a scan).
     pub async fn open_jobs(&self) -> Result<Vec<JobKey>, JobTableError> {
-        let scope = VideoId::from_raw(OPEN_JOBS_INDEX);
-        let mut found = Vec::new();
-        for shard in 0..OPEN_SHARDS {
-            let mut pages = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(OPEN_JOBS_INDEX)
-                .key_condition_expression("open_shard = :shard")
-                .expression_attribute_values(":shard", s(format!("open#{shard}")))
-                .into_paginator()
-                .items()
-                .send();
-            while let Some(item) = pages.next().await {
-                let item = item.map_err(|e| self.error("open_jobs", &scope, e))?;
-                if let Some(pk) = get_s(&item, "pk") {
-                    found.push(JobKey {
-                        video_id: VideoId::from_raw(pk),
-                        created_at: None,
-                    });
-                }
-            }
-        }
-        Ok(found)
+        let found = self.open_index("open_jobs", None).await?;
+        Ok(found
+            .into_iter()
+            .map(|video_id| JobKey {
+                video_id,
+                created_at: None,
+            })
+            .collect())
     }
 }
 
@@ -1385,6 +1384,16 @@ mod tests {
             let error = service_error(code, 400);
             assert!(!is_transaction_conflict(&error), "{code}");
             assert_eq!(is_transient(&error), transient, "{code}");
+        }
+    }
+
+    #[test]
+    fn the_index_queries_cover_every_shard_jobs_are_written_to() {
+        let queried: std::collections::HashSet<String> = (0..OPEN_SHARDS).map(shard_key).collect();
+        assert_eq!(queried.len(), OPEN_SHARDS as usize);
+        for i in 0..200 {
+            let shard = open_shard(&VideoId::from_raw(format!("video-{i}")));
+            assert!(queried.contains(&shard), "{shard}");
         }
     }
 
