@@ -600,6 +600,27 @@ impl Stack {
         Ok(())
     }
 
+    /// ETags of every version of `key` in the processed bucket (versioned by
+    /// [`Stack::version_processed_bucket`]), newest first: one per write of the key, and equal
+    /// ETags are equal bytes (the MD5 of a single-part PUT).
+    pub async fn processed_versions(&self, key: &str) -> anyhow::Result<Vec<String>> {
+        let out = self
+            .clients
+            .s3
+            .list_object_versions()
+            .bucket(&self.resources.processed_bucket)
+            .prefix(key)
+            .send()
+            .await
+            .with_context(|| format!("list the versions of {key}"))?;
+        Ok(out
+            .versions()
+            .iter()
+            .filter(|v| v.key() == Some(key))
+            .map(|v| v.e_tag().unwrap_or_default().to_string())
+            .collect())
+    }
+
     /// Waits (up to a minute) until the queue at `url` has no message left, visible or not.
     pub async fn wait_until_empty(&self, url: &str) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -27,24 +27,6 @@ async fn video(width: u32, height: u32, rate: &str, seconds: f64) -> (Vec<u8>, u
     (std::fs::read(&path).unwrap(), frames)
 }
 
-/// ETags of every version of `key` (ListObjectVersions).
-async fn versions(stack: &Stack, key: &str) -> Vec<String> {
-    let out = stack
-        .clients
-        .s3
-        .list_object_versions()
-        .bucket(&stack.resources.processed_bucket)
-        .prefix(key)
-        .send()
-        .await
-        .unwrap();
-    out.versions()
-        .iter()
-        .filter(|v| v.key() == Some(key))
-        .map(|v| v.e_tag().unwrap_or_default().to_string())
-        .collect()
-}
-
 async fn fetch(stack: &Stack, video_id: &str, out: &std::path::Path) -> serde_json::Value {
     let output = stack
         .framefleet(&["fetch", video_id, "--out", out.to_str().unwrap(), "--json"])
@@ -295,7 +277,7 @@ async fn packed_job_writes_one_indexed_tar_per_batch() {
     // A redelivered batch 0 that was already counted: processed again (its pack rewritten with
     // the same bytes), refused by the counting transaction, and the usage does not move.
     let pack0 = format!("{id}/packs/000000.tar");
-    assert_eq!(versions(&stack, &pack0).await.len(), 1);
+    assert_eq!(stack.processed_versions(&pack0).await.unwrap().len(), 1);
     stack
         .clients
         .sqs
@@ -309,7 +291,7 @@ async fn packed_job_writes_one_indexed_tar_per_batch() {
         .wait_until_empty(&stack.provisioned.frames_queue_url)
         .await
         .unwrap();
-    let written = versions(&stack, &pack0).await;
+    let written = stack.processed_versions(&pack0).await.unwrap();
     assert_eq!(written.len(), 2, "the redelivery rewrote the pack");
     assert_eq!(written[0], written[1], "with the same bytes");
     let record = stack.jobs.get(&video_id).await.unwrap().unwrap();
