@@ -6,6 +6,7 @@ use std::time::Duration;
 use framefleet_core::frames::frame_index;
 use framefleet_core::jobs::JobStatus;
 use framefleet_core::message::FrameBatch;
+use framefleet_e2e::fault_proxy::{FaultPlan, Gate, Service};
 use framefleet_e2e::media::{count_frames, make_video};
 use framefleet_e2e::stack::{spawn_stack, spawn_stack_with, Stack, StackOptions};
 use framefleet_edge::{Blur, EdgeParams, OutputFormat};
@@ -724,13 +725,22 @@ async fn test_events_odd_keys_and_garbage_are_handled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancelled_worker_drains_and_another_finishes_the_job() {
+    // The workers' counting transactions wait at a gate in the fault proxy until the signal
+    // has come: while one waits there, its batch is certainly in flight in the worker. (A
+    // message merely not visible is not: it may be one a receive in flight has just taken,
+    // which the worker hands back at shutdown instead of starting.)
+    let counting = Gate::new();
     let stack = spawn_stack_with(StackOptions {
         workers: 0,
+        faults: Some(FaultPlan::strict().hold_on(
+            Service::DynamoDb,
+            "TransactWriteItems",
+            &counting,
+        )),
         ..StackOptions::default()
     })
     .await
     .unwrap();
-    // Frames big enough that a batch takes a while, so batches are in flight at the signal.
     let (video, frames) = video_bytes(640, 360, "10", 2.0).await;
     let video_id = stack.upload("drain.mp4", video).await.unwrap();
     stack
@@ -738,25 +748,22 @@ async fn cancelled_worker_drains_and_another_finishes_the_job() {
         .await
         .unwrap();
     let frames_queue = &stack.provisioned.frames_queue_url;
-    // SIGTERM arrives while the first worker is busy: it stops receiving, finishes what it
-    // holds within the drain time, counts it itself, and returns holding nothing.
+    // SIGTERM arrives while the first worker is counting a batch: it stops receiving,
+    // finishes what it holds within the drain time, counts it itself, and returns holding
+    // nothing.
     let shutdown = tokio_util::sync::CancellationToken::new();
     let first = stack.worker().await.unwrap();
     let running = tokio::spawn(first.run(shutdown.clone()));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        // One batch counted and others still held by the worker (it is the only consumer).
-        let record = stack.jobs.get(&video_id).await.unwrap().unwrap();
-        if record.processed_frames > 0 && not_visible(&stack, frames_queue).await > 0 {
-            break;
-        }
+    while counting.reached() == 0 {
         assert!(
             std::time::Instant::now() < deadline,
-            "the worker never held a batch"
+            "the worker never counted a batch"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     shutdown.cancel();
+    counting.open();
     let summary = tokio::time::timeout(Duration::from_secs(30), running)
         .await
         .expect("the worker returns after draining")
