@@ -50,12 +50,9 @@ async fn take_batches(stack: &framefleet_e2e::stack::Stack, expected: u64) -> Ve
 async fn redelivered_last_batch_finishes_a_crashed_winners_manifest() {
     // The dispatcher's reconciler keeps its default 300 s for FINALIZING jobs: only the
     // redelivery can finish this job within the test.
-    let stack = spawn_stack_with(StackOptions {
-        workers: 0,
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap();
+    let stack = spawn_stack_with(StackOptions::without_workers())
+        .await
+        .unwrap();
     assert!(stack.dispatcher_settings.reconcile.finalizing_after_secs >= 300);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("winner.mp4");
@@ -65,10 +62,7 @@ async fn redelivered_last_batch_finishes_a_crashed_winners_manifest() {
         .upload("winner.mp4", std::fs::read(&path).unwrap())
         .await
         .unwrap();
-    let record = stack
-        .wait_for(&id, &[JobStatus::Processing], Duration::from_secs(60))
-        .await
-        .unwrap();
+    let record = stack.wait_processing(&id).await.unwrap();
     let planned = record.batches.unwrap();
     assert!(planned >= 2, "{record:#?}");
     let batches = take_batches(&stack, planned).await;
@@ -118,11 +112,7 @@ async fn redelivered_last_batch_finishes_a_crashed_winners_manifest() {
     assert_eq!(done.status, JobStatus::Complete, "{done:#?}");
     assert_eq!(done.manifest_key.as_deref(), Some(manifest_key.as_str()));
     assert_eq!(done.processed_frames, frames);
-    let manifest = stack
-        .get(&stack.resources.processed_bucket, &manifest_key)
-        .await
-        .unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let manifest = stack.manifest(id.as_str()).await.unwrap();
     assert_eq!(manifest["counts"]["total"], frames);
     assert_eq!(manifest["counts"]["processed"], frames);
 }
@@ -134,13 +124,7 @@ async fn redelivered_last_batch_finishes_a_crashed_winners_manifest() {
 /// finisher that comes once the job is COMPLETE writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_finishers_both_succeed_and_write_the_same_manifest() {
-    let stack = spawn_stack_with(StackOptions {
-        dispatcher: false,
-        workers: 0,
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap();
+    let stack = spawn_stack_with(StackOptions::idle()).await.unwrap();
     stack.version_processed_bucket().await.unwrap();
     let processor = || {
         BatchProcessor::new(

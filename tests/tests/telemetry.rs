@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use framefleet_core::jobs::JobStatus;
-use framefleet_e2e::media::make_video;
+use framefleet_e2e::media::video_bytes;
 use framefleet_e2e::otlp::{OtlpReceiver, Received, ReceivedSpan};
 use framefleet_e2e::processes::{Fleet, Service, Signal};
 use framefleet_e2e::stack::{spawn_stack_with, Stack, StackOptions};
@@ -30,16 +30,13 @@ async fn fleet_stack(
     worker_env: Vec<(String, String)>,
 ) -> (Stack, Fleet) {
     let stack = spawn_stack_with(StackOptions {
-        dispatcher: false,
-        workers: 0,
-        standin: false,
         queues: QueueSettings {
             max_receive_count: 5,
             frames_visibility_timeout_secs: 30,
             control_visibility_timeout_secs: 10,
         },
         otel_env,
-        ..StackOptions::default()
+        ..StackOptions::fleet()
     })
     .await
     .unwrap();
@@ -60,10 +57,8 @@ async fn fleet_stack(
 }
 
 async fn clip() -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("clip.mp4");
-    make_video(&path, 96, 64, "10", 2.0).await.unwrap();
-    std::fs::read(&path).unwrap()
+    let (bytes, _frames) = video_bytes("clip.mp4", 96, 64, "10", 2.0).await.unwrap();
+    bytes
 }
 
 async fn start_all(fleet: &mut Fleet) {
