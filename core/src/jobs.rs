@@ -56,7 +56,12 @@ pub fn open_shard(video_id: &VideoId) -> String {
         .as_str()
         .bytes()
         .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    format!("open#{}", hash % OPEN_SHARDS)
+    shard_key(hash % OPEN_SHARDS)
+}
+
+/// The `open_shard` value of shard `shard` (`0..OPEN_SHARDS`).
+fn shard_key(shard: u32) -> String {
+    format!("open#{shard}")
 }
 
 /// How a job's frames were cut into batches, stored when fan-out starts, so that a repeated
@@ -248,8 +253,20 @@ pub struct BatchOutcome {
     /// write units by that size.
     pub job_item_bytes: u64,
     /// The batch's pack index (packed layout), stored opaque in the batch marker and handed
-    /// back by [`JobTable::packs`].
+    /// back by [`JobTable::markers`].
     pub pack: Option<String>,
+}
+
+/// What the manifest needs from the counted batches' markers, read together by
+/// [`JobTable::markers`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchMarkers {
+    /// Every failed frame with its reason, in batch order.
+    pub failed: Vec<FailedFrame>,
+    /// The pack index of every batch that wrote a pack (packed layout), in batch order, as
+    /// [`JobTable::count_batch`] stored it: opaque here, the worker's output module owns its
+    /// shape.
+    pub packs: Vec<String>,
 }
 
 /// Result of registering an upload.
@@ -827,42 +844,23 @@ impl JobTable {
         .await
     }
 
-    /// The pack index of every counted batch that wrote a pack, in batch order, as stored by
-    /// [`JobTable::count_batch`] (opaque here: the worker's output module owns its shape).
-    pub async fn packs(&self, video_id: &VideoId) -> Result<Vec<String>, JobTableError> {
-        let mut packs = Vec::new();
+    /// What the counted batches' markers hold for the manifest, in batch order, from one
+    /// strongly consistent Query of the `batch#` markers: the markers are read and billed once.
+    /// A Query costs the summed size of the items it reads, rounded up to 4 KB ("DynamoDB read
+    /// and write operations",
+    /// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html>),
+    /// whatever its filter leaves out ("Filter expressions for the Query operation",
+    /// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Query.FilterExpression.html>),
+    /// so two Queries with different filters read every marker twice.
+    pub async fn markers(&self, video_id: &VideoId) -> Result<BatchMarkers, JobTableError> {
+        let mut markers = BatchMarkers::default();
         let mut pages = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :batch)")
-            .filter_expression("attribute_exists(pack)")
-            .projection_expression("pack")
-            .expression_attribute_values(":pk", s(video_id.as_str()))
-            .expression_attribute_values(":batch", s("batch#"))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| self.error("packs", video_id, e))?;
-            packs.extend(get_s(&item, "pack"));
-        }
-        Ok(packs)
-    }
-
-    /// Every failed frame recorded in the batch markers, in batch order.
-    pub async fn failed_frames(
-        &self,
-        video_id: &VideoId,
-    ) -> Result<Vec<FailedFrame>, JobTableError> {
-        let mut failed = Vec::new();
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :batch)")
-            .filter_expression("failed_frames > :zero")
+            .filter_expression("failed_frames > :zero OR attribute_exists(pack)")
+            .projection_expression("failures, pack")
             .expression_attribute_values(":pk", s(video_id.as_str()))
             .expression_attribute_values(":batch", s("batch#"))
             .expression_attribute_values(":zero", n(0))
@@ -871,19 +869,20 @@ impl JobTable {
             .items()
             .send();
         while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| self.error("failed_frames", video_id, e))?;
+            let item = item.map_err(|e| self.error("markers", video_id, e))?;
             if let Some(AttributeValue::L(list)) = item.get("failures") {
                 for entry in list {
                     if let AttributeValue::M(map) = entry {
-                        failed.push(FailedFrame {
+                        markers.failed.push(FailedFrame {
                             key: get_s(map, "key").unwrap_or_default(),
                             reason: get_s(map, "reason").unwrap_or_default(),
                         });
                     }
                 }
             }
+            markers.packs.extend(get_s(&item, "pack"));
         }
-        Ok(failed)
+        Ok(markers)
     }
 }
 
@@ -915,25 +914,35 @@ impl JobTable {
     /// index: one Query per shard, never a scan. The index is eventually consistent: re-read a
     /// job ([`JobTable::get`]) before acting on it.
     pub async fn stale_jobs(&self, cutoff: &str) -> Result<Vec<VideoId>, JobTableError> {
-        let scope = VideoId::from_raw("open-jobs");
+        self.open_index("stale_jobs", Some(cutoff)).await
+    }
+
+    /// The video ids in the open-jobs index, shard by shard (one Query each, never a scan),
+    /// all of them or, with `updated_before`, those whose `updated_at` sorts before it.
+    async fn open_index(
+        &self,
+        operation: &'static str,
+        updated_before: Option<&str>,
+    ) -> Result<Vec<VideoId>, JobTableError> {
+        let scope = VideoId::from_raw(OPEN_JOBS_INDEX);
         let mut found = Vec::new();
         for shard in 0..OPEN_SHARDS {
-            let mut pages = self
+            let query = self
                 .client
                 .query()
                 .table_name(&self.table)
                 .index_name(OPEN_JOBS_INDEX)
-                .key_condition_expression("open_shard = :shard AND updated_at < :cutoff")
-                .expression_attribute_values(":shard", s(format!("open#{shard}")))
-                .expression_attribute_values(":cutoff", s(cutoff))
-                .into_paginator()
-                .items()
-                .send();
+                .expression_attribute_values(":shard", s(shard_key(shard)));
+            let query = match updated_before {
+                Some(cutoff) => query
+                    .key_condition_expression("open_shard = :shard AND updated_at < :cutoff")
+                    .expression_attribute_values(":cutoff", s(cutoff)),
+                None => query.key_condition_expression("open_shard = :shard"),
+            };
+            let mut pages = query.into_paginator().items().send();
             while let Some(item) = pages.next().await {
-                let item = item.map_err(|e| self.error("stale_jobs", &scope, e))?;
-                if let Some(pk) = get_s(&item, "pk") {
-                    found.push(VideoId::from_raw(pk));
-                }
+                let item = item.map_err(|e| self.error(operation, &scope, e))?;
+                found.extend(get_s(&item, "pk").map(VideoId::from_raw));
             }
         }
         Ok(found)
@@ -1269,30 +1278,14 @@ impl JobTable {
 
     /// Every unfinished job, from the open-jobs index (one Query per shard, never a scan).
     pub async fn open_jobs(&self) -> Result<Vec<JobKey>, JobTableError> {
-        let scope = VideoId::from_raw(OPEN_JOBS_INDEX);
-        let mut found = Vec::new();
-        for shard in 0..OPEN_SHARDS {
-            let mut pages = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(OPEN_JOBS_INDEX)
-                .key_condition_expression("open_shard = :shard")
-                .expression_attribute_values(":shard", s(format!("open#{shard}")))
-                .into_paginator()
-                .items()
-                .send();
-            while let Some(item) = pages.next().await {
-                let item = item.map_err(|e| self.error("open_jobs", &scope, e))?;
-                if let Some(pk) = get_s(&item, "pk") {
-                    found.push(JobKey {
-                        video_id: VideoId::from_raw(pk),
-                        created_at: None,
-                    });
-                }
-            }
-        }
-        Ok(found)
+        let found = self.open_index("open_jobs", None).await?;
+        Ok(found
+            .into_iter()
+            .map(|video_id| JobKey {
+                video_id,
+                created_at: None,
+            })
+            .collect())
     }
 }
 
@@ -1391,6 +1384,16 @@ mod tests {
             let error = service_error(code, 400);
             assert!(!is_transaction_conflict(&error), "{code}");
             assert_eq!(is_transient(&error), transient, "{code}");
+        }
+    }
+
+    #[test]
+    fn the_index_queries_cover_every_shard_jobs_are_written_to() {
+        let queried: std::collections::HashSet<String> = (0..OPEN_SHARDS).map(shard_key).collect();
+        assert_eq!(queried.len(), OPEN_SHARDS as usize);
+        for i in 0..200 {
+            let shard = open_shard(&VideoId::from_raw(format!("video-{i}")));
+            assert!(queried.contains(&shard), "{shard}");
         }
     }
 

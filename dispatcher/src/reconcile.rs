@@ -347,6 +347,7 @@ async fn finish(inner: &Inner, record: &JobRecord) -> Result<(), DispatchError> 
     processor
         .finish_job(&record.video_id, &plan.params)
         .await
+        .map(|_completed_here| ())
         .map_err(|error| DispatchError::Reconcile {
             video_id: record.video_id.to_string(),
             message: format!("finishing the manifest: {error}"),

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -175,6 +176,54 @@ pub struct Latency {
     pub tail_probability: f64,
 }
 
+/// Holds the calls it is set on (before they reach moto) until [`Gate::open`], so a test can act
+/// while a call is known to be in flight, e.g. signal a worker while one of its batches waits
+/// to be counted, instead of hoping a sleep lands at the right moment.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    open: Arc<tokio::sync::watch::Sender<bool>>,
+    reached: Arc<AtomicU64>,
+}
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self {
+            open: Arc::new(tokio::sync::watch::Sender::new(false)),
+            reached: Arc::default(),
+        }
+    }
+
+    /// Calls that reached the gate so far: held now, or let through once it opened.
+    pub fn reached(&self) -> u64 {
+        self.reached.load(Ordering::SeqCst)
+    }
+
+    /// Lets the held calls and every later one through.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    async fn pass(&self) {
+        self.reached.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.open.subscribe();
+        // The sender lives as long as this gate, so this only returns once it is open.
+        let _ = open.wait_for(|open| *open).await;
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.open, &other.open)
+    }
+}
+
 /// What the proxy does: rules tried in order (the first that fires wins), optional latency, and
 /// the seed that makes the decisions repeatable.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -188,6 +237,8 @@ pub struct FaultPlan {
     /// Latency for one operation of one service instead of [`FaultPlan::latency`], first
     /// match wins: AWS answers a GetObject sooner than a PutObject.
     pub operation_latency: Vec<(Service, String, Latency)>,
+    /// Gates that hold every call of one operation of one service until they open.
+    pub gates: Vec<(Service, String, Gate)>,
 }
 
 impl FaultPlan {
@@ -221,6 +272,14 @@ impl FaultPlan {
     pub fn latency_on(mut self, service: Service, operation: &str, latency: Latency) -> Self {
         self.operation_latency
             .push((service, operation.to_string(), latency));
+        self
+    }
+
+    /// Holds every call of `operation` on `service` at `gate` (after any latency) until the
+    /// test opens it.
+    pub fn hold_on(mut self, service: Service, operation: &str, gate: &Gate) -> Self {
+        self.gates
+            .push((service, operation.to_string(), gate.clone()));
         self
     }
 
@@ -418,6 +477,14 @@ impl State {
         let (fault, delay) = self.decide(&call);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
+        }
+        let gate = self
+            .plan
+            .gates
+            .iter()
+            .find(|(s, op, _)| *s == call.service && *op == call.operation);
+        if let Some((_, _, gate)) = gate {
+            gate.pass().await;
         }
         let request = Request::from_parts(parts, body);
         let Some(fault) = fault else {

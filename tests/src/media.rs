@@ -16,6 +16,25 @@ pub async fn make_video(
     testsrc_video(path, width, height, rate, seconds, &[]).await
 }
 
+/// A generated video ([`make_video`]) as bytes to upload, with its frame count as ffprobe
+/// decodes it; `name`'s extension picks the container.
+pub async fn video_bytes(
+    name: &str,
+    width: u32,
+    height: u32,
+    rate: &str,
+    seconds: f64,
+) -> anyhow::Result<(Vec<u8>, u64)> {
+    let dir = tempfile::tempdir().context("a directory for the video")?;
+    let path = dir.path().join(name);
+    make_video(&path, width, height, rate, seconds).await?;
+    let frames = count_frames(&path).await?;
+    let bytes = tokio::fs::read(&path)
+        .await
+        .with_context(|| format!("read {}", path.display()))?;
+    Ok((bytes, frames))
+}
+
 /// Like [`make_video`], with the index first (`+faststart`), so a cut-off copy still opens.
 pub async fn make_faststart_video(
     path: &Path,

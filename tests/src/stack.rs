@@ -83,6 +83,36 @@ impl Default for StackOptions {
     }
 }
 
+impl StackOptions {
+    /// The dispatcher and the stand-in running, no worker yet: fanned-out batches wait on the
+    /// frames queue until the test starts one ([`Stack::start_worker`], [`Stack::worker`]).
+    pub fn without_workers() -> Self {
+        Self {
+            workers: 0,
+            ..Self::default()
+        }
+    }
+
+    /// Nothing running but the MediaConvert stand-in: the test drives the dispatcher and the
+    /// workers itself (`run_once`, [`Stack::worker`], a `BatchProcessor`) or plays their part.
+    pub fn idle() -> Self {
+        Self {
+            dispatcher: false,
+            workers: 0,
+            ..Self::default()
+        }
+    }
+
+    /// No service in process, not even the stand-in: the processes of a
+    /// [`crate::processes::Fleet`] run them all.
+    pub fn fleet() -> Self {
+        Self {
+            standin: false,
+            ..Self::idle()
+        }
+    }
+}
+
 /// A running stack; everything stops when it is dropped.
 pub struct Stack {
     /// The emulator.
@@ -478,6 +508,22 @@ impl Stack {
         bail!("job {video_id} did not reach {statuses:?} within {timeout:?}; last seen: {last:#?}")
     }
 
+    /// Waits (up to a minute) until the job is fanned out (PROCESSING: every frame captured,
+    /// every batch on the frames queue) and returns its record.
+    pub async fn wait_processing(&self, video_id: &VideoId) -> anyhow::Result<JobRecord> {
+        self.wait_for(video_id, &[JobStatus::Processing], Duration::from_secs(60))
+            .await
+    }
+
+    /// The keys of the frames MediaConvert captured for the job, in frame order.
+    pub async fn captured_frames(
+        &self,
+        video_id: impl std::fmt::Display,
+    ) -> anyhow::Result<Vec<String>> {
+        self.list(&self.resources.frames_bucket, &format!("{video_id}/"))
+            .await
+    }
+
     /// Waits until the job is COMPLETE or FAILED.
     pub async fn wait_final(&self, video_id: &VideoId) -> anyhow::Result<JobRecord> {
         self.wait_for(
@@ -600,6 +646,27 @@ impl Stack {
         Ok(())
     }
 
+    /// ETags of every version of `key` in the processed bucket (versioned by
+    /// [`Stack::version_processed_bucket`]), newest first: one per write of the key, and equal
+    /// ETags are equal bytes (the MD5 of a single-part PUT).
+    pub async fn processed_versions(&self, key: &str) -> anyhow::Result<Vec<String>> {
+        let out = self
+            .clients
+            .s3
+            .list_object_versions()
+            .bucket(&self.resources.processed_bucket)
+            .prefix(key)
+            .send()
+            .await
+            .with_context(|| format!("list the versions of {key}"))?;
+        Ok(out
+            .versions()
+            .iter()
+            .filter(|v| v.key() == Some(key))
+            .map(|v| v.e_tag().unwrap_or_default().to_string())
+            .collect())
+    }
+
     /// Waits (up to a minute) until the queue at `url` has no message left, visible or not.
     pub async fn wait_until_empty(&self, url: &str) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -652,6 +719,26 @@ impl Stack {
         };
         Ok(read(QueueAttributeName::ApproximateNumberOfMessages)
             + read(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+    }
+
+    /// Messages in the queue at `url` received and neither deleted nor handed back yet
+    /// (exact on moto).
+    pub async fn not_visible(&self, url: &str) -> anyhow::Result<u64> {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let out = self
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .with_context(|| format!("attributes of {url}"))?;
+        Ok(out
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
     }
 
     /// The DLQ URL of a main queue.

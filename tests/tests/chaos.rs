@@ -7,25 +7,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use aws_sdk_mediaconvert::types::JobStatus as MediaConvertStatus;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_sqs::types::QueueAttributeName;
 use framefleet_core::jobs::JobStatus;
 use framefleet_core::video::VideoId;
 use framefleet_dispatcher::pin::{
     pin_upload, PinError, PinLimits, PinnedSource, Upload, MIN_PART, SOURCE_ETAG_METADATA,
 };
-use framefleet_e2e::media::{count_frames, make_video};
+use framefleet_e2e::media::video_bytes;
 use framefleet_e2e::stack::{spawn_stack_with, Stack, StackOptions};
 use framefleet_provision::QueueSettings;
 use tokio_util::sync::CancellationToken;
-
-/// A generated video and its frame count.
-async fn video_file(name: &str, rate: &str, seconds: f64) -> (Vec<u8>, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(name);
-    make_video(&path, 64, 48, rate, seconds).await.unwrap();
-    let frames = count_frames(&path).await.unwrap();
-    (std::fs::read(&path).unwrap(), frames)
-}
 
 async fn put(stack: &Stack, bucket: &str, key: &str, body: Vec<u8>) -> String {
     let out = stack
@@ -56,23 +46,6 @@ async fn mediaconvert_status(stack: &Stack, job_id: &str) -> MediaConvertStatus 
     job.job().and_then(|j| j.status()).cloned().unwrap()
 }
 
-/// Messages in `queue_url` received and neither deleted nor released (exact on moto).
-async fn not_visible(stack: &Stack, queue_url: &str) -> u64 {
-    let out = stack
-        .clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .unwrap();
-    out.attributes()
-        .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Polls `condition` every 20 ms for up to a minute.
 async fn wait_until<F, Fut>(what: &str, mut condition: F)
 where
@@ -89,12 +62,12 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn overwrite_while_capture_is_queued_keeps_each_job_on_its_own_bytes() {
     let stack = spawn_stack_with(StackOptions::default()).await.unwrap();
-    let (content_a, frames_a) = video_file("a.mp4", "10", 25.0).await;
-    let (content_b, frames_b) = video_file("b.mp4", "10", 15.0).await;
+    let (content_a, frames_a) = video_bytes("a.mp4", 64, 48, "10", 25.0).await.unwrap();
+    let (content_b, frames_b) = video_bytes("b.mp4", 64, 48, "10", 15.0).await.unwrap();
     assert_ne!(frames_a, frames_b);
     // Hold the stand-in's one job slot with a long capture outside the pipeline, so A's job
     // waits in SUBMITTED, as jobs do on a busy MediaConvert queue.
-    let (long, _) = video_file("long.mp4", "30", 60.0).await;
+    let (long, _) = video_bytes("long.mp4", 64, 48, "30", 60.0).await.unwrap();
     let blocker = stack.occupy_mediaconvert(long).await.unwrap();
     wait_until("the blocker to run", || async {
         mediaconvert_status(&stack, &blocker).await == MediaConvertStatus::Progressing
@@ -151,8 +124,8 @@ async fn upload_overwritten_before_registration_fails_naming_its_etag() {
     })
     .await
     .unwrap();
-    let (content_a, _) = video_file("a.mp4", "5", 1.0).await;
-    let (content_b, frames_b) = video_file("b.mp4", "5", 2.0).await;
+    let (content_a, _) = video_bytes("a.mp4", 64, 48, "5", 1.0).await.unwrap();
+    let (content_b, frames_b) = video_bytes("b.mp4", 64, 48, "5", 2.0).await.unwrap();
     let key = "gone/clip.mp4";
     let id_a = stack.upload(key, content_a).await.unwrap();
     let etag_a = stack
@@ -192,13 +165,7 @@ async fn upload_overwritten_before_registration_fails_naming_its_etag() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pin_copies_the_registered_bytes_in_parts_and_refuses_others() {
-    let stack = spawn_stack_with(StackOptions {
-        dispatcher: false,
-        workers: 0,
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap();
+    let stack = spawn_stack_with(StackOptions::idle()).await.unwrap();
     let s3 = &stack.clients.s3;
     let ingress = stack.resources.ingress_bucket.clone();
     let frames = stack.resources.frames_bucket.clone();
@@ -286,23 +253,19 @@ async fn pin_copies_the_registered_bytes_in_parts_and_refuses_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scale_in_leaves_no_batch_invisible() {
     let stack = spawn_stack_with(StackOptions {
-        workers: 0,
         queues: QueueSettings {
             // As long as a stranded batch would hide on AWS with the template's default.
             frames_visibility_timeout_secs: 300,
             ..StackOptions::default().queues
         },
-        ..StackOptions::default()
+        ..StackOptions::without_workers()
     })
     .await
     .unwrap();
     let frames_queue = stack.provisioned.frames_queue_url.clone();
-    let (video, frames) = video_file("scale.mp4", "10", 3.0).await;
+    let (video, frames) = video_bytes("scale.mp4", 64, 48, "10", 3.0).await.unwrap();
     let video_id = stack.upload("scale.mp4", video).await.unwrap();
-    let record = stack
-        .wait_for(&video_id, &[JobStatus::Processing], Duration::from_secs(60))
-        .await
-        .unwrap();
+    let record = stack.wait_processing(&video_id).await.unwrap();
     let batches = record.batches.unwrap() as usize;
     assert!(batches >= 3, "{record:#?}");
     // Take the batches off the queue; they go back one at a time as the test needs.
@@ -369,7 +332,7 @@ async fn scale_in_leaves_no_batch_invisible() {
     let delay = signalled.elapsed();
     eprintln!("scale-in of a worker with batches arriving: stopped {delay:?} after the signal; {summary:?}");
     assert_eq!(
-        not_visible(&stack, &frames_queue).await,
+        stack.not_visible(&frames_queue).await.unwrap(),
         0,
         "the stopped worker left batches invisible: {summary:?}"
     );
@@ -399,20 +362,14 @@ async fn scale_in_leaves_no_batch_invisible() {
         "scale-in of an idle worker: stopped {:?} after the signal; {summary:?}",
         signalled.elapsed()
     );
-    assert_eq!(not_visible(&stack, &frames_queue).await, 0);
+    assert_eq!(stack.not_visible(&frames_queue).await.unwrap(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn complete_job_is_recorded_fanned_out_after_a_lost_mark() {
-    let mut stack = spawn_stack_with(StackOptions {
-        dispatcher: false,
-        workers: 0,
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap();
+    let mut stack = spawn_stack_with(StackOptions::idle()).await.unwrap();
     let dispatcher = stack.dispatcher().await.unwrap();
-    let (video, frames) = video_file("mark.mp4", "5", 2.0).await;
+    let (video, frames) = video_bytes("mark.mp4", 64, 48, "5", 2.0).await.unwrap();
     let video_id = stack.upload("mark.mp4", video).await.unwrap();
     // Drive the dispatcher by hand, keeping the COMPLETE event to deliver it again.
     let mut complete_event = None;

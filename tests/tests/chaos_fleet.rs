@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use framefleet_core::frames::frame_index;
 use framefleet_core::jobs::{JobRecord, JobStatus};
 use framefleet_core::video::VideoId;
-use framefleet_e2e::media::{count_frames, make_video};
+use framefleet_e2e::media::video_bytes;
 use framefleet_e2e::processes::{Fleet, Service, Signal};
 use framefleet_e2e::stack::{spawn_stack_with, Stack, StackOptions};
 use framefleet_provision::QueueSettings;
@@ -32,15 +32,12 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 /// acts after `processing_after` seconds of silence in PROCESSING (other states: a few seconds).
 async fn chaos_stack(processing_after: u64) -> (Stack, Fleet) {
     let stack = spawn_stack_with(StackOptions {
-        dispatcher: false,
-        workers: 0,
-        standin: false,
         queues: QueueSettings {
             max_receive_count: 5,
             frames_visibility_timeout_secs: FRAMES_VISIBILITY_SECS,
             control_visibility_timeout_secs: 8,
         },
-        ..StackOptions::default()
+        ..StackOptions::fleet()
     })
     .await
     .unwrap();
@@ -69,17 +66,6 @@ async fn chaos_stack(processing_after: u64) -> (Stack, Fleet) {
     ]);
     let fleet = Fleet::new(&stack, extra).unwrap();
     (stack, fleet)
-}
-
-/// A generated clip: its bytes and its frame count as ffprobe decodes it.
-async fn clip(width: u32, height: u32, rate: &str, seconds: f64) -> (Vec<u8>, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("clip.mp4");
-    make_video(&path, width, height, rate, seconds)
-        .await
-        .unwrap();
-    let frames = count_frames(&path).await.unwrap();
-    (std::fs::read(&path).unwrap(), frames)
 }
 
 async fn record(stack: &Stack, id: &VideoId) -> Option<JobRecord> {
@@ -156,16 +142,7 @@ async fn assert_ended_well(stack: &Stack, fleet: &Fleet, id: &VideoId, frames: u
         .unwrap();
     let maps = outputs.iter().filter(|k| frame_index(k).is_some()).count() as u64;
     assert_eq!(maps, frames, "one edge map per frame: {outputs:?}");
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &stack
-            .get(
-                &stack.resources.processed_bucket,
-                &format!("{id}/manifest.json"),
-            )
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let manifest = stack.manifest(id.as_str()).await.unwrap();
     assert_eq!(manifest["counts"]["total"], frames, "{manifest}");
     assert_eq!(manifest["counts"]["processed"], frames, "{manifest}");
     let counted = stack.jobs.counted_batches(id).await.unwrap();
@@ -223,7 +200,7 @@ async fn start_all(fleet: &mut Fleet, workers: usize) {
 async fn a_worker_killed_mid_batch() {
     let (stack, mut fleet) = chaos_stack(60).await;
     start_all(&mut fleet, 2).await;
-    let (video, frames) = clip(320, 240, "10", 6.0).await;
+    let (video, frames) = video_bytes("clip.mp4", 320, 240, "10", 6.0).await.unwrap();
     let id = stack.upload("killed-worker.mp4", video).await.unwrap();
     wait_until(&stack, &id, Duration::from_secs(120), "first batch", |r| {
         r.processed_frames > 0
@@ -238,7 +215,7 @@ async fn a_worker_killed_mid_batch() {
 async fn every_worker_killed_again_and_again() {
     let (stack, mut fleet) = chaos_stack(60).await;
     start_all(&mut fleet, 2).await;
-    let (video, frames) = clip(320, 240, "10", 6.0).await;
+    let (video, frames) = video_bytes("clip.mp4", 320, 240, "10", 6.0).await.unwrap();
     let id = stack.upload("massacre.mp4", video).await.unwrap();
     let mut generation = 0;
     for _ in 0..3 {
@@ -269,7 +246,7 @@ async fn every_worker_killed_again_and_again() {
 async fn scale_in_under_load() {
     let (stack, mut fleet) = chaos_stack(60).await;
     start_all(&mut fleet, 3).await;
-    let (video, frames) = clip(320, 240, "10", 6.0).await;
+    let (video, frames) = video_bytes("clip.mp4", 320, 240, "10", 6.0).await.unwrap();
     let id = stack.upload("scale-in.mp4", video).await.unwrap();
     wait_until(&stack, &id, Duration::from_secs(120), "first batch", |r| {
         r.processed_frames > 0
@@ -300,7 +277,7 @@ async fn the_dispatcher_killed_at_each_step() {
         }),
     ];
     for (n, (step, at)) in steps.into_iter().enumerate() {
-        let (video, frames) = clip(160, 120, "25", 4.0).await;
+        let (video, frames) = video_bytes("clip.mp4", 160, 120, "25", 4.0).await.unwrap();
         let id = stack
             .upload(&format!("dispatcher-{n}.mp4"), video)
             .await
@@ -326,7 +303,7 @@ async fn the_dispatcher_killed_at_each_step() {
 async fn the_mediaconvert_stand_in_killed_mid_capture() {
     let (stack, mut fleet) = chaos_stack(60).await;
     start_all(&mut fleet, 2).await;
-    let (video, frames) = clip(640, 360, "25", 8.0).await;
+    let (video, frames) = video_bytes("clip.mp4", 640, 360, "25", 8.0).await.unwrap();
     let id = stack.upload("standin-killed.mp4", video).await.unwrap();
     let seen = wait_until(&stack, &id, Duration::from_secs(120), "capturing", |r| {
         r.status != JobStatus::Registered
@@ -348,7 +325,7 @@ async fn a_batch_in_the_dlq_is_redriven_and_counted_once() {
         .start("dispatcher", Service::Dispatcher)
         .await
         .unwrap();
-    let (video, frames) = clip(160, 120, "10", 2.0).await;
+    let (video, frames) = video_bytes("clip.mp4", 160, 120, "10", 2.0).await.unwrap();
     let id = stack.upload("redriven.mp4", video).await.unwrap();
     wait_until(&stack, &id, Duration::from_secs(120), "fanned out", |r| {
         r.fanned_out
@@ -458,7 +435,7 @@ fn fleet_env(stack: &Stack) -> Vec<(String, String)> {
 async fn duplicate_and_out_of_order_events_change_nothing() {
     let (stack, mut fleet) = chaos_stack(60).await;
     start_all(&mut fleet, 2).await;
-    let (video, frames) = clip(160, 120, "10", 2.0).await;
+    let (video, frames) = video_bytes("clip.mp4", 160, 120, "10", 2.0).await.unwrap();
     let id = stack.upload("events.mp4", video).await.unwrap();
     let done = wait_final(&stack, &fleet, &id).await;
     assert_ended_well(&stack, &fleet, &id, frames).await;
@@ -509,8 +486,8 @@ async fn duplicate_and_out_of_order_events_change_nothing() {
 async fn the_same_upload_twice_then_new_content_under_the_key() {
     let (stack, mut fleet) = chaos_stack(60).await;
     start_all(&mut fleet, 2).await;
-    let (first, first_frames) = clip(160, 120, "10", 2.0).await;
-    let (second, second_frames) = clip(160, 120, "10", 3.0).await;
+    let (first, first_frames) = video_bytes("clip.mp4", 160, 120, "10", 2.0).await.unwrap();
+    let (second, second_frames) = video_bytes("clip.mp4", 160, 120, "10", 3.0).await.unwrap();
     let a = stack.upload("same-key.mp4", first.clone()).await.unwrap();
     let again = stack.upload("same-key.mp4", first).await.unwrap();
     assert_eq!(

@@ -222,12 +222,9 @@ async fn fetch_refuses_outputs_that_disagree_with_the_manifest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_while_processing_skips_the_remaining_batches_and_list_shows_both() {
     // No workers yet: every batch waits on the frames queue while the job is canceled.
-    let mut stack = spawn_stack_with(StackOptions {
-        workers: 0,
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap();
+    let mut stack = spawn_stack_with(StackOptions::without_workers())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (a, _) = video(dir.path(), "a.mp4", "12", 2.0).await;
     let (b, frames_b) = video(dir.path(), "b.mp4", "10", 1.0).await;
@@ -380,13 +377,7 @@ async fn cancel_while_capturing_stays_canceled_after_mediaconvert_says_canceled(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn errors_are_one_line_with_their_exit_code() {
-    let stack = spawn_stack_with(StackOptions {
-        dispatcher: false,
-        workers: 0,
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap();
+    let stack = spawn_stack_with(StackOptions::idle()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nowhere.mp4");
     let out = framefleet(&stack, &["submit", missing.to_str().unwrap()]).await;

@@ -73,15 +73,13 @@ async fn status_of(stack: &Stack, id: &VideoId) -> Option<JobStatus> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_lets_the_handler_under_way_finish() {
     let stack = spawn_stack_with(StackOptions {
-        dispatcher: false,
-        workers: 0,
         dispatcher_config: DispatcherConfig {
             // A receive under way is finished on shutdown; a short one leaves the handler
             // still running when the loop stops, so only the drain lets it finish.
             poll_wait_secs: 1,
             ..StackOptions::default().dispatcher_config
         },
-        ..StackOptions::default()
+        ..StackOptions::idle()
     })
     .await
     .unwrap();
@@ -130,15 +128,13 @@ async fn sigterm_lets_the_handler_under_way_finish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_stays_invisible_while_its_handler_runs() {
     let stack = spawn_stack_with(StackOptions {
-        dispatcher: false,
-        workers: 0,
         queues: QueueSettings {
             max_receive_count: 5,
             frames_visibility_timeout_secs: 30,
             // Shorter than the handler takes: only the handler's lease keeps it invisible.
             control_visibility_timeout_secs: 1,
         },
-        ..StackOptions::default()
+        ..StackOptions::idle()
     })
     .await
     .unwrap();
@@ -195,13 +191,7 @@ fn state_change(job_id: &str, video_id: &VideoId, status: &str, extra: &str) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn events_of_another_mediaconvert_job_do_not_touch_the_job() {
-    let stack = spawn_stack_with(StackOptions {
-        dispatcher: false,
-        workers: 0,
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap();
+    let stack = spawn_stack_with(StackOptions::idle()).await.unwrap();
     let dispatcher = stack.dispatcher().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("clip.mp4");

@@ -9,19 +9,8 @@ use framefleet_core::jobs::JobStatus;
 use framefleet_e2e::fault_proxy::{
     Fault, FaultPlan, FaultRule, Latency, Service, Trigger, SQS_MAX_BATCH_PAYLOAD_BYTES,
 };
-use framefleet_e2e::media::{count_frames, make_video};
+use framefleet_e2e::media::video_bytes;
 use framefleet_e2e::stack::{spawn_stack_with, Stack, StackOptions};
-
-/// A generated video and its frame count.
-async fn video(width: u32, height: u32, rate: &str, seconds: f64) -> (Vec<u8>, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("clip.mp4");
-    make_video(&path, width, height, rate, seconds)
-        .await
-        .unwrap();
-    let frames = count_frames(&path).await.unwrap();
-    (std::fs::read(&path).unwrap(), frames)
-}
 
 /// The job's counts are exact, every frame has its edge map, there is one manifest, and no
 /// queue sent anything to its DLQ.
@@ -33,10 +22,7 @@ async fn assert_complete_and_exact(stack: &Stack, video_id: &str, frames: u64) {
         .unwrap()
         .unwrap();
     assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
-    let captured = stack
-        .list(&stack.resources.frames_bucket, &format!("{video_id}/"))
-        .await
-        .unwrap();
+    let captured = stack.captured_frames(&video_id).await.unwrap();
     assert_eq!(captured.len() as u64, frames, "frames captured");
     assert_eq!(record.total_frames, Some(frames));
     assert_eq!(record.processed_frames, frames, "{record:#?}");
@@ -58,16 +44,7 @@ async fn assert_complete_and_exact(stack: &Stack, video_id: &str, frames: u64) {
         1,
         "one manifest: {outputs:?}"
     );
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &stack
-            .get(
-                &stack.resources.processed_bucket,
-                &format!("{video_id}/manifest.json"),
-            )
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let manifest = stack.manifest(video_id).await.unwrap();
     assert_eq!(manifest["counts"]["total"], frames);
     assert_eq!(manifest["counts"]["processed"], frames);
     for queue in [
@@ -130,7 +107,7 @@ async fn job_completes_exactly_under_faults_on_every_service() {
     })
     .await
     .unwrap();
-    let (bytes, frames) = video(64, 48, "10", 2.0).await;
+    let (bytes, frames) = video_bytes("clip.mp4", 64, 48, "10", 2.0).await.unwrap();
     let video_id = stack.upload("faulty.mp4", bytes).await.unwrap();
     let record = stack.wait_final(&video_id).await.unwrap();
     assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
@@ -170,18 +147,14 @@ async fn conflicting_counting_transactions_are_retried_in_process() {
         .on("TransactWriteItems"),
     );
     let stack = spawn_stack_with(StackOptions {
-        workers: 0,
         faults: Some(plan),
-        ..StackOptions::default()
+        ..StackOptions::without_workers()
     })
     .await
     .unwrap();
-    let (bytes, frames) = video(64, 48, "10", 2.0).await;
+    let (bytes, frames) = video_bytes("clip.mp4", 64, 48, "10", 2.0).await.unwrap();
     let video_id = stack.upload("conflicts.mp4", bytes).await.unwrap();
-    let record = stack
-        .wait_for(&video_id, &[JobStatus::Processing], Duration::from_secs(60))
-        .await
-        .unwrap();
+    let record = stack.wait_processing(&video_id).await.unwrap();
     let batches = record.batches.unwrap();
     assert!(batches > 1, "{record:#?}");
     // One worker, driven round by round, so every outcome is seen.
@@ -234,15 +207,12 @@ async fn fan_out_larger_than_one_send_message_batch_completes() {
     })
     .await
     .unwrap();
-    let (bytes, frames) = video(32, 32, "30", 10.0).await;
+    let (bytes, frames) = video_bytes("clip.mp4", 32, 32, "30", 10.0).await.unwrap();
     let name = format!("uploads/{}.mp4", "a-very-long-file-name-".repeat(41));
     let video_id = stack.upload(&name, bytes).await.unwrap();
     let record = stack.wait_final(&video_id).await.unwrap();
     assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
-    let captured = stack
-        .list(&stack.resources.frames_bucket, &format!("{video_id}/"))
-        .await
-        .unwrap();
+    let captured = stack.captured_frames(&video_id).await.unwrap();
     let key_bytes: usize = captured.iter().map(|k| k.len() + 3).sum();
     assert!(
         key_bytes > SQS_MAX_BATCH_PAYLOAD_BYTES,
@@ -290,10 +260,8 @@ async fn injected_faults_reach_the_sdk_in_the_services_own_shapes() {
                 .on("TransactWriteItems"),
         );
     let stack = spawn_stack_with(StackOptions {
-        dispatcher: false,
-        workers: 0,
         faults: Some(plan),
-        ..StackOptions::default()
+        ..StackOptions::idle()
     })
     .await
     .unwrap();
@@ -523,7 +491,7 @@ async fn winner_whose_finalize_answer_is_lost_still_writes_the_manifest() {
     })
     .await
     .unwrap();
-    let (bytes, frames) = video(64, 48, "10", 1.0).await;
+    let (bytes, frames) = video_bytes("clip.mp4", 64, 48, "10", 1.0).await.unwrap();
     let video_id = stack.upload("lost-answer.mp4", bytes).await.unwrap();
     let record = stack.wait_final(&video_id).await.unwrap();
     assert_eq!(record.status, JobStatus::Complete, "{record:#?}");

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use framefleet_core::jobs::{JobStatus, JobTable};
-use framefleet_e2e::media::{count_frames, make_video};
+use framefleet_e2e::media::video_bytes;
 use framefleet_e2e::stack::{spawn_stack_with, StackOptions};
 use framefleet_provision::iam_from_template::{
     LocalNames, NamedPolicy, Template, LOCAL_ACCOUNT_ID, TEMPLATE,
@@ -284,27 +284,12 @@ fn mediaconvert_may_assume_its_role_only_for_this_accounts_jobs() {
     );
 }
 
-async fn video(name: &str, rate: &str, seconds: f64) -> (Vec<u8>, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(name);
-    make_video(&path, 64, 48, rate, seconds).await.unwrap();
-    let frames = count_frames(&path).await.unwrap();
-    (std::fs::read(&path).unwrap(), frames)
-}
-
-fn idle_stack() -> StackOptions {
-    StackOptions {
-        workers: 0,
-        ..StackOptions::default()
-    }
-}
-
 /// Enforcement is live: the same worker policy minus one action is refused by moto.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_policy_missing_one_action_is_refused() {
     let stack = spawn_stack_with(StackOptions {
         dispatcher: false,
-        ..idle_stack()
+        ..StackOptions::without_workers()
     })
     .await
     .unwrap();
@@ -339,20 +324,20 @@ async fn a_policy_missing_one_action_is_refused() {
     let clients = stack.clients_as(&key, &no_query);
     let video_id = framefleet_core::video::VideoId::derive("b", "k", "e");
     let refused = JobTable::new(clients.dynamodb, &stack.resources.jobs_table)
-        .failed_frames(&video_id)
+        .markers(&video_id)
         .await
         .unwrap_err();
     assert!(!refused.is_retryable(), "{refused}");
     let clients = stack.clients_as(&stack.identities.worker, &stack.policies.worker);
-    let failed = JobTable::new(clients.dynamodb, &stack.resources.jobs_table)
-        .failed_frames(&video_id)
+    let markers = JobTable::new(clients.dynamodb, &stack.resources.jobs_table)
+        .markers(&video_id)
         .await
         .unwrap();
-    assert!(failed.is_empty());
+    assert_eq!(markers, Default::default());
 }
 
-/// A worker whose policy lacks `dynamodb:Query` cannot read the failed frames for the
-/// manifest: the job stays FINALIZING and its last batch ends in the DLQ.
+/// A worker whose policy lacks `dynamodb:Query` cannot read the batch markers (failed frames,
+/// packs) for the manifest: the job stays FINALIZING and its last batch ends in the DLQ.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_query_the_job_stays_finalizing() {
     let stack = spawn_stack_with(StackOptions {
@@ -361,16 +346,13 @@ async fn without_query_the_job_stays_finalizing() {
             frames_visibility_timeout_secs: 2,
             control_visibility_timeout_secs: 30,
         },
-        ..idle_stack()
+        ..StackOptions::without_workers()
     })
     .await
     .unwrap();
-    let (bytes, _) = video("clip.mp4", "4", 1.0).await;
+    let (bytes, _) = video_bytes("clip.mp4", 64, 48, "4", 1.0).await.unwrap();
     let video_id = stack.upload("no-query.mp4", bytes).await.unwrap();
-    stack
-        .wait_for(&video_id, &[JobStatus::Processing], Duration::from_secs(60))
-        .await
-        .unwrap();
+    stack.wait_processing(&video_id).await.unwrap();
     let no_query: Vec<NamedPolicy> = stack
         .policies
         .worker
@@ -406,7 +388,7 @@ async fn without_query_the_job_stays_finalizing() {
 async fn worker_starts_with_its_template_policy() {
     let stack = spawn_stack_with(StackOptions {
         dispatcher: false,
-        ..idle_stack()
+        ..StackOptions::without_workers()
     })
     .await
     .unwrap();
@@ -418,17 +400,13 @@ async fn worker_starts_with_its_template_policy() {
 /// s3:ListBucket on the frames bucket; and the manifest's Query is allowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_missing_frame_is_a_failed_frame() {
-    let mut stack = spawn_stack_with(idle_stack()).await.unwrap();
-    let (bytes, frames) = video("clip.mp4", "6", 1.0).await;
+    let mut stack = spawn_stack_with(StackOptions::without_workers())
+        .await
+        .unwrap();
+    let (bytes, frames) = video_bytes("clip.mp4", 64, 48, "6", 1.0).await.unwrap();
     let video_id = stack.upload("missing-frame.mp4", bytes).await.unwrap();
-    stack
-        .wait_for(&video_id, &[JobStatus::Processing], Duration::from_secs(60))
-        .await
-        .unwrap();
-    let captured = stack
-        .list(&stack.resources.frames_bucket, &format!("{video_id}/"))
-        .await
-        .unwrap();
+    stack.wait_processing(&video_id).await.unwrap();
+    let captured = stack.captured_frames(&video_id).await.unwrap();
     let gone = captured[1].clone();
     stack
         .clients
@@ -444,16 +422,7 @@ async fn a_missing_frame_is_a_failed_frame() {
     assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
     assert_eq!(record.failed_frames, 1);
     assert_eq!(record.processed_frames, frames - 1);
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &stack
-            .get(
-                &stack.resources.processed_bucket,
-                &format!("{video_id}/manifest.json"),
-            )
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let manifest = stack.manifest(video_id.as_str()).await.unwrap();
     let failed = manifest["failed_frames"].as_array().unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["key"], gone.as_str());
@@ -475,7 +444,7 @@ async fn a_missing_frame_is_a_failed_frame() {
 async fn without_list_bucket_a_missing_key_is_access_denied() {
     let stack = spawn_stack_with(StackOptions {
         dispatcher: false,
-        ..idle_stack()
+        ..StackOptions::without_workers()
     })
     .await
     .unwrap();
@@ -527,7 +496,7 @@ async fn busy_worker_is_protected_from_scale_in_until_idle() {
     })
     .await
     .unwrap();
-    let (bytes, _) = video("clip.mp4", "6", 1.0).await;
+    let (bytes, _) = video_bytes("clip.mp4", 64, 48, "6", 1.0).await.unwrap();
     let video_id = stack.upload("protected.mp4", bytes).await.unwrap();
     let record = stack.wait_final(&video_id).await.unwrap();
     assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
@@ -596,7 +565,7 @@ async fn reqwest_put(uri: &str, body: &str) -> (u16, serde_json::Value) {
 async fn identities_can_be_created_again() {
     let stack = spawn_stack_with(StackOptions {
         dispatcher: false,
-        ..idle_stack()
+        ..StackOptions::without_workers()
     })
     .await
     .unwrap();

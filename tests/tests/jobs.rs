@@ -78,7 +78,8 @@ async fn concurrent_batches_count_once_and_one_worker_wins() {
                     },
                     usage: batch_usage(),
                     job_item_bytes: 500,
-                    pack: None,
+                    // Batch 3 has a failed frame and a pack, batch 7 a pack only.
+                    pack: [3, 7].contains(&batch).then(|| format!("pack-{batch}")),
                 };
                 let counting = jobs.count_batch(&id, batch, &outcome).await.unwrap();
                 let won = jobs.try_finalize(&id).await.unwrap();
@@ -106,9 +107,11 @@ async fn concurrent_batches_count_once_and_one_worker_wins() {
     assert_eq!(record.manifest_key.as_deref(), Some("v/manifest.json"));
     assert_eq!(record.processed_frames, 39);
     assert_eq!(record.failed_frames, 1);
-    let failed = jobs.failed_frames(&id).await.unwrap();
-    assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0].key, "v/f.0000012.jpg");
+    // One Query of the markers gives the manifest both the failures and the packs.
+    let markers = jobs.markers(&id).await.unwrap();
+    assert_eq!(markers.failed.len(), 1);
+    assert_eq!(markers.failed[0].key, "v/f.0000012.jpg");
+    assert_eq!(markers.packs, ["pack-3", "pack-7"]);
     // Usage is counted exactly once per batch, like the frames: ten batches, not twenty
     // deliveries; the transaction adds its own 2 + 2 write units (marker and job item, each
     // under 1 KB).

@@ -5,45 +5,16 @@
 //! extracting the packs.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use framefleet_core::frames::frame_index;
 use framefleet_core::jobs::JobStatus;
 use framefleet_core::message::{FrameBatch, OutputLayout};
 use framefleet_core::pack::Pack;
 use framefleet_dispatcher::settings::DispatcherConfig;
-use framefleet_e2e::media::{count_frames, make_video};
+use framefleet_e2e::media::video_bytes;
 use framefleet_e2e::stack::{spawn_stack_with, Stack, StackOptions};
 use framefleet_edge::EdgeParams;
 use framefleet_worker::batch::output_key;
-
-async fn video(width: u32, height: u32, rate: &str, seconds: f64) -> (Vec<u8>, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("packed.mp4");
-    make_video(&path, width, height, rate, seconds)
-        .await
-        .unwrap();
-    let frames = count_frames(&path).await.unwrap();
-    (std::fs::read(&path).unwrap(), frames)
-}
-
-/// ETags of every version of `key` (ListObjectVersions).
-async fn versions(stack: &Stack, key: &str) -> Vec<String> {
-    let out = stack
-        .clients
-        .s3
-        .list_object_versions()
-        .bucket(&stack.resources.processed_bucket)
-        .prefix(key)
-        .send()
-        .await
-        .unwrap();
-    out.versions()
-        .iter()
-        .filter(|v| v.key() == Some(key))
-        .map(|v| v.e_tag().unwrap_or_default().to_string())
-        .collect()
-}
 
 async fn fetch(stack: &Stack, video_id: &str, out: &std::path::Path) -> serde_json::Value {
     let output = stack
@@ -62,24 +33,20 @@ async fn fetch(stack: &Stack, video_id: &str, out: &std::path::Path) -> serde_js
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn packed_job_writes_one_indexed_tar_per_batch() {
     let mut stack = spawn_stack_with(StackOptions {
-        workers: 0,
         dispatcher_config: DispatcherConfig {
             batch_size: 4,
             output_layout: OutputLayout::Packed,
             ..DispatcherConfig::default()
         },
-        ..StackOptions::default()
+        ..StackOptions::without_workers()
     })
     .await
     .unwrap();
     stack.version_processed_bucket().await.unwrap();
-    let (video, frames) = video(64, 48, "8", 1.0).await;
+    let (video, frames) = video_bytes("packed.mp4", 64, 48, "8", 1.0).await.unwrap();
     let video_id = stack.upload("packed.mp4", video).await.unwrap();
     let id = video_id.to_string();
-    let record = stack
-        .wait_for(&video_id, &[JobStatus::Processing], Duration::from_secs(60))
-        .await
-        .unwrap();
+    let record = stack.wait_processing(&video_id).await.unwrap();
     let batches = record.batches.unwrap();
     assert!(batches >= 2, "{batches} batches of {frames} frames");
     // The batch messages as fanned out (kept for the redelivery below): they carry the layout.
@@ -102,10 +69,7 @@ async fn packed_job_writes_one_indexed_tar_per_batch() {
     assert_eq!(sent.len() as u64, batches);
     assert!(sent.iter().all(|b| b.layout == OutputLayout::Packed));
     // Frame 2 (batch 0) is corrupt: it must fail, be left out of pack 0 and be listed.
-    let captured = stack
-        .list(&stack.resources.frames_bucket, &format!("{id}/"))
-        .await
-        .unwrap();
+    let captured = stack.captured_frames(&id).await.unwrap();
     assert_eq!(captured.len() as u64, frames);
     let broken = captured[2].clone();
     stack.corrupt_frame(&broken).await.unwrap();
@@ -253,6 +217,12 @@ async fn packed_job_writes_one_indexed_tar_per_batch() {
         workers["worker_cpu_ms"].as_u64().unwrap() > 0,
         "{workers:#}"
     );
+    // The completion read the job item and, with one Query, the markers (each under 4 KB here).
+    assert_eq!(
+        manifest["usage"]["manifest"]["dynamodb_read_units"], 2,
+        "{:#}",
+        manifest["usage"]["manifest"]
+    );
     // Packs, the manifest, the pinned upload copy, and MediaConvert's frames and preview.
     assert_eq!(
         manifest["usage"]["total"]["s3_put_requests"],
@@ -289,7 +259,7 @@ async fn packed_job_writes_one_indexed_tar_per_batch() {
     // A redelivered batch 0 that was already counted: processed again (its pack rewritten with
     // the same bytes), refused by the counting transaction, and the usage does not move.
     let pack0 = format!("{id}/packs/000000.tar");
-    assert_eq!(versions(&stack, &pack0).await.len(), 1);
+    assert_eq!(stack.processed_versions(&pack0).await.unwrap().len(), 1);
     stack
         .clients
         .sqs
@@ -303,7 +273,7 @@ async fn packed_job_writes_one_indexed_tar_per_batch() {
         .wait_until_empty(&stack.provisioned.frames_queue_url)
         .await
         .unwrap();
-    let written = versions(&stack, &pack0).await;
+    let written = stack.processed_versions(&pack0).await.unwrap();
     assert_eq!(written.len(), 2, "the redelivery rewrote the pack");
     assert_eq!(written[0], written[1], "with the same bytes");
     let record = stack.jobs.get(&video_id).await.unwrap().unwrap();

@@ -6,31 +6,11 @@ use std::time::Duration;
 use framefleet_core::frames::frame_index;
 use framefleet_core::jobs::JobStatus;
 use framefleet_core::message::FrameBatch;
-use framefleet_e2e::media::{count_frames, make_video};
+use framefleet_e2e::fault_proxy::{FaultPlan, Gate, Service};
+use framefleet_e2e::media::{count_frames, video_bytes};
 use framefleet_e2e::stack::{spawn_stack, spawn_stack_with, Stack, StackOptions};
 use framefleet_edge::{Blur, EdgeParams, OutputFormat};
 use framefleet_worker::batch::output_key;
-
-async fn video_bytes(width: u32, height: u32, rate: &str, seconds: f64) -> (Vec<u8>, u64) {
-    video_file("clip.mp4", width, height, rate, seconds).await
-}
-
-/// A generated video in the container its file name's extension names, and its frame count.
-async fn video_file(
-    name: &str,
-    width: u32,
-    height: u32,
-    rate: &str,
-    seconds: f64,
-) -> (Vec<u8>, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(name);
-    make_video(&path, width, height, rate, seconds)
-        .await
-        .unwrap();
-    let frames = count_frames(&path).await.unwrap();
-    (std::fs::read(&path).unwrap(), frames)
-}
 
 /// Every processed object of a job except the manifest, checked to be a JPEG of `w`×`h` equal
 /// byte for byte to what [`framefleet_edge::process`] makes offline of the captured frame with
@@ -61,10 +41,7 @@ async fn assert_edge_maps_are_the_offline_output(stack: &Stack, video_id: &str) 
     let manifest = stack.manifest(video_id).await.unwrap();
     let params: EdgeParams = serde_json::from_value(manifest["parameters"].clone())
         .unwrap_or_else(|e| panic!("manifest parameters: {e}: {manifest:#}"));
-    let frames = stack
-        .list(&stack.resources.frames_bucket, &format!("{video_id}/"))
-        .await
-        .unwrap();
+    let frames = stack.captured_frames(&video_id).await.unwrap();
     assert!(!frames.is_empty());
     for frame in &frames {
         let captured = stack
@@ -161,15 +138,12 @@ async fn assert_preview(stack: &Stack, video_id: &str) -> (u64, u64, bool) {
 async fn upload_becomes_edge_maps_with_exact_counts() {
     let stack = spawn_stack().await.unwrap();
     stack.version_processed_bucket().await.unwrap();
-    let (video, frames) = video_bytes(160, 96, "12", 2.0).await;
+    let (video, frames) = video_bytes("clip.mp4", 160, 96, "12", 2.0).await.unwrap();
     let key = "uploads/my clip+ü (1).mp4";
     let video_id = stack.upload(key, video).await.unwrap();
     let record = stack.wait_final(&video_id).await.unwrap();
     assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
-    let captured = stack
-        .list(&stack.resources.frames_bucket, &format!("{video_id}/"))
-        .await
-        .unwrap();
+    let captured = stack.captured_frames(&video_id).await.unwrap();
     assert_eq!(captured.len() as u64, frames, "stand-in captures");
     assert_eq!(record.total_frames, Some(frames));
     assert_eq!(record.processed_frames, frames);
@@ -236,7 +210,7 @@ async fn batch_parameters_reach_the_workers_and_the_manifest() {
     options.kernel.max_height = Some(40);
     let stack = spawn_stack_with(options).await.unwrap();
     stack.version_processed_bucket().await.unwrap();
-    let (video, frames) = video_bytes(160, 96, "6", 1.0).await;
+    let (video, frames) = video_bytes("clip.mp4", 160, 96, "6", 1.0).await.unwrap();
     let video_id = stack.upload("params.mp4", video).await.unwrap();
     let record = stack.wait_final(&video_id).await.unwrap();
     assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
@@ -301,7 +275,9 @@ async fn preview_of_a_large_video_with_sound_fits_the_box_and_keeps_the_sound() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ntsc_video_is_captured_at_30000_over_1001() {
     let stack = spawn_stack().await.unwrap();
-    let (video, frames) = video_bytes(96, 64, "30000/1001", 1.5).await;
+    let (video, frames) = video_bytes("clip.mp4", 96, 64, "30000/1001", 1.5)
+        .await
+        .unwrap();
     let video_id = stack.upload("ntsc.mp4", video).await.unwrap();
     let record = stack.wait_final(&video_id).await.unwrap();
     assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
@@ -317,8 +293,10 @@ async fn ntsc_video_is_captured_at_30000_over_1001() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn matroska_and_webm_are_captured_at_their_own_rate() {
     let stack = spawn_stack().await.unwrap();
-    let (mkv, mkv_frames) = video_file("ntsc.mkv", 96, 64, "30000/1001", 1.0).await;
-    let (webm, webm_frames) = video_file("pal.webm", 96, 64, "25", 1.0).await;
+    let (mkv, mkv_frames) = video_bytes("ntsc.mkv", 96, 64, "30000/1001", 1.0)
+        .await
+        .unwrap();
+    let (webm, webm_frames) = video_bytes("pal.webm", 96, 64, "25", 1.0).await.unwrap();
     let mkv_id = stack.upload("ntsc.mkv", mkv).await.unwrap();
     let webm_id = stack.upload("pal.webm", webm).await.unwrap();
     for (id, frames, rate) in [
@@ -345,7 +323,7 @@ async fn duplicate_notification_makes_one_job() {
     })
     .await
     .unwrap();
-    let (video, _) = video_bytes(64, 48, "5", 1.0).await;
+    let (video, _) = video_bytes("clip.mp4", 64, 48, "5", 1.0).await.unwrap();
     let key = "dup.mp4";
     let video_id = stack.upload(key, video).await.unwrap();
     let head = stack
@@ -400,18 +378,12 @@ async fn duplicate_notification_makes_one_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redelivered_batches_are_not_counted_twice() {
-    let mut stack = spawn_stack_with(StackOptions {
-        workers: 0,
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap();
-    let (video, frames) = video_bytes(64, 48, "10", 1.0).await;
-    let video_id = stack.upload("redeliver.mp4", video).await.unwrap();
-    let record = stack
-        .wait_for(&video_id, &[JobStatus::Processing], Duration::from_secs(60))
+    let mut stack = spawn_stack_with(StackOptions::without_workers())
         .await
         .unwrap();
+    let (video, frames) = video_bytes("clip.mp4", 64, 48, "10", 1.0).await.unwrap();
+    let video_id = stack.upload("redeliver.mp4", video).await.unwrap();
+    let record = stack.wait_processing(&video_id).await.unwrap();
     assert_eq!(record.total_frames, Some(frames));
     let batches = record.batches.unwrap();
     // Copy every batch twice more: the queue now holds each batch three times.
@@ -494,22 +466,13 @@ async fn redelivered_batches_are_not_counted_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn corrupt_frame_is_counted_failed_and_job_completes() {
-    let mut stack = spawn_stack_with(StackOptions {
-        workers: 0,
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap();
-    let (video, frames) = video_bytes(64, 48, "8", 1.0).await;
+    let mut stack = spawn_stack_with(StackOptions::without_workers())
+        .await
+        .unwrap();
+    let (video, frames) = video_bytes("clip.mp4", 64, 48, "8", 1.0).await.unwrap();
     let video_id = stack.upload("corrupt.mp4", video).await.unwrap();
-    stack
-        .wait_for(&video_id, &[JobStatus::Processing], Duration::from_secs(60))
-        .await
-        .unwrap();
-    let captured = stack
-        .list(&stack.resources.frames_bucket, &format!("{video_id}/"))
-        .await
-        .unwrap();
+    stack.wait_processing(&video_id).await.unwrap();
+    let captured = stack.captured_frames(&video_id).await.unwrap();
     let broken = captured[2].clone();
     stack.corrupt_frame(&broken).await.unwrap();
     stack.start_worker().await.unwrap();
@@ -534,7 +497,7 @@ async fn non_video_and_cut_off_uploads_fail_with_a_reason() {
         )
         .await
         .unwrap();
-    let (mut video, _) = video_bytes(64, 48, "10", 2.0).await;
+    let (mut video, _) = video_bytes("clip.mp4", 64, 48, "10", 2.0).await.unwrap();
     video.truncate(video.len() / 2);
     let cut = stack.upload("cut.mp4", video).await.unwrap();
     let empty = stack.upload("empty.mov", Vec::new()).await.unwrap();
@@ -603,13 +566,7 @@ async fn mediaconvert_error_fails_the_job_with_its_code() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn test_events_odd_keys_and_garbage_are_handled() {
-    let stack = spawn_stack_with(StackOptions {
-        dispatcher: false,
-        workers: 0,
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap();
+    let stack = spawn_stack_with(StackOptions::idle()).await.unwrap();
     let dispatcher = stack.dispatcher().await.unwrap();
     let worker = stack.worker().await.unwrap();
     let sqs = &stack.clients.sqs;
@@ -640,7 +597,7 @@ async fn test_events_odd_keys_and_garbage_are_handled() {
         .await
         .unwrap();
     // Odd keys decode back to the object (the video id is derived from the decoded key).
-    let (video, _) = video_bytes(64, 48, "5", 0.6).await;
+    let (video, _) = video_bytes("clip.mp4", 64, 48, "5", 0.6).await.unwrap();
     let odd = stack
         .upload("a dir/ünïcødé + plus%20/clip #1.mp4", video)
         .await
@@ -724,39 +681,41 @@ async fn test_events_odd_keys_and_garbage_are_handled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancelled_worker_drains_and_another_finishes_the_job() {
+    // The workers' counting transactions wait at a gate in the fault proxy until the signal
+    // has come: while one waits there, its batch is certainly in flight in the worker. (A
+    // message merely not visible is not: it may be one a receive in flight has just taken,
+    // which the worker hands back at shutdown instead of starting.)
+    let counting = Gate::new();
     let stack = spawn_stack_with(StackOptions {
-        workers: 0,
-        ..StackOptions::default()
+        faults: Some(FaultPlan::strict().hold_on(
+            Service::DynamoDb,
+            "TransactWriteItems",
+            &counting,
+        )),
+        ..StackOptions::without_workers()
     })
     .await
     .unwrap();
-    // Frames big enough that a batch takes a while, so batches are in flight at the signal.
-    let (video, frames) = video_bytes(640, 360, "10", 2.0).await;
+    let (video, frames) = video_bytes("clip.mp4", 640, 360, "10", 2.0).await.unwrap();
     let video_id = stack.upload("drain.mp4", video).await.unwrap();
-    stack
-        .wait_for(&video_id, &[JobStatus::Processing], Duration::from_secs(60))
-        .await
-        .unwrap();
+    stack.wait_processing(&video_id).await.unwrap();
     let frames_queue = &stack.provisioned.frames_queue_url;
-    // SIGTERM arrives while the first worker is busy: it stops receiving, finishes what it
-    // holds within the drain time, counts it itself, and returns holding nothing.
+    // SIGTERM arrives while the first worker is counting a batch: it stops receiving,
+    // finishes what it holds within the drain time, counts it itself, and returns holding
+    // nothing.
     let shutdown = tokio_util::sync::CancellationToken::new();
     let first = stack.worker().await.unwrap();
     let running = tokio::spawn(first.run(shutdown.clone()));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        // One batch counted and others still held by the worker (it is the only consumer).
-        let record = stack.jobs.get(&video_id).await.unwrap().unwrap();
-        if record.processed_frames > 0 && not_visible(&stack, frames_queue).await > 0 {
-            break;
-        }
+    while counting.reached() == 0 {
         assert!(
             std::time::Instant::now() < deadline,
-            "the worker never held a batch"
+            "the worker never counted a batch"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     shutdown.cancel();
+    counting.open();
     let summary = tokio::time::timeout(Duration::from_secs(30), running)
         .await
         .expect("the worker returns after draining")
@@ -771,7 +730,7 @@ async fn cancelled_worker_drains_and_another_finishes_the_job() {
         "the drain finished in time: {summary:?}"
     );
     assert_eq!(
-        not_visible(&stack, frames_queue).await,
+        stack.not_visible(frames_queue).await.unwrap(),
         0,
         "nothing left invisible: {summary:?}"
     );
@@ -791,24 +750,6 @@ async fn cancelled_worker_drains_and_another_finishes_the_job() {
     );
 }
 
-/// Messages received from `queue_url` and not yet deleted or released (exact on moto).
-async fn not_visible(stack: &Stack, queue_url: &str) -> u64 {
-    use aws_sdk_sqs::types::QueueAttributeName;
-    let out = stack
-        .clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .unwrap();
-    out.attributes()
-        .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Batches that take longer than the frames queue's 2 s visibility timeout stay with the
 /// worker that holds them: its heartbeat extends the visibility (ChangeMessageVisibility,
 /// https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-visibility-timeout.html),
@@ -817,14 +758,13 @@ async fn not_visible(stack: &Stack, queue_url: &str) -> u64 {
 /// slot, so an expired batch would be received again at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn batches_longer_than_the_visibility_timeout_are_received_once() {
-    let mut options = StackOptions {
-        workers: 0,
-        ..StackOptions::default()
-    };
+    let mut options = StackOptions::without_workers();
     options.queues.frames_visibility_timeout_secs = 2;
     options.dispatcher_config.batch_size = 60;
     let stack = spawn_stack_with(options).await.unwrap();
-    let (video, frames) = video_bytes(1920, 1080, "30", 4.0).await;
+    let (video, frames) = video_bytes("clip.mp4", 1920, 1080, "30", 4.0)
+        .await
+        .unwrap();
     let video_id = stack.upload("slow.mp4", video).await.unwrap();
     let record = stack
         .wait_for(

@@ -31,11 +31,7 @@ async fn eager_dispatcher(stack: &Stack, attempts: u64) -> Dispatcher {
 }
 
 fn quiet_stack() -> StackOptions {
-    StackOptions {
-        dispatcher: false,
-        workers: 0,
-        ..StackOptions::default()
-    }
+    StackOptions::idle()
 }
 
 /// Uploads a generated clip and registers it with `dispatcher`; returns its id and frame count.
@@ -117,14 +113,7 @@ async fn assert_complete_with_exact_counts(stack: &Stack, id: &VideoId, frames: 
         "{done:#?}"
     );
     assert!(done.fanned_out, "{done:#?}");
-    let manifest = stack
-        .get(
-            &stack.resources.processed_bucket,
-            &format!("{id}/manifest.json"),
-        )
-        .await
-        .unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let manifest = stack.manifest(id.as_str()).await.unwrap();
     assert_eq!(manifest["counts"]["total"], frames);
 }
 

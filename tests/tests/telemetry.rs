@@ -6,7 +6,9 @@
 //! span a child of the fan-out span that sent it; and the exported frame counters, summed over
 //! the workers, equal the job's counts. A second test points every service at a closed port:
 //! the job still completes and every service still stops. A third runs the services in-process,
-//! exporting through `StackOptions::otel_env`.
+//! exporting through `StackOptions::otel_env`. The last two point every service at the receiver
+//! and turn exports off with the standard switches: `OTEL_SDK_DISABLED=true` sends nothing at
+//! all, `OTEL_TRACES_EXPORTER=none` and `OTEL_METRICS_EXPORTER=none` only their own signal.
 //!
 //! Build the binaries first: `cargo build --workspace --bins` (`scripts/test` does).
 
@@ -14,29 +16,27 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use framefleet_core::jobs::JobStatus;
-use framefleet_e2e::media::make_video;
+use framefleet_e2e::media::video_bytes;
 use framefleet_e2e::otlp::{OtlpReceiver, Received, ReceivedSpan};
 use framefleet_e2e::processes::{Fleet, Service, Signal};
 use framefleet_e2e::stack::{spawn_stack_with, Stack, StackOptions};
 use framefleet_provision::QueueSettings;
 
-/// A stack with no services of its own; `otel_env` for every process, `dispatcher_env` on top
-/// for the dispatcher.
+/// A stack with no services of its own; `otel_env` for every process, `dispatcher_env` and
+/// `worker_env` on top for the dispatcher and the workers.
 async fn fleet_stack(
     otel_env: Vec<(String, String)>,
     dispatcher_env: Vec<(String, String)>,
+    worker_env: Vec<(String, String)>,
 ) -> (Stack, Fleet) {
     let stack = spawn_stack_with(StackOptions {
-        dispatcher: false,
-        workers: 0,
-        standin: false,
         queues: QueueSettings {
             max_receive_count: 5,
             frames_visibility_timeout_secs: 30,
             control_visibility_timeout_secs: 10,
         },
         otel_env,
-        ..StackOptions::default()
+        ..StackOptions::fleet()
     })
     .await
     .unwrap();
@@ -46,20 +46,19 @@ async fn fleet_stack(
     ];
     dispatcher.extend(dispatcher_env);
     // The workers log JSON, so the test can find the trace id beside the video id.
-    let worker = vec![(
+    let mut worker = vec![(
         "FRAMEFLEET__TELEMETRY__LOG_FORMAT".to_string(),
         "json".to_string(),
     )];
+    worker.extend(worker_env);
     let extra = HashMap::from([(Service::Dispatcher, dispatcher), (Service::Worker, worker)]);
     let fleet = Fleet::new(&stack, extra).unwrap();
     (stack, fleet)
 }
 
 async fn clip() -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("clip.mp4");
-    make_video(&path, 96, 64, "10", 2.0).await.unwrap();
-    std::fs::read(&path).unwrap()
+    let (bytes, _frames) = video_bytes("clip.mp4", 96, 64, "10", 2.0).await.unwrap();
+    bytes
 }
 
 async fn start_all(fleet: &mut Fleet) {
@@ -112,7 +111,12 @@ fn spans_named<'a>(spans: &'a [ReceivedSpan], service: &str, name: &str) -> Vec<
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_trace_links_the_dispatcher_and_every_batch_and_counters_add_up() {
     let receiver = OtlpReceiver::start().await.unwrap();
-    let (stack, mut fleet) = fleet_stack(receiver.env("http/protobuf"), receiver.env("grpc")).await;
+    let (stack, mut fleet) = fleet_stack(
+        receiver.env("http/protobuf"),
+        receiver.env("grpc"),
+        Vec::new(),
+    )
+    .await;
     start_all(&mut fleet).await;
     let id = stack.upload("traced.mp4", clip().await).await.unwrap();
     let done = stack.wait_final(&id).await.unwrap();
@@ -291,7 +295,7 @@ async fn an_unreachable_collector_neither_stops_the_job_nor_the_shutdown() {
             ("OTEL_BSP_SCHEDULE_DELAY".to_string(), "50".into()),
         ]
     };
-    let (stack, mut fleet) = fleet_stack(env("http/protobuf"), env("grpc")).await;
+    let (stack, mut fleet) = fleet_stack(env("http/protobuf"), env("grpc"), Vec::new()).await;
     start_all(&mut fleet).await;
     let id = stack.upload("untraced.mp4", clip().await).await.unwrap();
     let done = stack.wait_final(&id).await.unwrap();
@@ -350,4 +354,97 @@ async fn in_process_services_export_through_the_stack_options() {
         "every batch span in the video's trace"
     );
     assert!(received.requests.get("grpc").is_some_and(|n| *n > 0));
+}
+
+fn with(mut env: Vec<(String, String)>, variable: &str, value: &str) -> Vec<(String, String)> {
+    env.push((variable.to_string(), value.to_string()));
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sdk_switch_turns_every_export_off() {
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let (stack, mut fleet) = fleet_stack(
+        with(receiver.env("http/protobuf"), "OTEL_SDK_DISABLED", "true"),
+        Vec::new(),
+        Vec::new(),
+    )
+    .await;
+    start_all(&mut fleet).await;
+    let id = stack.upload("dark.mp4", clip().await).await.unwrap();
+    let done = stack.wait_final(&id).await.unwrap();
+    let logs = fleet.log_dir().display().to_string();
+    assert_eq!(done.status, JobStatus::Complete, "{done:#?} (logs: {logs})");
+    assert_eq!(done.traceparent, None, "no trace ids without the SDK");
+    // Stopped processes have flushed whatever they had to send.
+    stop_all(&mut fleet).await;
+    let received = receiver.received();
+    assert!(
+        received.requests.is_empty() && received.spans.is_empty() && received.sums.is_empty(),
+        "nothing may reach the receiver: requests {:?}, {} spans, metrics {:?} (logs: {logs})",
+        received.requests,
+        received.spans.len(),
+        received.metric_names()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_exporter_switch_turns_its_own_signal_off() {
+    // The dispatcher exports metrics only, the workers spans only, to the same receiver.
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let (stack, mut fleet) = fleet_stack(
+        receiver.env("http/protobuf"),
+        with(Vec::new(), "OTEL_TRACES_EXPORTER", "none"),
+        with(Vec::new(), "OTEL_METRICS_EXPORTER", "none"),
+    )
+    .await;
+    start_all(&mut fleet).await;
+    let id = stack.upload("half-lit.mp4", clip().await).await.unwrap();
+    let done = stack.wait_final(&id).await.unwrap();
+    let logs = fleet.log_dir().display().to_string();
+    assert_eq!(done.status, JobStatus::Complete, "{done:#?} (logs: {logs})");
+    let batches = done.batches.unwrap();
+    // What each still sends arrives: the switches are not the receiver being unreachable.
+    wait_received(
+        &receiver,
+        "dispatcher metrics and worker batch spans",
+        |r| {
+            r.counter_total("framefleet.jobs.registered") == 1
+                && spans_named(&r.spans, "worker", "batch")
+                    .iter()
+                    .filter(|s| s.attributes.get("video_id") == Some(&id.to_string()))
+                    .count() as u64
+                    >= batches
+        },
+    )
+    .await;
+    stop_all(&mut fleet).await;
+    let received = receiver.received();
+    let dispatcher_spans = received
+        .spans
+        .iter()
+        .filter(|s| s.service == "dispatcher")
+        .count();
+    assert_eq!(
+        dispatcher_spans, 0,
+        "OTEL_TRACES_EXPORTER=none on the dispatcher (logs: {logs})"
+    );
+    let worker_metrics: BTreeSet<&str> = received
+        .sums
+        .iter()
+        .filter(|p| p.service == "worker")
+        .map(|p| p.metric.as_str())
+        .collect();
+    assert!(
+        worker_metrics.is_empty(),
+        "OTEL_METRICS_EXPORTER=none on the workers: {worker_metrics:?} (logs: {logs})"
+    );
+    for histogram in ["framefleet.kernel.duration", "framefleet.batch.queue_wait"] {
+        assert!(
+            !received.histograms.contains_key(histogram),
+            "{histogram} is a worker metric: {:?}",
+            received.histograms
+        );
+    }
+    assert_eq!(received.counter_total("framefleet.frames.processed"), 0);
 }

@@ -270,8 +270,7 @@ impl BatchProcessor {
         match self.jobs.try_finalize(video_id).await? {
             Transition::Applied => {
                 tracing::info!("last batch counted: writing the manifest");
-                self.write_manifest(batch).await?;
-                Ok(true)
+                self.write_manifest(batch).await
             }
             Transition::NotApplicable if redelivered => {
                 // This batch's earlier delivery may have won and died before the manifest.
@@ -279,7 +278,7 @@ impl BatchProcessor {
                 if record.is_some_and(|r| r.status == framefleet_core::jobs::JobStatus::Finalizing)
                 {
                     tracing::warn!("job FINALIZING without a manifest; writing it");
-                    self.write_manifest(batch).await?;
+                    return self.write_manifest(batch).await;
                 }
                 Ok(false)
             }
@@ -287,31 +286,48 @@ impl BatchProcessor {
         }
     }
 
-    async fn write_manifest(&self, batch: &FrameBatch) -> Result<(), BatchError> {
+    async fn write_manifest(&self, batch: &FrameBatch) -> Result<bool, BatchError> {
         self.finish_job(&batch.video_id, &batch.params).await
     }
 
     /// Writes the manifest of a FINALIZING job and marks it COMPLETE: what the winner of the
-    /// completion does, and what the dispatcher's reconciler does for a winner that died.
+    /// completion does, and what a redelivery of a counted batch or the dispatcher's reconciler
+    /// does for a winner that died. True when this call completed the job; false when the job
+    /// was not FINALIZING, or another finisher completed it first.
+    ///
+    /// A winner that is only slow races such a finisher: both may write the manifest, and the
+    /// loser of `complete` finds the job COMPLETE and is done, not failed. Both build it from
+    /// the job as it stands FINALIZING (every batch counted: counts, usage, markers and
+    /// `finished_at` no longer move), so the copies agree; the only fields that may still
+    /// change under them (`fanned_out`, `updated_at`, by a late `mark_fanned_out`) feed
+    /// nothing but the estimate of the job item's size in the manifest's own usage.
     pub async fn finish_job(
         &self,
         video_id: &framefleet_core::video::VideoId,
         params: &EdgeParams,
-    ) -> Result<(), BatchError> {
+    ) -> Result<bool, BatchError> {
         let Some(record) = self.jobs.get(video_id).await? else {
-            return Ok(());
+            return Ok(false);
         };
-        let failed = self.jobs.failed_frames(video_id).await?;
-        let packs = self.jobs.packs(video_id).await?;
-        let document = manifest::build(&record, params, &self.processed_bucket, failed)
-            .with_packs(&packs)
-            .with_cost(&record, &packs, &self.pricing);
+        if record.status != JobStatus::Finalizing {
+            tracing::info!(status = %record.status, "the job is not FINALIZING; nothing to finish");
+            return Ok(false);
+        }
+        let markers = self.jobs.markers(video_id).await?;
+        let document = manifest::build(&record, params, &self.processed_bucket, markers.failed)
+            .with_packs(&markers.packs)
+            .with_cost(&record, &markers.packs, &self.pricing);
         let key = format!("{video_id}/manifest.json");
         let body = serde_json::to_vec_pretty(&document).unwrap_or_default();
         self.put(&key, body, "application/json").await?;
         if self.jobs.complete(video_id, &key).await? == Transition::NotApplicable {
-            // The job left FINALIZING under us (only an emulator loses writes like that): keep
-            // the message so its redelivery finalizes the job again.
+            let now = self.jobs.get(video_id).await?.map(|r| r.status);
+            if now == Some(JobStatus::Complete) {
+                tracing::info!(manifest = %key, "another finisher completed the job first");
+                return Ok(false);
+            }
+            // The job left FINALIZING for anything but COMPLETE (only an emulator loses writes
+            // like that): keep the message so its redelivery finalizes the job again.
             return Err(BatchError::Jobs(framefleet_core::jobs::JobTableError {
                 table: self.jobs.name().to_string(),
                 operation: "complete",
@@ -323,7 +339,7 @@ impl BatchProcessor {
         }
         metrics::job_completed(since(&record.created_at));
         tracing::info!(manifest = %key, "manifest written; job COMPLETE");
-        Ok(())
+        Ok(true)
     }
 
     async fn process_frame(

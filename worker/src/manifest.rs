@@ -48,7 +48,7 @@ pub struct Manifest {
 ///   PUTs, the batch messages' send, receive and delete, the job table requests of each batch,
 ///   and the kernel's thread CPU time.
 /// - `manifest`: the completion's own requests, counted as this document is written (the job
-///   read, the two marker queries, the manifest PUT, the COMPLETE update).
+///   read, the one Query of the batch markers, the manifest PUT, the COMPLETE update).
 /// - `dispatcher`: the fixed requests of a clean run, not measured: the upload notification and
 ///   the MediaConvert COMPLETE event (receive and delete each), the copy that pins the upload
 ///   (a PUT-class request), the header probe's first ranged GET, and the job table writes
@@ -260,8 +260,8 @@ impl Manifest {
     }
 }
 
-/// Size of a batch marker without a pack index, bytes (keys, counters, times): what the two
-/// marker queries read per batch besides the pack indexes.
+/// Size of a batch marker without a pack index, bytes (keys, counters, times): what the marker
+/// Query reads per batch besides the pack indexes.
 const MARKER_BYTES: usize = 150;
 
 fn job_usage(record: &JobRecord, packs: &[String]) -> JobUsage {
@@ -270,7 +270,7 @@ fn job_usage(record: &JobRecord, packs: &[String]) -> JobUsage {
         + packs.iter().map(String::len).sum::<usize>();
     let manifest = Usage {
         s3_put_requests: 1,
-        dynamodb_read_units: read_units(job_bytes) + 2 * read_units(markers),
+        dynamodb_read_units: read_units(job_bytes) + read_units(markers),
         dynamodb_write_units: write_units(job_bytes, false),
         ..Usage::default()
     };
@@ -330,6 +330,24 @@ mod tests {
         assert_eq!(json["preview"]["key"], "v-1/preview.mp4");
         assert_eq!(json["output"]["layout"], "objects");
         assert!(json["output"].get("packs").is_none());
+    }
+
+    #[test]
+    fn the_completion_reads_the_markers_once() {
+        let mut record = JobRecord::new(VideoId::from_raw("v-1"), "in", "a.mp4", "e", 10);
+        record.total_frames = Some(240);
+        record.batches = Some(60);
+        let manifest = build(&record, &EdgeParams::default(), "out", Vec::new()).with_cost(
+            &record,
+            &[],
+            &PriceTable::default(),
+        );
+        let job_bytes = serde_json::to_vec(&record).unwrap().len();
+        // The job item, then one Query over 60 markers of ~150 bytes: 9,000 bytes, 3 units.
+        assert_eq!(
+            manifest.usage.manifest.dynamodb_read_units,
+            read_units(job_bytes) + 3
+        );
     }
 
     #[test]
