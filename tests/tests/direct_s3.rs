@@ -9,26 +9,21 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::types::ChecksumMode;
 use framefleet_core::jobs::JobStatus;
 use framefleet_e2e::fault_proxy::{Fault, FaultPlan, FaultRule, Service, Trigger};
-use framefleet_e2e::media::{count_frames, make_video};
+use framefleet_e2e::media::video_bytes;
 use framefleet_e2e::stack::{spawn_stack_with, Stack, StackOptions};
 use framefleet_edge::EdgeParams;
 use framefleet_worker::batch::output_key;
 use framefleet_worker::settings::S3Client;
 
 async fn video() -> (Vec<u8>, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("direct.mp4");
-    make_video(&path, 64, 48, "10", 1.5).await.unwrap();
-    let frames = count_frames(&path).await.unwrap();
-    (std::fs::read(&path).unwrap(), frames)
+    video_bytes("direct.mp4", 64, 48, "10", 1.5).await.unwrap()
 }
 
 /// A stack with no worker running yet whose workers send frame requests directly.
 async fn stack(faults: Option<FaultPlan>) -> Stack {
     let mut stack = spawn_stack_with(StackOptions {
-        workers: 0,
         faults,
-        ..StackOptions::default()
+        ..StackOptions::without_workers()
     })
     .await
     .unwrap();
@@ -42,14 +37,8 @@ async fn direct_requests_complete_a_job_under_iam() {
     let (bytes, frames) = video().await;
     let video_id = stack.upload("direct.mp4", bytes).await.unwrap();
     let id = video_id.to_string();
-    stack
-        .wait_for(&video_id, &[JobStatus::Processing], Duration::from_secs(60))
-        .await
-        .unwrap();
-    let captured = stack
-        .list(&stack.resources.frames_bucket, &format!("{id}/"))
-        .await
-        .unwrap();
+    stack.wait_processing(&video_id).await.unwrap();
+    let captured = stack.captured_frames(&id).await.unwrap();
     assert_eq!(captured.len() as u64, frames);
     // One frame gone (a 404 the worker may see: it can list the frames bucket), one corrupt.
     let (missing, broken) = (captured[1].clone(), captured[3].clone());
@@ -133,10 +122,7 @@ async fn direct_requests_retry_s3_errors_without_giving_the_batch_back() {
     let stack = stack(Some(plan)).await;
     let (bytes, frames) = video().await;
     let video_id = stack.upload("retried.mp4", bytes).await.unwrap();
-    let record = stack
-        .wait_for(&video_id, &[JobStatus::Processing], Duration::from_secs(60))
-        .await
-        .unwrap();
+    let record = stack.wait_processing(&video_id).await.unwrap();
     let batches = record.batches.unwrap();
     let worker = stack.worker().await.unwrap();
     let (mut handled, mut retried) = (0, 0);
