@@ -269,6 +269,8 @@ struct Bench {
     args: FleetBenchArgs,
     moto: MotoServer,
     s3: S3Server,
+    /// s3s-fs's folder: a folder per bucket, a file per object.
+    store: PathBuf,
     resources: Resources,
     jobs: JobTable,
     sqs: aws_sdk_sqs::Client,
@@ -351,6 +353,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
         args,
         moto,
         s3,
+        store: store.path().to_path_buf(),
         resources,
         keys,
         ticks,
@@ -755,6 +758,13 @@ impl Bench {
         };
         let _ = worker.start_kill();
         let _ = worker.wait().await;
+        // A run's outputs are not read again: removed, so that many runs and rounds do not
+        // fill the disk (s3s-fs keeps a bucket as a folder).
+        let _ = std::fs::remove_dir_all(
+            self.store
+                .join(&self.resources.processed_bucket)
+                .join(video_id.as_str()),
+        );
         let frames_in_flight = std::fs::read_to_string(&log_path)
             .unwrap_or_default()
             .lines()
