@@ -679,6 +679,21 @@ impl Stack {
         bail!("queue {url} did not drain")
     }
 
+    /// Deletes the captured frame `key`, as if capture had lost it: the worker reads a missing
+    /// key.
+    pub async fn delete_frame(&self, key: &str) -> anyhow::Result<()> {
+        let bucket = &self.resources.frames_bucket;
+        self.clients
+            .s3
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .with_context(|| format!("delete s3://{bucket}/{key}"))?;
+        Ok(())
+    }
+
     /// Breaks the captured frame `key`: keeps its first third and appends bytes no JPEG decoder
     /// accepts, so the worker must record it as failed and finish the job.
     pub async fn corrupt_frame(&self, key: &str) -> anyhow::Result<()> {

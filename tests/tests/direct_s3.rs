@@ -42,15 +42,7 @@ async fn direct_requests_complete_a_job_under_iam() {
     assert_eq!(captured.len() as u64, frames);
     // One frame gone (a 404 the worker may see: it can list the frames bucket), one corrupt.
     let (missing, broken) = (captured[1].clone(), captured[3].clone());
-    stack
-        .clients
-        .s3
-        .delete_object()
-        .bucket(&stack.resources.frames_bucket)
-        .key(&missing)
-        .send()
-        .await
-        .unwrap();
+    stack.delete_frame(&missing).await.unwrap();
     stack.corrupt_frame(&broken).await.unwrap();
     stack.start_worker().await.unwrap();
     let record = stack.wait_final(&video_id).await.unwrap();

@@ -408,15 +408,7 @@ async fn a_missing_frame_is_a_failed_frame() {
     stack.wait_processing(&video_id).await.unwrap();
     let captured = stack.captured_frames(&video_id).await.unwrap();
     let gone = captured[1].clone();
-    stack
-        .clients
-        .s3
-        .delete_object()
-        .bucket(&stack.resources.frames_bucket)
-        .key(&gone)
-        .send()
-        .await
-        .unwrap();
+    stack.delete_frame(&gone).await.unwrap();
     stack.start_worker().await.unwrap();
     let record = stack.wait_final(&video_id).await.unwrap();
     assert_eq!(record.status, JobStatus::Complete, "{record:#?}");

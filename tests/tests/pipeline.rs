@@ -66,20 +66,11 @@ async fn assert_edge_maps_are_the_offline_output(stack: &Stack, video_id: &str) 
 /// bucket, from ListObjectVersions
 /// (https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectVersions.html).
 async fn manifest_writes(stack: &Stack, video_id: &str) -> usize {
-    let key = format!("{video_id}/manifest.json");
-    let out = stack
-        .clients
-        .s3
-        .list_object_versions()
-        .bucket(&stack.resources.processed_bucket)
-        .prefix(&key)
-        .send()
+    stack
+        .processed_versions(&format!("{video_id}/manifest.json"))
         .await
-        .unwrap();
-    out.versions()
-        .iter()
-        .filter(|v| v.key() == Some(key.as_str()))
-        .count()
+        .unwrap()
+        .len()
 }
 
 /// The job's preview, checked to be an H.264 MP4 ffprobe reads, that fits 640×360 (the
