@@ -17,8 +17,8 @@
 //! - dispatcher: the inline policies of `DispatcherTaskRole`, plus any `AWS::IAM::Policy`
 //!   attached to it whose condition holds;
 //! - worker: the same for `WorkerTaskRole`;
-//! - the MediaConvert stand-in: the inline policies of `MediaConvertRole` (it reads videos
-//!   and writes frames as MediaConvert would) plus what the queue policies grant
+//! - the MediaConvert stand-in: the inline policies of `MediaConvertRole` (it reads the pinned
+//!   source copies and writes frames as MediaConvert would) plus what the queue policies grant
 //!   `events.amazonaws.com` (it posts job state changes as the EventBridge rule would).
 
 use std::collections::HashMap;

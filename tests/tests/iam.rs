@@ -246,6 +246,19 @@ fn grants_are_scoped_to_their_resources() {
         "s3:GetObject",
         "arn:aws:s3:::t-frames/v1/frame.0000000.jpg"
     ));
+    // Its input is the pinned copy under sources/, never the upload: nothing in the ingress
+    // bucket.
+    for (action, resource) in [
+        ("s3:GetObject", "arn:aws:s3:::t-ingress/clip.mp4"),
+        ("s3:GetObjectVersion", "arn:aws:s3:::t-ingress/clip.mp4"),
+        ("s3:ListBucket", "arn:aws:s3:::t-ingress"),
+        ("s3:GetBucketLocation", "arn:aws:s3:::t-ingress"),
+    ] {
+        assert!(
+            !allowed(mediaconvert, action, resource),
+            "{action} {resource}"
+        );
+    }
     assert!(allowed(
         mediaconvert,
         "sqs:SendMessage",
