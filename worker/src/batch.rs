@@ -82,6 +82,19 @@ pub struct BatchProcessor {
     pub(crate) direct: Option<DirectS3>,
 }
 
+/// Why a captured frame could not be read, whichever client read it.
+enum ReadFailure {
+    /// The frame does not exist (404 NoSuchKey): it is recorded as failed.
+    Missing,
+    /// Any other failure: the batch is left for redelivery.
+    Refused {
+        /// Worth another delivery without anyone fixing anything (throttling, 5xx, I/O).
+        transient: bool,
+        /// The code and message.
+        message: String,
+    },
+}
+
 enum FrameResult {
     Written,
     Held(Held),
@@ -351,74 +364,27 @@ impl BatchProcessor {
         let bucket = &batch.frames_bucket;
         meter.s3_get();
         let started = Instant::now();
-        if let Some(direct) = &self.direct {
-            let fetched = direct
-                .get(bucket, key)
-                .instrument(tracing::info_span!("download", key))
-                .await;
-            metrics::s3_request("GetObject", fetched.is_ok(), started.elapsed());
-            return match fetched {
-                Ok(bytes) => self.compute_and_emit(batch, key, bytes, meter).await,
-                Err(DirectS3Error::NoSuchKey) => {
-                    Ok(failed(key, "the captured frame does not exist (NoSuchKey)"))
-                }
-                Err(error) => {
-                    if !error.is_transient() {
-                        tracing::warn!(key, %error, "frame read refused");
-                    }
-                    Err(BatchError::Storage {
-                        bucket: bucket.clone(),
-                        key: key.to_string(),
-                        message: error.to_string(),
-                    })
-                }
-            };
-        }
-        let download = async {
-            match self.s3.get_object().bucket(bucket).key(key).send().await {
-                Ok(out) => Ok(out.body.collect().await),
-                Err(error) => Err(error),
-            }
-        }
-        .instrument(tracing::info_span!("download", key));
-        let fetched = download.await;
-        metrics::s3_request("GetObject", matches!(fetched, Ok(Ok(_))), started.elapsed());
+        let fetched = self
+            .read_frame(bucket, key)
+            .instrument(tracing::info_span!("download", key))
+            .await;
+        metrics::s3_request("GetObject", fetched.is_ok(), started.elapsed());
         let bytes = match fetched {
-            Ok(collected) => match collected {
-                Ok(data) => data.into_bytes(),
-                Err(error) => {
-                    return Err(BatchError::Storage {
-                        bucket: bucket.clone(),
-                        key: key.to_string(),
-                        message: error.to_string(),
-                    })
-                }
-            },
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+            Ok(bytes) => bytes,
+            Err(ReadFailure::Missing) => {
                 return Ok(failed(key, "the captured frame does not exist (NoSuchKey)"));
             }
-            Err(error) => {
-                if !is_transient(&error) {
-                    tracing::warn!(key, error = %describe(&error), "frame read refused");
+            Err(ReadFailure::Refused { transient, message }) => {
+                if !transient {
+                    tracing::warn!(key, error = %message, "frame read refused");
                 }
                 return Err(BatchError::Storage {
                     bucket: bucket.clone(),
                     key: key.to_string(),
-                    message: describe(&error),
+                    message,
                 });
             }
         };
-        self.compute_and_emit(batch, key, bytes, meter).await
-    }
-
-    /// Runs the kernel on a downloaded frame and writes (or holds) its edge map.
-    async fn compute_and_emit(
-        &self,
-        batch: &FrameBatch,
-        key: &str,
-        bytes: bytes::Bytes,
-        meter: &Arc<BatchMeter>,
-    ) -> Result<FrameResult, BatchError> {
         let params: EdgeParams = batch.params.clone();
         let span = tracing::info_span!("kernel", key);
         let kernel_meter = Arc::clone(meter);
@@ -445,6 +411,39 @@ impl BatchProcessor {
         match output::emit(&self.output(), batch, key, edge_map, meter).await? {
             Emitted::Written => Ok(FrameResult::Written),
             Emitted::Held(frame) => Ok(FrameResult::Held(frame)),
+        }
+    }
+
+    /// GetObject of a captured frame, through the direct client when the worker has one, else
+    /// the SDK.
+    async fn read_frame(&self, bucket: &str, key: &str) -> Result<bytes::Bytes, ReadFailure> {
+        if let Some(direct) = &self.direct {
+            return direct.get(bucket, key).await.map_err(|error| match error {
+                DirectS3Error::NoSuchKey => ReadFailure::Missing,
+                error => ReadFailure::Refused {
+                    transient: error.is_transient(),
+                    message: error.to_string(),
+                },
+            });
+        }
+        match self.s3.get_object().bucket(bucket).key(key).send().await {
+            // A body cut short is worth reading again.
+            Ok(out) => out
+                .body
+                .collect()
+                .await
+                .map(|data| data.into_bytes())
+                .map_err(|error| ReadFailure::Refused {
+                    transient: true,
+                    message: error.to_string(),
+                }),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                Err(ReadFailure::Missing)
+            }
+            Err(error) => Err(ReadFailure::Refused {
+                transient: is_transient(&error),
+                message: describe(&error),
+            }),
         }
     }
 

@@ -153,17 +153,30 @@ async fn put(
 ) -> Result<(), BatchError> {
     meter.s3_put();
     let started = Instant::now();
+    let result = send(to, key, body, content_type)
+        .instrument(tracing::info_span!("upload", key))
+        .await;
+    metrics::s3_request("PutObject", result.is_ok(), started.elapsed());
+    result.map_err(|message| BatchError::Storage {
+        bucket: to.bucket.to_string(),
+        key: key.to_string(),
+        message,
+    })
+}
+
+/// The PutObject itself, through the direct client when the worker has one, else the SDK;
+/// the error as its message.
+async fn send(
+    to: &Destination<'_>,
+    key: &str,
+    body: Vec<u8>,
+    content_type: &str,
+) -> Result<(), String> {
     if let Some(direct) = to.direct {
-        let result = direct
+        return direct
             .put(to.bucket, key, body.into(), content_type)
-            .instrument(tracing::info_span!("upload", key))
-            .await;
-        metrics::s3_request("PutObject", result.is_ok(), started.elapsed());
-        return result.map_err(|error| BatchError::Storage {
-            bucket: to.bucket.to_string(),
-            key: key.to_string(),
-            message: error.to_string(),
-        });
+            .await
+            .map_err(|error| error.to_string());
     }
     let request = to
         .s3
@@ -172,20 +185,12 @@ async fn put(
         .key(key)
         .content_type(content_type)
         .body(ByteStream::from(body));
-    let upload = async {
-        if to.sign_payloads {
-            request.send().await
-        } else {
-            request.customize().disable_payload_signing().send().await
-        }
+    let result = if to.sign_payloads {
+        request.send().await
+    } else {
+        request.customize().disable_payload_signing().send().await
     };
-    let result = upload.instrument(tracing::info_span!("upload", key)).await;
-    metrics::s3_request("PutObject", result.is_ok(), started.elapsed());
-    result.map(|_| ()).map_err(|error| BatchError::Storage {
-        bucket: to.bucket.to_string(),
-        key: key.to_string(),
-        message: describe(&error),
-    })
+    result.map(|_| ()).map_err(|error| describe(&error))
 }
 
 #[cfg(test)]
