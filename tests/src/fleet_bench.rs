@@ -312,15 +312,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
     let moto = MotoServer::start().await?;
     let s3 = S3Server::start(&args.s3s_fs, store.path()).await?;
     let prefix = format!("bench{:x}", std::process::id());
-    let resources = Resources {
-        ingress_bucket: format!("{prefix}-ingress"),
-        frames_bucket: format!("{prefix}-frames"),
-        processed_bucket: format!("{prefix}-processed"),
-        ingress_queue: format!("{prefix}-ingress"),
-        job_events_queue: format!("{prefix}-job-events"),
-        frames_queue: format!("{prefix}-frames"),
-        jobs_table: format!("{prefix}-jobs"),
-    };
+    let resources = crate::resources_named(&prefix);
     let plain = AwsClients::from_config(&crate::sdk_config(moto.endpoint()), true, None);
     framefleet_provision::provision(
         &plain,

@@ -19,6 +19,20 @@ pub mod stack;
 pub mod strict_s3;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use framefleet_core::config::Resources;
+
+/// Every resource named `<prefix>-<role>`, as the provisioner creates them.
+pub fn resources_named(prefix: &str) -> Resources {
+    Resources {
+        ingress_bucket: format!("{prefix}-ingress"),
+        frames_bucket: format!("{prefix}-frames"),
+        processed_bucket: format!("{prefix}-processed"),
+        ingress_queue: format!("{prefix}-ingress"),
+        job_events_queue: format!("{prefix}-job-events"),
+        frames_queue: format!("{prefix}-frames"),
+        jobs_table: format!("{prefix}-jobs"),
+    }
+}
 
 /// SDK configuration for an emulator at `endpoint`: dummy credentials, us-east-1.
 pub fn sdk_config(endpoint: &str) -> SdkConfig {

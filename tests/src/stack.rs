@@ -184,15 +184,7 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
     let sdk = crate::sdk_config(moto.endpoint());
     let plain = AwsClients::from_config(&sdk, true, None);
     let prefix = random_prefix();
-    let resources = Resources {
-        ingress_bucket: format!("{prefix}-ingress"),
-        frames_bucket: format!("{prefix}-frames"),
-        processed_bucket: format!("{prefix}-processed"),
-        ingress_queue: format!("{prefix}-ingress"),
-        job_events_queue: format!("{prefix}-job-events"),
-        frames_queue: format!("{prefix}-frames"),
-        jobs_table: format!("{prefix}-jobs"),
-    };
+    let resources = crate::resources_named(&prefix);
     let provision_settings = ProvisionSettings {
         resources: resources.clone(),
         provision: options.queues.clone(),
