@@ -95,8 +95,10 @@ async fn direct_requests_complete_a_job_under_iam() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn direct_requests_retry_s3_errors_without_giving_the_batch_back() {
-    // The first attempt of every frame GET and every PUT fails as S3 fails under load; of the
-    // PUTs' second attempts, the first two lose their connection after S3 wrote the object.
+    // The first attempt of every frame GET and every PUT fails as S3 fails under load, and
+    // every PUT's second attempt loses its connection after S3 wrote: each request gets through
+    // on its last attempt. (Each OncePerCall rule keeps its own record of the calls it failed,
+    // so a PUT meets the second rule only on its retry.)
     let plan = FaultPlan::seeded(5)
         .rule(FaultRule::new(Service::S3, Trigger::OncePerCall, Fault::S3SlowDown).on("GetObject"))
         .rule(
@@ -106,7 +108,7 @@ async fn direct_requests_retry_s3_errors_without_giving_the_batch_back() {
         .rule(
             FaultRule::new(
                 Service::S3,
-                Trigger::FirstCalls(2),
+                Trigger::OncePerCall,
                 Fault::ResetAfterForwarding,
             )
             .on("PutObject"),
