@@ -123,6 +123,8 @@ pub(crate) async fn reconcile_once(inner: &Inner) -> Result<ReconcileReport, Dis
                 tracing::warn!(video_id = %video_id, %error, "cannot reconcile the job now; next pass");
             }
         }
+        // A long pass keeps the reconciler's heartbeat alive job by job.
+        framefleet_core::health::progress();
     }
     Ok(report)
 }
