@@ -227,6 +227,7 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
             StandinConfig {
                 listen: "127.0.0.1:0".into(),
                 events_queue: provisioned.job_events_queue_url.clone(),
+                event_pattern: Some(provisioned.job_events_pattern.clone()),
                 ..StandinConfig::default()
             },
             standin_clients.s3,
