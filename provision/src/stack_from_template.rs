@@ -57,9 +57,9 @@ const NETWORK: &str = "there is no VPC locally: everything talks over loopback";
 /// has a property that is neither applied nor listed here, or when an entry here no longer
 /// names anything in the template.
 pub const NOT_APPLICABLE: &[NotApplicable] = &[
-    na("AWS::SQS::Queue", "QueueName", "local queues are named <prefix>-<role> so tests can run side by side"),
-    na("AWS::S3::Bucket", "BucketName", "local buckets are named <prefix>-<role> so tests can run side by side"),
-    na("AWS::DynamoDB::Table", "TableName", "the local table is named <prefix>-jobs so tests can run side by side"),
+    na("AWS::SQS::Queue", "QueueName", "local queues are named `<prefix>-<role>` so tests can run side by side"),
+    na("AWS::S3::Bucket", "BucketName", "local buckets are named `<prefix>-<role>` so tests can run side by side"),
+    na("AWS::DynamoDB::Table", "TableName", "the local table is named `<prefix>-jobs` so tests can run side by side"),
     na("AWS::S3::BucketPolicy", "Bucket", "the bucket policies are not put on local buckets (see PolicyDocument)"),
     na("AWS::S3::BucketPolicy", "PolicyDocument", "moto does not evaluate bucket policies, and their one statement denies requests without TLS (aws:SecureTransport), which every local endpoint is"),
     na("AWS::Events::Rule", "Description", "a label for people; nothing reads it"),
@@ -971,8 +971,8 @@ mod tests {
 
     /// `template` with `line` added after the first line that is exactly `after`.
     fn edited(after: &str, line: &str) -> String {
-        let (head, tail) = TEMPLATE.split_once(after).unwrap();
-        format!("{head}{after}\n{line}{tail}")
+        let (head, tail) = TEMPLATE.split_once(&format!("{after}\n")).unwrap();
+        format!("{head}{after}\n{line}\n{tail}")
     }
 
     /// `docs/local-stack.md` lists what the local stack does not apply: the same table as
@@ -1009,6 +1009,21 @@ mod tests {
             let drift = audit(&template);
             assert!(!drift.is_empty(), "{line} went unnoticed");
         }
+    }
+
+    /// A property the provisioner knows is applied, not drift: `DelaySeconds: 5` on the frames
+    /// queue reaches its attributes (and `tests/tests/provision.rs` reads those back from moto).
+    #[test]
+    fn an_added_property_the_provisioner_knows_is_applied() {
+        let text = edited(
+            "      QueueName: !Sub ${ResourcePrefix}-frames",
+            "      DelaySeconds: 5",
+        );
+        let template = Template::parse(&text, names()).unwrap();
+        assert_eq!(audit(&template), Vec::<Drift>::new());
+        let plan = StackPlan::from_template(&template).unwrap();
+        let frames = plan.queues.iter().find(|q| q.name == "t-frames").unwrap();
+        assert_eq!(frames.properties.attributes()["DelaySeconds"], "5");
     }
 
     #[test]

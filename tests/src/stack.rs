@@ -461,7 +461,9 @@ impl Stack {
         Ok(job)
     }
 
-    /// Uploads `body` to the ingress bucket and returns the video id it will get.
+    /// Uploads `body` to the ingress bucket and returns the video id it will get: from the new
+    /// version's id, since the template versions the ingress bucket (the eTag only where a
+    /// bucket is unversioned), as the dispatcher derives it from the notification.
     pub async fn upload(&self, key: &str, body: Vec<u8>) -> anyhow::Result<VideoId> {
         let out = self
             .clients
@@ -473,10 +475,11 @@ impl Stack {
             .send()
             .await
             .with_context(|| format!("upload {key}"))?;
+        let content = out.version_id().or(out.e_tag()).unwrap_or_default();
         Ok(VideoId::derive(
             &self.resources.ingress_bucket,
             key,
-            out.e_tag().unwrap_or_default(),
+            content,
         ))
     }
 
