@@ -14,8 +14,11 @@ framefleet pins an upload's content with exactly that condition, so this launche
 as S3 does: 412 PreconditionFailed (Condition `x-amz-copy-source-If-Match`) when the source's
 eTag differs, NoSuchKey when the source is gone. It also names CompleteMultipartUpload's result
 `CompleteMultipartUploadResult`, as S3 does (moto answers `...Response`, which the Rust SDK
-cannot parse). See "CopyObject", "UploadPartCopy" and "CompleteMultipartUpload" in the Amazon S3
-API Reference:
+cannot parse). moto 5.2.1 also leaves `versionId` out of the S3 event notifications of a versioned bucket; S3
+puts the new object's version there ("Event message structure", Amazon S3 User Guide:
+https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html),
+and the dispatcher derives the video id from it, so this launcher adds it. See "CopyObject",
+"UploadPartCopy" and "CompleteMultipartUpload" in the Amazon S3 API Reference:
 https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html
 https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPartCopy.html
 https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html
@@ -29,6 +32,7 @@ import threading
 from urllib.parse import parse_qs, unquote, urlparse
 
 from moto.dynamodb.models import DynamoDBBackend
+from moto.s3 import notifications as s3_notifications
 from moto.s3.exceptions import MissingKey, PreconditionFailed
 from moto.s3.responses import S3Response
 from moto.core.responses import BaseResponse
@@ -79,14 +83,14 @@ S3Response.copy_object = _copy_source_if_match(S3Response.copy_object)
 S3Response.upload_part_copy = _copy_source_if_match(S3Response.upload_part_copy)
 
 
-def _complete_multipart_result(method):
-    """Names CompleteMultipartUpload's XML root as S3 does (`CompleteMultipartUploadResult`);
-    moto 5.2.1 writes `CompleteMultipartUploadResponse`, which the AWS SDK for Rust refuses."""
+def _renamed_root(method, wrong, right):
+    """Names an answer's XML root `right` as S3 does where moto 5.2.1 writes `wrong`, which
+    the AWS SDK for Rust refuses: `CompleteMultipartUploadResult` and, for
+    GetBucketVersioning, `VersioningConfiguration`."""
 
     @functools.wraps(method)
     def call(self, *args, **kwargs):
         status, headers, body = method(self, *args, **kwargs)
-        wrong, right = "CompleteMultipartUploadResponse", "CompleteMultipartUploadResult"
         if isinstance(body, bytes):
             body = body.replace(wrong.encode(), right.encode())
         elif isinstance(body, str):
@@ -98,7 +102,31 @@ def _complete_multipart_result(method):
     return call
 
 
-S3Response._key_response_post = _complete_multipart_result(S3Response._key_response_post)
+S3Response._key_response_post = _renamed_root(
+    S3Response._key_response_post,
+    "CompleteMultipartUploadResponse",
+    "CompleteMultipartUploadResult",
+)
+S3Response.get_bucket_versioning = _renamed_root(
+    S3Response.get_bucket_versioning, "GetBucketVersioningResponse", "VersioningConfiguration"
+)
+
+
+def _with_version_id(build):
+    """Adds the object's `versionId` to an S3 event of a versioning-enabled bucket, as S3 does."""
+
+    @functools.wraps(build)
+    def call(event_name, bucket, key, notification_id):
+        event = build(event_name, bucket, key, notification_id)
+        if getattr(bucket, "is_versioned", False) and key.version_id not in (None, "null"):
+            for record in event.get("Records", []):
+                record["s3"]["object"]["versionId"] = key.version_id
+        return event
+
+    return call
+
+
+s3_notifications._get_s3_event = _with_version_id(s3_notifications._get_s3_event)
 
 
 def _remember_raw_uri(method):

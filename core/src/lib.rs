@@ -7,6 +7,8 @@
 //! - [`aws`]: SDK clients built from the standard AWS environment, with emulator quirks handled.
 //! - [`video`]: the deterministic, readable video id.
 //! - [`frames`]: MediaConvert's frame naming contract.
+//! - [`event_pattern`]: EventBridge event patterns, which the MediaConvert stand-in applies as
+//!   the template's job-events rule would.
 //! - [`message`]: the frame batch message the dispatcher sends and the workers consume.
 //! - [`jobs`]: the DynamoDB job table: registration, forward-only status, exactly-once counting.
 //! - [`pack`]: the index of a pack of edge maps (the packed output layout).
@@ -21,6 +23,7 @@
 
 pub mod aws;
 pub mod config;
+pub mod event_pattern;
 pub mod frames;
 pub mod health;
 pub mod jobs;

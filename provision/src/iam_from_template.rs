@@ -119,6 +119,16 @@ impl LocalNames {
         )
     }
 
+    /// The local name of the bucket, queue or table `logical_id` (`<prefix>-<role>`), or `None`
+    /// when the local stack has no such resource.
+    pub fn local_name(&self, logical_id: &str) -> Option<String> {
+        let resource = self.resource(logical_id)?;
+        Some(match resource.attributes.get("QueueName") {
+            Some(queue) => queue.clone(),
+            None => resource.reference,
+        })
+    }
+
     /// `Ref` and attributes of a logical id, or `None` when the local stack has no such thing.
     fn resource(&self, logical_id: &str) -> Option<LocalResource> {
         let r = &self.resources;
@@ -258,6 +268,42 @@ impl Template {
         }
         self.parameters.insert(name.to_string(), value.to_string());
         Ok(self)
+    }
+
+    /// The local names this template resolves for.
+    pub fn names(&self) -> &LocalNames {
+        &self.names
+    }
+
+    /// Every resource of the template: logical id, type and the resource's YAML, in template
+    /// order.
+    pub(crate) fn resources(&self) -> Vec<(String, String, &Yaml)> {
+        self.root
+            .get("Resources")
+            .and_then(Yaml::as_mapping)
+            .map(|resources| {
+                resources
+                    .iter()
+                    .map(|(id, resource)| {
+                        let id = id.as_str().unwrap_or("?").to_string();
+                        let kind = resource.get("Type").and_then(Yaml::as_str).unwrap_or("?");
+                        (id, kind.to_string(), resource)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The `Properties` of `logical_id` with every intrinsic resolved for the local stack.
+    pub(crate) fn resolved_properties(
+        &self,
+        logical_id: &str,
+    ) -> Result<serde_json::Map<String, Json>, TemplateError> {
+        let path = format!("Resources.{logical_id}.Properties");
+        match self.resolve(self.resource_properties(logical_id)?, &path)? {
+            Some(Json::Object(map)) => Ok(map),
+            _ => Err(shape(&path, "expected a mapping")),
+        }
     }
 
     /// The policies of every local identity.

@@ -1,13 +1,15 @@
 //! Provisioning of every resource a local framefleet needs, idempotently: run it twice and the
 //! second run changes nothing. The tests, the demo and docker compose all call this, so the
-//! local stack is the same everywhere. On AWS, `deploy/` creates the same resources.
+//! local stack is the same everywhere. On AWS, `deploy/framefleet.yaml` creates the same
+//! resources, and the local stack is built from that template: [`stack_from_template`] reads
+//! its buckets (versioning, encryption, public access block, ownership, lifecycle, the S3 → SQS
+//! notification with its filters), queues (visibility, retention, receive wait, delay, size,
+//! SSE, redrive to the `-dlq`), queue policies, the job table (keys, indexes, TTL, PITR, SSE,
+//! deletion protection) and the job-events rule (whose pattern the MediaConvert stand-in
+//! applies), and [`provision`] applies them here with local `<prefix>-<role>` names. What the
+//! emulator cannot apply is listed in [`stack_from_template::NOT_APPLICABLE`], with the reason.
 //!
-//! - buckets: ingress, frames, processed;
-//! - queues: ingress, job events, frames, each with a `-dlq` and a redrive policy;
-//! - the ingress bucket's `ObjectCreated` notification to the ingress queue;
-//! - the DynamoDB job table (`pk`, `sk`, on demand) with TTL on `expires_at`.
-//!
-//! IAM comes from the CloudFormation template rather than from here: [`iam_from_template`]
+//! IAM comes from the same template: [`iam_from_template`]
 //! resolves the task roles' policies for local names, [`policy`] evaluates and adapts them to
 //! the emulator, and [`identities`] creates one IAM user per service with them, so a local
 //! stack can enforce exactly what AWS will.
@@ -15,23 +17,21 @@
 pub mod iam_from_template;
 pub mod identities;
 pub mod policy;
+pub mod stack_from_template;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
-    GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, TimeToLiveSpecification,
-};
-use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+use aws_sdk_dynamodb::types as ddb;
+use aws_sdk_s3::types as s3;
 use aws_sdk_sqs::types::QueueAttributeName;
 use framefleet_core::aws::AwsClients;
 use framefleet_core::config::{ConfigError, Resources, TelemetrySettings};
-use framefleet_core::jobs::{OPEN_JOBS_INDEX, RECENT_JOBS_INDEX};
 use serde::{Deserialize, Serialize};
 
+use crate::iam_from_template::{LocalNames, Template, TEMPLATE};
+use crate::stack_from_template::{BucketPlan, StackPlan, TablePlan};
 /// Settings of the provisioning command.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -44,15 +44,20 @@ pub struct ProvisionSettings {
     pub telemetry: TelemetrySettings,
 }
 
-/// Queue attributes the provisioner sets.
+/// Queue attributes in which the local stack may differ from the template, so tests can see a
+/// redelivery in seconds rather than minutes. The defaults are the template's values
+/// (`provision`'s tests check that); [`provision`] logs every value that differs and lists it
+/// in [`Provisioned::local_overrides`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueueSettings {
-    /// Receives before a message moves to its DLQ (AWS's usual choice is 5).
+    /// Receives before a message moves to its DLQ, on every queue with a redrive policy (the
+    /// template's `maxReceiveCount`, 5).
     pub max_receive_count: u32,
-    /// Visibility timeout of the frames queue; workers heartbeat at half of it.
+    /// Visibility timeout of the frames queue; workers heartbeat at half of it (the template's
+    /// `FramesQueue.VisibilityTimeout`, 300).
     pub frames_visibility_timeout_secs: u32,
-    /// Visibility timeout of the ingress and job-events queues.
+    /// Visibility timeout of the ingress and job-events queues (the template's 120).
     pub control_visibility_timeout_secs: u32,
 }
 
@@ -108,84 +113,174 @@ pub struct Provisioned {
     pub frames_queue_url: String,
     /// Dead-letter queue URLs by main queue name.
     pub dead_letter_queue_urls: HashMap<String, String>,
+    /// The job-events rule's `EventPattern` as JSON text: the MediaConvert stand-in sends only
+    /// the events it matches (its `standin.event_pattern` setting), as the rule forwards only
+    /// those on AWS.
+    pub job_events_pattern: String,
+    /// Where this stack differs from the template on purpose ([`QueueSettings`]), one line
+    /// each, e.g. `FramesQueue.VisibilityTimeout: 30 (template: 300)`.
+    pub local_overrides: Vec<String>,
 }
 
-/// Creates everything in `settings`, leaving what exists as it is.
+/// Creates everything in `settings`, as the template says, leaving what exists as it is.
 pub async fn provision(
     clients: &AwsClients,
     settings: &ProvisionSettings,
 ) -> anyhow::Result<Provisioned> {
-    let r = &settings.resources;
-    for bucket in [&r.ingress_bucket, &r.frames_bucket, &r.processed_bucket] {
-        ensure_bucket(clients, bucket).await?;
+    let region = clients
+        .sqs
+        .config()
+        .region()
+        .map_or("us-east-1".to_string(), ToString::to_string);
+    let mut names = LocalNames::new(settings.resources.clone(), &region, "framefleet");
+    let plan_for = |names: &LocalNames| -> anyhow::Result<StackPlan> {
+        let template =
+            Template::parse(TEMPLATE, names.clone()).context("reading deploy/framefleet.yaml")?;
+        StackPlan::from_template(&template).context("reading deploy/framefleet.yaml")
+    };
+    let mut plan = plan_for(&names)?;
+    // ARNs name the emulator's account: moto's is LOCAL_ACCOUNT_ID, LocalStack's another. The
+    // first queue (a dead-letter queue, which names no other resource) tells which.
+    let account = emulator_account(clients, &plan).await?;
+    if account != names.account_id {
+        names.account_id = account;
+        plan = plan_for(&names)?;
     }
-    let mut dead_letter_queue_urls = HashMap::new();
-    let mut urls = Vec::new();
-    for (queue, visibility) in [
-        (
-            &r.ingress_queue,
-            settings.provision.control_visibility_timeout_secs,
-        ),
-        (
-            &r.job_events_queue,
-            settings.provision.control_visibility_timeout_secs,
-        ),
-        (
-            &r.frames_queue,
-            settings.provision.frames_visibility_timeout_secs,
-        ),
-    ] {
-        let (url, dlq) = ensure_queue(
-            clients,
-            queue,
-            visibility,
-            settings.provision.max_receive_count,
-        )
-        .await?;
-        dead_letter_queue_urls.insert(queue.clone(), dlq);
-        urls.push(url);
+    let local_overrides = apply_overrides(&mut plan, &settings.provision);
+    for line in &local_overrides {
+        tracing::info!(setting = %line, "local override of the template");
     }
-    let ingress_arn = queue_arn(clients, &urls[0]).await?;
-    ensure_notification(clients, &r.ingress_bucket, &ingress_arn).await?;
-    ensure_table(clients, &r.jobs_table).await?;
-    tracing::info!("provisioned buckets, queues, notification and table");
-    Ok(Provisioned {
-        ingress_queue_url: urls[0].clone(),
-        job_events_queue_url: urls[1].clone(),
-        frames_queue_url: urls[2].clone(),
-        dead_letter_queue_urls,
-    })
+    provision_plan(clients, &settings.resources, &plan, local_overrides).await
 }
 
-async fn ensure_bucket(clients: &AwsClients, bucket: &str) -> anyhow::Result<()> {
-    match clients.s3.create_bucket().bucket(bucket).send().await {
-        Ok(_) => Ok(()),
-        Err(error) => {
-            let exists = error.as_service_error().is_some_and(|e| {
-                e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists()
-            });
-            if exists {
-                Ok(())
-            } else {
-                Err(error).with_context(|| format!("create bucket {bucket}"))
-            }
-        }
-    }
-}
-
-async fn queue_arn(clients: &AwsClients, url: &str) -> anyhow::Result<String> {
+/// The account in the ARN of the plan's first queue, created as the plan says.
+async fn emulator_account(clients: &AwsClients, plan: &StackPlan) -> anyhow::Result<String> {
+    let first = plan
+        .queues
+        .first()
+        .context("the template creates no queue")?;
+    let attributes = first
+        .properties
+        .attributes()
+        .into_iter()
+        .map(|(name, value)| (QueueAttributeName::from(name), value))
+        .collect();
+    let url = create_queue(clients, &first.name, attributes).await?;
     let out = clients
         .sqs
         .get_queue_attributes()
-        .queue_url(url)
+        .queue_url(&url)
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
-        .with_context(|| format!("get attributes of {url}"))?;
-    out.attributes()
+        .with_context(|| format!("get the ARN of {url}"))?;
+    let arn = out
+        .attributes()
         .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-        .cloned()
-        .with_context(|| format!("queue {url} has no ARN"))
+        .with_context(|| format!("queue {url} has no ARN"))?;
+    arn.split(':')
+        .nth(4)
+        .map(ToString::to_string)
+        .with_context(|| format!("`{arn}` is not an ARN"))
+}
+
+/// Applies `settings` to the plan's queues; returns what now differs from the template.
+pub fn apply_overrides(plan: &mut StackPlan, settings: &QueueSettings) -> Vec<String> {
+    let mut overrides = Vec::new();
+    let visibility = [
+        ("IngressQueue", settings.control_visibility_timeout_secs),
+        ("JobEventsQueue", settings.control_visibility_timeout_secs),
+        ("FramesQueue", settings.frames_visibility_timeout_secs),
+    ];
+    for (logical_id, seconds) in visibility {
+        if let Some(queue) = plan.queue_mut(logical_id) {
+            let template = queue.properties.visibility_timeout;
+            if template != Some(seconds) {
+                overrides.push(format!(
+                    "{logical_id}.VisibilityTimeout: {seconds} (template: {})",
+                    template.map_or("unset".into(), |v| v.to_string())
+                ));
+                queue.properties.visibility_timeout = Some(seconds);
+            }
+        }
+    }
+    for queue in &mut plan.queues {
+        if let Some(redrive) = &mut queue.properties.redrive_policy {
+            if redrive.max_receive_count != settings.max_receive_count {
+                overrides.push(format!(
+                    "{}.RedrivePolicy.maxReceiveCount: {} (template: {})",
+                    queue.logical_id, settings.max_receive_count, redrive.max_receive_count
+                ));
+                redrive.max_receive_count = settings.max_receive_count;
+            }
+        }
+    }
+    overrides
+}
+
+/// Creates what `plan` says: queues (dead-letter queues first), queue policies, buckets with
+/// their configurations and notification, the table.
+pub async fn provision_plan(
+    clients: &AwsClients,
+    resources: &Resources,
+    plan: &StackPlan,
+    local_overrides: Vec<String>,
+) -> anyhow::Result<Provisioned> {
+    let mut urls = HashMap::new();
+    for queue in &plan.queues {
+        let attributes = queue
+            .properties
+            .attributes()
+            .into_iter()
+            .map(|(name, value)| (QueueAttributeName::from(name), value))
+            .collect();
+        let url = create_queue(clients, &queue.name, attributes).await?;
+        urls.insert(queue.name.clone(), url);
+    }
+    for policy in &plan.queue_policies {
+        for queue in &policy.queues {
+            let url = urls.get(queue).with_context(|| {
+                format!(
+                    "{} names queue {queue}, which the template does not create",
+                    policy.logical_id
+                )
+            })?;
+            clients
+                .sqs
+                .set_queue_attributes()
+                .queue_url(url)
+                .attributes(QueueAttributeName::Policy, policy.document.to_string())
+                .send()
+                .await
+                .with_context(|| format!("put {} on queue {queue}", policy.logical_id))?;
+        }
+    }
+    for bucket in &plan.buckets {
+        ensure_bucket(clients, bucket).await?;
+    }
+    ensure_table(clients, &plan.table).await?;
+    tracing::info!("provisioned buckets, queues, notification and table from the template");
+    let url = |name: &str| {
+        urls.get(name)
+            .cloned()
+            .with_context(|| format!("the template has no queue that is local {name}"))
+    };
+    let mut dead_letter_queue_urls = HashMap::new();
+    for queue in [
+        &resources.ingress_queue,
+        &resources.job_events_queue,
+        &resources.frames_queue,
+    ] {
+        dead_letter_queue_urls.insert(queue.clone(), url(&format!("{queue}-dlq"))?);
+    }
+    Ok(Provisioned {
+        ingress_queue_url: url(&resources.ingress_queue)?,
+        job_events_queue_url: url(&resources.job_events_queue)?,
+        frames_queue_url: url(&resources.frames_queue)?,
+        dead_letter_queue_urls,
+        job_events_pattern: plan.job_events_rule.pattern.to_string(),
+        local_overrides,
+    })
 }
 
 async fn create_queue(
@@ -224,103 +319,245 @@ async fn create_queue(
     Ok(url)
 }
 
-async fn ensure_queue(
-    clients: &AwsClients,
-    name: &str,
-    visibility_secs: u32,
-    max_receive_count: u32,
-) -> anyhow::Result<(String, String)> {
-    let dlq_name = format!("{name}-dlq");
-    let dlq_url = create_queue(
-        clients,
-        &dlq_name,
-        HashMap::from([(
-            QueueAttributeName::MessageRetentionPeriod,
-            (14 * 24 * 3600).to_string(),
-        )]),
-    )
-    .await?;
-    let dlq_arn = queue_arn(clients, &dlq_url).await?;
-    let redrive = serde_json::json!({
-        "deadLetterTargetArn": dlq_arn,
-        "maxReceiveCount": max_receive_count.to_string(),
-    });
-    let url = create_queue(
-        clients,
-        name,
-        HashMap::from([
-            (
-                QueueAttributeName::VisibilityTimeout,
-                visibility_secs.to_string(),
-            ),
-            (
-                QueueAttributeName::ReceiveMessageWaitTimeSeconds,
-                "20".into(),
-            ),
-            (
-                QueueAttributeName::MessageRetentionPeriod,
-                (4 * 24 * 3600).to_string(),
-            ),
-            (QueueAttributeName::RedrivePolicy, redrive.to_string()),
-        ]),
-    )
-    .await?;
-    Ok((url, dlq_url))
-}
-
-async fn ensure_notification(
-    clients: &AwsClients,
-    bucket: &str,
-    queue_arn: &str,
-) -> anyhow::Result<()> {
-    // PUT replaces the whole configuration, so repeating it is idempotent. (Reading it first
-    // would be nicer, but moto answers an empty configuration with a root element the SDK
-    // rejects.) Each PUT makes S3 send an `s3:TestEvent`, which the dispatcher deletes.
-    let queue = QueueConfiguration::builder()
-        .id("framefleet-ingress")
-        .queue_arn(queue_arn)
-        .events(Event::S3ObjectCreated)
-        .build()
-        .context("notification configuration")?;
-    clients
-        .s3
-        .put_bucket_notification_configuration()
-        .bucket(bucket)
-        .notification_configuration(
-            NotificationConfiguration::builder()
-                .queue_configurations(queue)
-                .build(),
-        )
-        .send()
-        .await
-        .with_context(|| format!("put notification on {bucket}"))?;
+/// Creates the bucket if needed, then puts each configuration the template gives it. Every PUT
+/// replaces the whole configuration, so repeating them is idempotent.
+async fn ensure_bucket(clients: &AwsClients, plan: &BucketPlan) -> anyhow::Result<()> {
+    let bucket = plan.name.as_str();
+    let p = &plan.properties;
+    match clients.s3.create_bucket().bucket(bucket).send().await {
+        Ok(_) => {}
+        Err(error) => {
+            let exists = error.as_service_error().is_some_and(|e| {
+                e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists()
+            });
+            if !exists {
+                return Err(error).with_context(|| format!("create bucket {bucket}"));
+            }
+        }
+    }
+    if let Some(versioning) = &p.versioning_configuration {
+        clients
+            .s3
+            .put_bucket_versioning()
+            .bucket(bucket)
+            .versioning_configuration(
+                s3::VersioningConfiguration::builder()
+                    .status(s3::BucketVersioningStatus::from(versioning.status.as_str()))
+                    .build(),
+            )
+            .send()
+            .await
+            .with_context(|| format!("put versioning on {bucket}"))?;
+    }
+    if let Some(encryption) = &p.bucket_encryption {
+        let mut configuration = s3::ServerSideEncryptionConfiguration::builder();
+        for rule in &encryption.server_side_encryption_configuration {
+            let default = &rule.server_side_encryption_by_default;
+            configuration = configuration.rules(
+                s3::ServerSideEncryptionRule::builder()
+                    .apply_server_side_encryption_by_default(
+                        s3::ServerSideEncryptionByDefault::builder()
+                            .sse_algorithm(s3::ServerSideEncryption::from(
+                                default.sse_algorithm.as_str(),
+                            ))
+                            .set_kms_master_key_id(default.kms_master_key_id.clone())
+                            .build()?,
+                    )
+                    .set_bucket_key_enabled(rule.bucket_key_enabled)
+                    .build(),
+            );
+        }
+        clients
+            .s3
+            .put_bucket_encryption()
+            .bucket(bucket)
+            .server_side_encryption_configuration(configuration.build()?)
+            .send()
+            .await
+            .with_context(|| format!("put encryption on {bucket}"))?;
+    }
+    if let Some(block) = &p.public_access_block_configuration {
+        clients
+            .s3
+            .put_public_access_block()
+            .bucket(bucket)
+            .public_access_block_configuration(
+                s3::PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(block.block_public_acls)
+                    .block_public_policy(block.block_public_policy)
+                    .ignore_public_acls(block.ignore_public_acls)
+                    .restrict_public_buckets(block.restrict_public_buckets)
+                    .build(),
+            )
+            .send()
+            .await
+            .with_context(|| format!("put public access block on {bucket}"))?;
+    }
+    if let Some(ownership) = &p.ownership_controls {
+        let mut controls = s3::OwnershipControls::builder();
+        for rule in &ownership.rules {
+            controls = controls.rules(
+                s3::OwnershipControlsRule::builder()
+                    .object_ownership(s3::ObjectOwnership::from(rule.object_ownership.as_str()))
+                    .build()?,
+            );
+        }
+        clients
+            .s3
+            .put_bucket_ownership_controls()
+            .bucket(bucket)
+            .ownership_controls(controls.build()?)
+            .send()
+            .await
+            .with_context(|| format!("put ownership controls on {bucket}"))?;
+    }
+    if let Some(lifecycle) = &p.lifecycle_configuration {
+        let mut configuration = s3::BucketLifecycleConfiguration::builder();
+        for rule in &lifecycle.rules {
+            let mut built = s3::LifecycleRule::builder()
+                .set_id(rule.id.clone())
+                .status(s3::ExpirationStatus::from(rule.status.as_str()))
+                .filter(
+                    s3::LifecycleRuleFilter::builder()
+                        .prefix(rule.prefix.clone().unwrap_or_default())
+                        .build(),
+                );
+            if let Some(days) = rule.expiration_in_days {
+                built = built.expiration(s3::LifecycleExpiration::builder().days(days).build());
+            }
+            if let Some(noncurrent) = &rule.noncurrent_version_expiration {
+                built = built.noncurrent_version_expiration(
+                    s3::NoncurrentVersionExpiration::builder()
+                        .noncurrent_days(noncurrent.noncurrent_days)
+                        .build(),
+                );
+            }
+            if let Some(abort) = &rule.abort_incomplete_multipart_upload {
+                built = built.abort_incomplete_multipart_upload(
+                    s3::AbortIncompleteMultipartUpload::builder()
+                        .days_after_initiation(abort.days_after_initiation)
+                        .build(),
+                );
+            }
+            configuration = configuration.rules(built.build()?);
+        }
+        clients
+            .s3
+            .put_bucket_lifecycle_configuration()
+            .bucket(bucket)
+            .lifecycle_configuration(configuration.build()?)
+            .send()
+            .await
+            .with_context(|| format!("put lifecycle configuration on {bucket}"))?;
+    }
+    if let Some(notifications) = &p.notification_configuration {
+        // Each PUT makes S3 send an `s3:TestEvent`, which the dispatcher deletes. (Reading the
+        // configuration first would be nicer, but moto answers an empty configuration with a
+        // root element the SDK rejects.)
+        let mut configuration = s3::NotificationConfiguration::builder();
+        for (i, target) in notifications.queue_configurations.iter().enumerate() {
+            let mut queue = s3::QueueConfiguration::builder()
+                .id(format!("{}-{i}", plan.logical_id))
+                .queue_arn(&target.queue)
+                .events(s3::Event::from(target.event.as_str()));
+            if let Some(filter) = &target.filter {
+                let mut key = s3::S3KeyFilter::builder();
+                for rule in &filter.s3_key.rules {
+                    key = key.filter_rules(
+                        s3::FilterRule::builder()
+                            .name(s3::FilterRuleName::from(
+                                rule.name.to_ascii_lowercase().as_str(),
+                            ))
+                            .value(&rule.value)
+                            .build(),
+                    );
+                }
+                queue = queue.filter(
+                    s3::NotificationConfigurationFilter::builder()
+                        .key(key.build())
+                        .build(),
+                );
+            }
+            configuration = configuration.queue_configurations(queue.build()?);
+        }
+        clients
+            .s3
+            .put_bucket_notification_configuration()
+            .bucket(bucket)
+            .notification_configuration(configuration.build())
+            .send()
+            .await
+            .with_context(|| format!("put notification on {bucket}"))?;
+    }
     Ok(())
 }
 
-async fn ensure_table(clients: &AwsClients, table: &str) -> anyhow::Result<()> {
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-    };
+fn key_schema(
+    elements: &[stack_from_template::KeyElement],
+) -> anyhow::Result<Vec<ddb::KeySchemaElement>> {
+    elements
+        .iter()
+        .map(|e| {
+            Ok(ddb::KeySchemaElement::builder()
+                .attribute_name(&e.attribute_name)
+                .key_type(ddb::KeyType::from(e.key_type.as_str()))
+                .build()?)
+        })
+        .collect()
+}
+
+fn attribute_definitions(plan: &TablePlan) -> anyhow::Result<Vec<ddb::AttributeDefinition>> {
+    plan.properties
+        .attribute_definitions
+        .iter()
+        .map(|a| {
+            Ok(ddb::AttributeDefinition::builder()
+                .attribute_name(&a.attribute_name)
+                .attribute_type(ddb::ScalarAttributeType::from(a.attribute_type.as_str()))
+                .build()?)
+        })
+        .collect()
+}
+
+fn projection(p: &stack_from_template::Projection) -> ddb::Projection {
+    ddb::Projection::builder()
+        .projection_type(ddb::ProjectionType::from(p.projection_type.as_str()))
+        .set_non_key_attributes(
+            (!p.non_key_attributes.is_empty()).then(|| p.non_key_attributes.clone()),
+        )
+        .build()
+}
+
+/// Creates the table as the template says (a table made before an index gets it added), then
+/// turns on TTL and point-in-time recovery where the template does.
+async fn ensure_table(clients: &AwsClients, plan: &TablePlan) -> anyhow::Result<()> {
+    let table = plan.name.as_str();
+    let p = &plan.properties;
     let mut create = clients
         .dynamodb
         .create_table()
         .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key("pk", KeyType::Hash)?)
-        .key_schema(key("sk", KeyType::Range)?)
-        .attribute_definitions(string_attribute("pk")?)
-        .attribute_definitions(string_attribute("sk")?);
-    for (name, hash, range) in JOB_INDEXES {
-        create = create
-            .attribute_definitions(string_attribute(hash)?)
-            .attribute_definitions(string_attribute(range)?)
-            .global_secondary_indexes(keys_only_index(name, hash, range)?);
+        .billing_mode(ddb::BillingMode::from(p.billing_mode.as_str()))
+        .set_key_schema(Some(key_schema(&p.key_schema)?))
+        .set_attribute_definitions(Some(attribute_definitions(plan)?))
+        .set_deletion_protection_enabled(p.deletion_protection_enabled);
+    if let Some(sse) = &p.sse_specification {
+        create = create.sse_specification(
+            ddb::SseSpecification::builder()
+                .enabled(sse.sse_enabled)
+                .build(),
+        );
     }
-    let created = create.send().await;
-    match created {
+    for index in &p.global_secondary_indexes {
+        create = create.global_secondary_indexes(
+            ddb::GlobalSecondaryIndex::builder()
+                .index_name(&index.index_name)
+                .set_key_schema(Some(key_schema(&index.key_schema)?))
+                .projection(projection(&index.projection))
+                .build()?,
+        );
+    }
+    match create.send().await {
         Ok(_) => {}
         Err(error)
             if error
@@ -329,79 +566,58 @@ async fn ensure_table(clients: &AwsClients, table: &str) -> anyhow::Result<()> {
         Err(error) => return Err(error).with_context(|| format!("create table {table}")),
     }
     wait_table_active(clients, table).await?;
-    ensure_job_indexes(clients, table).await?;
-    let ttl = clients
-        .dynamodb
-        .describe_time_to_live()
-        .table_name(table)
-        .send()
-        .await
-        .with_context(|| format!("describe TTL of {table}"))?;
-    let enabled = ttl
-        .time_to_live_description()
-        .and_then(|d| d.attribute_name())
-        .is_some_and(|name| name == "expires_at");
-    if !enabled {
+    ensure_indexes(clients, plan).await?;
+    if let Some(ttl) = &p.time_to_live_specification {
+        let current = clients
+            .dynamodb
+            .describe_time_to_live()
+            .table_name(table)
+            .send()
+            .await
+            .with_context(|| format!("describe TTL of {table}"))?;
+        let description = current.time_to_live_description();
+        let enabled = description.and_then(|d| d.time_to_live_status())
+            == Some(&ddb::TimeToLiveStatus::Enabled);
+        let same_attribute =
+            description.and_then(|d| d.attribute_name()) == Some(ttl.attribute_name.as_str());
+        if enabled != ttl.enabled || (ttl.enabled && !same_attribute) {
+            clients
+                .dynamodb
+                .update_time_to_live()
+                .table_name(table)
+                .time_to_live_specification(
+                    ddb::TimeToLiveSpecification::builder()
+                        .enabled(ttl.enabled)
+                        .attribute_name(&ttl.attribute_name)
+                        .build()?,
+                )
+                .send()
+                .await
+                .with_context(|| format!("set TTL on {table}"))?;
+        }
+    }
+    if let Some(pitr) = &p.point_in_time_recovery_specification {
         clients
             .dynamodb
-            .update_time_to_live()
+            .update_continuous_backups()
             .table_name(table)
-            .time_to_live_specification(
-                TimeToLiveSpecification::builder()
-                    .enabled(true)
-                    .attribute_name("expires_at")
+            .point_in_time_recovery_specification(
+                ddb::PointInTimeRecoverySpecification::builder()
+                    .point_in_time_recovery_enabled(pitr.point_in_time_recovery_enabled)
                     .build()?,
             )
             .send()
             .await
-            .with_context(|| format!("enable TTL on {table}"))?;
+            .with_context(|| format!("set point-in-time recovery on {table}"))?;
     }
     Ok(())
 }
 
-/// A keys-only global secondary index of the job table: `name`, partitioned by `hash` and
-/// sorted by `range` (both strings). Both of ours are sparse: only job items carry their keys.
-/// - `open-jobs` (`open_shard`, `updated_at`): unfinished jobs, which the reconciler queries
-///   (see `framefleet_core::jobs`); the key is removed when a job ends.
-/// - `recent-jobs` (`created_day`, `created_at`): every job by day, which `framefleet list`
-///   queries day by day; set once at registration, so counting batches never writes to it.
-///
-/// Keys only: readers re-read each job they find.
-const JOB_INDEXES: [(&str, &str, &str); 2] = [
-    (OPEN_JOBS_INDEX, "open_shard", "updated_at"),
-    (RECENT_JOBS_INDEX, "created_day", "created_at"),
-];
-
-fn string_attribute(name: &str) -> anyhow::Result<AttributeDefinition> {
-    Ok(AttributeDefinition::builder()
-        .attribute_name(name)
-        .attribute_type(ScalarAttributeType::S)
-        .build()?)
-}
-
-fn keys_only_index(name: &str, hash: &str, range: &str) -> anyhow::Result<GlobalSecondaryIndex> {
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-    };
-    Ok(GlobalSecondaryIndex::builder()
-        .index_name(name)
-        .key_schema(key(hash, KeyType::Hash)?)
-        .key_schema(key(range, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
-                .build(),
-        )
-        .build()?)
-}
-
-/// Adds the job table's indexes that a table made before them lacks, one per UpdateTable as
-/// DynamoDB requires. Jobs written before an index carry none of its keys.
-async fn ensure_job_indexes(clients: &AwsClients, table: &str) -> anyhow::Result<()> {
-    for (name, hash, range) in JOB_INDEXES {
+/// Adds the indexes a table made before them lacks, one per UpdateTable as DynamoDB requires.
+/// Items written before an index carry none of its keys.
+async fn ensure_indexes(clients: &AwsClients, plan: &TablePlan) -> anyhow::Result<()> {
+    let table = plan.name.as_str();
+    for index in &plan.properties.global_secondary_indexes {
         let out = clients
             .dynamodb
             .describe_table()
@@ -414,31 +630,29 @@ async fn ensure_job_indexes(clients: &AwsClients, table: &str) -> anyhow::Result
             .map(|t| t.global_secondary_indexes())
             .unwrap_or_default()
             .iter()
-            .any(|index| index.index_name() == Some(name));
+            .any(|i| i.index_name() == Some(index.index_name.as_str()));
         if present {
             continue;
         }
-        let index = keys_only_index(name, hash, range)?;
         clients
             .dynamodb
             .update_table()
             .table_name(table)
-            .attribute_definitions(string_attribute(hash)?)
-            .attribute_definitions(string_attribute(range)?)
+            .set_attribute_definitions(Some(attribute_definitions(plan)?))
             .global_secondary_index_updates(
-                GlobalSecondaryIndexUpdate::builder()
+                ddb::GlobalSecondaryIndexUpdate::builder()
                     .create(
-                        CreateGlobalSecondaryIndexAction::builder()
-                            .index_name(name)
-                            .set_key_schema(Some(index.key_schema().to_vec()))
-                            .set_projection(index.projection().cloned())
+                        ddb::CreateGlobalSecondaryIndexAction::builder()
+                            .index_name(&index.index_name)
+                            .set_key_schema(Some(key_schema(&index.key_schema)?))
+                            .projection(projection(&index.projection))
                             .build()?,
                     )
                     .build(),
             )
             .send()
             .await
-            .with_context(|| format!("add index {name} to {table}"))?;
+            .with_context(|| format!("add index {} to {table}", index.index_name))?;
         wait_table_active(clients, table).await?;
     }
     Ok(())
@@ -463,4 +677,30 @@ async fn wait_table_active(clients: &AwsClients, table: &str) -> anyhow::Result<
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     anyhow::bail!("table {table} did not become ACTIVE within 60 s")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compose and the demo provision with the default settings, which must be the template's
+    /// values: nothing overridden.
+    #[test]
+    fn the_default_queue_settings_are_the_templates() {
+        let names = LocalNames::new(Resources::default(), "us-east-1", "framefleet");
+        let template = Template::parse(TEMPLATE, names).unwrap();
+        let mut plan = StackPlan::from_template(&template).unwrap();
+        assert_eq!(
+            apply_overrides(&mut plan, &QueueSettings::default()),
+            Vec::<String>::new()
+        );
+        let shorter = QueueSettings {
+            frames_visibility_timeout_secs: 30,
+            ..QueueSettings::default()
+        };
+        assert_eq!(
+            apply_overrides(&mut plan, &shorter),
+            ["FramesQueue.VisibilityTimeout: 30 (template: 300)"]
+        );
+    }
 }

@@ -1,5 +1,7 @@
-//! `framefleet-provision [--local-iam]`: creates the local resources, prints their URLs as
-//! JSON, exits. With `--local-iam` it also creates one IAM user per service with the
+//! `framefleet-provision [--local-iam]`: creates the local resources as `deploy/framefleet.yaml`
+//! describes them (with local names), prints their URLs, the job-events rule's pattern
+//! (`job_events_pattern`, for the stand-in's `standin.event_pattern`) and any
+//! `local_overrides` of the template as JSON, exits. With `--local-iam` it also creates one IAM user per service with the
 //! template's policies (`deploy/framefleet.yaml`) and adds their keys to the JSON as
 //! `identities`; the caller then turns IAM enforcement on in the emulator.
 

@@ -57,6 +57,8 @@ pub struct Fleet {
     /// refuse keys it does not know, so the stand-in must not get them).
     resources: Vec<(String, String)>,
     events_queue: String,
+    /// The job-events rule's pattern, which the stand-in applies.
+    event_pattern: String,
     /// Each service's access key.
     keys: HashMap<Service, Vec<(String, String)>>,
     extra: HashMap<Service, Vec<(String, String)>>,
@@ -137,6 +139,7 @@ impl Fleet {
         // By URL, as the stand-in stands in for the EventBridge rule's target (the MediaConvert
         // role has no sqs:GetQueueUrl to resolve a name with).
         let events_queue = stack.provisioned.job_events_queue_url.clone();
+        let event_pattern = stack.provisioned.job_events_pattern.clone();
         // Each process signs with its own template identity, as each task has its own role.
         let ids = &stack.identities;
         let keys = HashMap::from([
@@ -165,6 +168,7 @@ impl Fleet {
             env,
             resources,
             events_queue,
+            event_pattern,
             keys,
             extra,
             children: HashMap::new(),
@@ -183,6 +187,10 @@ impl Fleet {
                 env.push((
                     "FRAMEFLEET__STANDIN__EVENTS_QUEUE".into(),
                     self.events_queue.clone(),
+                ));
+                env.push((
+                    "FRAMEFLEET__STANDIN__EVENT_PATTERN".into(),
+                    self.event_pattern.clone(),
                 ));
             }
             Service::Worker => {

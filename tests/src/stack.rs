@@ -227,6 +227,7 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
             StandinConfig {
                 listen: "127.0.0.1:0".into(),
                 events_queue: provisioned.job_events_queue_url.clone(),
+                event_pattern: Some(provisioned.job_events_pattern.clone()),
                 ..StandinConfig::default()
             },
             standin_clients.s3,
@@ -467,7 +468,9 @@ impl Stack {
         Ok(job)
     }
 
-    /// Uploads `body` to the ingress bucket and returns the video id it will get.
+    /// Uploads `body` to the ingress bucket and returns the video id it will get: from the new
+    /// version's id, since the template versions the ingress bucket (the eTag only where a
+    /// bucket is unversioned), as the dispatcher derives it from the notification.
     pub async fn upload(&self, key: &str, body: Vec<u8>) -> anyhow::Result<VideoId> {
         let out = self
             .clients
@@ -479,10 +482,11 @@ impl Stack {
             .send()
             .await
             .with_context(|| format!("upload {key}"))?;
+        let content = out.version_id().or(out.e_tag()).unwrap_or_default();
         Ok(VideoId::derive(
             &self.resources.ingress_bucket,
             key,
-            out.e_tag().unwrap_or_default(),
+            content,
         ))
     }
 

@@ -326,11 +326,13 @@ async fn duplicate_notification_makes_one_job() {
         .send()
         .await
         .unwrap();
+    // As S3 sends it again: the ingress bucket is versioned, so with the version's id.
     let duplicate = serde_json::json!({"Records": [{
         "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
         "s3": {"bucket": {"name": stack.resources.ingress_bucket},
                "object": {"key": key, "size": head.content_length().unwrap_or(0),
-                          "eTag": head.e_tag().unwrap_or_default()}}}]});
+                          "eTag": head.e_tag().unwrap_or_default(),
+                          "versionId": head.version_id().unwrap_or_default()}}}]});
     for _ in 0..2 {
         stack
             .clients

@@ -37,6 +37,10 @@ pub struct StandinConfig {
     pub ffmpeg: String,
     /// The ffprobe program that reads the input before capture.
     pub ffprobe: String,
+    /// The EventBridge rule's `EventPattern` as JSON text (`framefleet-provision` prints it as
+    /// `job_events_pattern`): only events it matches are sent, as the rule forwards only those
+    /// on AWS. Unset sends every event.
+    pub event_pattern: Option<String>,
 }
 
 impl Default for StandinConfig {
@@ -49,6 +53,7 @@ impl Default for StandinConfig {
             max_concurrent_jobs: 1,
             ffmpeg: "ffmpeg".into(),
             ffprobe: "ffprobe".into(),
+            event_pattern: None,
         }
     }
 }
@@ -79,6 +84,10 @@ impl StandinConfig {
                 "standin.account_id",
                 format!("`{}` is not a 12-digit account id", self.account_id),
             ));
+        }
+        if let Some(pattern) = &self.event_pattern {
+            framefleet_core::event_pattern::EventPattern::from_json_text(pattern)
+                .map_err(|e| ConfigError::rule("standin.event_pattern", e.to_string()))?;
         }
         if self.max_concurrent_jobs == 0 {
             return Err(ConfigError::rule(

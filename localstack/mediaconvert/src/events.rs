@@ -208,6 +208,8 @@ fn codec_name(ffprobe: &str) -> String {
 pub struct EventPublisher {
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
+    /// The job-events rule's pattern; `None` forwards everything.
+    pattern: Option<framefleet_core::event_pattern::EventPattern>,
 }
 
 /// An event could not be delivered.
@@ -233,7 +235,20 @@ pub struct PublishError {
 impl EventPublisher {
     /// Publishes to `queue_url`.
     pub fn new(sqs: aws_sdk_sqs::Client, queue_url: String) -> Self {
-        Self { sqs, queue_url }
+        Self {
+            sqs,
+            queue_url,
+            pattern: None,
+        }
+    }
+
+    /// Sends only the events `pattern` matches, as the EventBridge rule forwards only those.
+    pub fn with_pattern(
+        mut self,
+        pattern: Option<framefleet_core::event_pattern::EventPattern>,
+    ) -> Self {
+        self.pattern = pattern;
+        self
     }
 
     /// The queue events go to.
@@ -244,9 +259,12 @@ impl EventPublisher {
     /// Sends `event`, retrying transient failures a few times as EventBridge does.
     #[instrument(skip_all, fields(job_id = %job.job_id, status = event.status()), err)]
     pub async fn publish(&self, job: &JobContext, event: &JobEvent) -> Result<(), PublishError> {
-        let body = event
-            .envelope(job, OffsetDateTime::now_utc(), uuid::Uuid::new_v4())
-            .to_string();
+        let envelope = event.envelope(job, OffsetDateTime::now_utc(), uuid::Uuid::new_v4());
+        if self.pattern.as_ref().is_some_and(|p| !p.matches(&envelope)) {
+            tracing::debug!("the job-events rule's pattern does not match: not sent");
+            return Ok(());
+        }
+        let body = envelope.to_string();
         let mut attempt = 0u32;
         loop {
             let result = self

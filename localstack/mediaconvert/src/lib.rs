@@ -79,6 +79,11 @@ impl Standin {
     ) -> anyhow::Result<Standin> {
         config.validate()?;
         let queue_url = framefleet_core::aws::queue_url(&sqs, &config.events_queue).await?;
+        let pattern = config
+            .event_pattern
+            .as_deref()
+            .map(framefleet_core::event_pattern::EventPattern::from_json_text)
+            .transpose()?;
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -88,7 +93,7 @@ impl Standin {
             slots: Arc::new(Semaphore::new(config.max_concurrent_jobs)),
             config,
             s3,
-            events: EventPublisher::new(sqs, queue_url),
+            events: EventPublisher::new(sqs, queue_url).with_pattern(pattern),
             store: Mutex::new(JobStore::default()),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
