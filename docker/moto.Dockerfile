@@ -20,6 +20,11 @@ ARG MOTO_VERSION=5.2.1
 RUN python3 -m venv /opt/moto \
     && /opt/moto/bin/pip install --no-cache-dir --disable-pip-version-check "moto[server]==${MOTO_VERSION}"
 COPY docker/moto/ready.py /usr/local/bin/moto-ready
+# The test suite's launcher, not bare moto_server: it makes moto as strict as AWS where the
+# pipeline depends on it (DynamoDB transactions isolated, the copy-source eTag condition,
+# versionId in a versioned bucket's S3 events; tests/moto_server.py says why for each), so the
+# compose stack checks what the tests check.
+COPY tests/moto_server.py /usr/local/lib/framefleet/moto_server.py
 ENV PATH=/opt/moto/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     MOTO_ACCOUNT_ID=000000000000
@@ -30,4 +35,4 @@ WORKDIR /tmp
 EXPOSE 4566
 HEALTHCHECK --interval=5s --timeout=5s --start-period=20s --retries=30 \
   CMD ["/opt/moto/bin/python3", "/usr/local/bin/moto-ready"]
-ENTRYPOINT ["moto_server", "-H", "0.0.0.0", "-p", "4566"]
+ENTRYPOINT ["/opt/moto/bin/python3", "/usr/local/lib/framefleet/moto_server.py", "-H", "0.0.0.0", "-p", "4566"]
