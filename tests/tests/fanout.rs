@@ -241,12 +241,7 @@ async fn fan_out_memory_does_not_grow_with_frames_or_key_length() {
     // Long keys at 3M would be 2.9 GB of bodies through the proxy's JSON parsing (about
     // 20 minutes here), so they are measured at 30k and 150k: growth with frames shows at any
     // two counts, growth with key length at any count.
-    for (frames, key_len) in [
-        (30_000, 60),
-        (3_000_000, 60),
-        (30_000, 950),
-        (150_000, 950),
-    ] {
+    for (frames, key_len) in [(30_000, 60), (3_000_000, 60), (30_000, 950), (150_000, 950)] {
         let (peak, record) = measured_fan_out(&stack, &dispatcher, frames, key_len).await;
         peaks.push((frames, key_len, peak, record));
     }
