@@ -187,6 +187,13 @@ pub struct JobRecord {
     pub finished_at: Option<String>,
     /// How the frames were batched, once fan-out started.
     pub plan: Option<BatchPlan>,
+    /// Frames in every batch but the last, stored with the plan when fan-out started (absent
+    /// for jobs fanned out before it was stored: then it follows from the plan, see
+    /// `message::frames_per_batch`).
+    pub batch_frames: Option<u64>,
+    /// Fan-out checkpoint: batches `0..fanout_next` are known to be on the frames queue, so a
+    /// fan-out cut short resumes there instead of sending them all again.
+    pub fanout_next: Option<u64>,
     /// How many times the reconciler acted on this job (re-sent batches, restarted a capture).
     pub reconcile_attempts: u64,
     /// What the counted batches used, summed by their counting transactions.
@@ -223,6 +230,8 @@ impl JobRecord {
             processing_started_at: None,
             finished_at: None,
             plan: None,
+            batch_frames: None,
+            fanout_next: None,
             reconcile_attempts: 0,
             usage: Usage::default(),
             traceparent: None,
@@ -743,22 +752,69 @@ impl JobTable {
         batches: u64,
         plan: &BatchPlan,
     ) -> Result<Transition, JobTableError> {
+        self.start_fan_out(
+            video_id,
+            mediaconvert_job_id,
+            total_frames,
+            batches,
+            plan,
+            None,
+        )
+        .await
+    }
+
+    /// [`JobTable::start_processing`] that also stores `batch_frames`, the frames in every batch
+    /// but the last: with the plan, all any later fan-out or re-send needs to cut batch `j`
+    /// exactly as this one does.
+    pub async fn start_fan_out(
+        &self,
+        video_id: &VideoId,
+        mediaconvert_job_id: &str,
+        total_frames: u64,
+        batches: u64,
+        plan: &BatchPlan,
+        batch_frames: Option<u64>,
+    ) -> Result<Transition, JobTableError> {
         let plan = serde_json::to_string(plan).unwrap_or_default();
+        let mut set = vec![
+            ("status", s(JobStatus::Processing.as_str())),
+            // Set again here: the COMPLETE event can overtake the CreateJob response.
+            ("mediaconvert_job_id", s(mediaconvert_job_id)),
+            ("total_frames", n(total_frames)),
+            ("batches", n(batches)),
+            ("capture_progress", n(100)),
+            ("processing_started_at", s(now_rfc3339())),
+            ("plan", s(plan)),
+        ];
+        if let Some(frames) = batch_frames {
+            set.push(("batch_frames", n(frames)));
+        }
         self.transition(
             "start_processing",
             video_id,
             &[JobStatus::Registered, JobStatus::Capturing],
-            vec![
-                ("status", s(JobStatus::Processing.as_str())),
-                // Set again here: the COMPLETE event can overtake the CreateJob response.
-                ("mediaconvert_job_id", s(mediaconvert_job_id)),
-                ("total_frames", n(total_frames)),
-                ("batches", n(batches)),
-                ("capture_progress", n(100)),
-                ("processing_started_at", s(now_rfc3339())),
-                ("plan", s(plan)),
-            ],
+            set,
             None,
+        )
+        .await
+    }
+
+    /// Records that batches `0..next` are on the frames queue (a fan-out checkpoint), while the
+    /// job is PROCESSING; never moves the checkpoint back. `NotApplicable` when the job has
+    /// left PROCESSING (canceled or failed meanwhile: the fan-out should stop) or a later
+    /// checkpoint is stored. Moves `updated_at`, so the reconciler leaves a fan-out that is
+    /// making progress alone.
+    pub async fn record_fanout_progress(
+        &self,
+        video_id: &VideoId,
+        next: u64,
+    ) -> Result<Transition, JobTableError> {
+        self.transition(
+            "record_fanout_progress",
+            video_id,
+            &[JobStatus::Processing],
+            vec![("fanout_next", n(next))],
+            Some("attribute_not_exists(fanout_next) OR fanout_next < :v0"),
         )
         .await
     }
@@ -1281,6 +1337,8 @@ fn record_from_item(item: &Item) -> JobRecord {
         processing_started_at: get_s(item, "processing_started_at"),
         finished_at: get_s(item, "finished_at"),
         plan: get_s(item, "plan").and_then(|text| serde_json::from_str(&text).ok()),
+        batch_frames: get_n(item, "batch_frames"),
+        fanout_next: get_n(item, "fanout_next"),
         reconcile_attempts: get_n(item, "reconcile_attempts").unwrap_or_default(),
         usage: Usage::from_attributes(|name| get_n(item, name)),
         traceparent: get_s(item, "traceparent"),

@@ -3,6 +3,7 @@
 use framefleet_edge::EdgeParams;
 use serde::{Deserialize, Serialize};
 
+use crate::frames::FrameSeries;
 use crate::video::VideoId;
 
 /// SQS limit on emulators and older accounts; AWS allows 1 MiB now, we stay under the older one.
@@ -108,13 +109,13 @@ pub fn plan_batches(
         layout,
     };
     // Room for the envelope plus slack for the batch index digits.
-    let overhead = empty.to_body().len() + 16;
+    let overhead = envelope_bytes(video_id, frames_bucket, params, layout);
     let mut batches = Vec::new();
     let mut current: Vec<String> = Vec::new();
     let mut bytes = overhead;
     for key in keys {
         // Quotes, comma and JSON escapes: bounded by twice the key plus three.
-        let cost = serde_json::to_string(&key).map_or(key.len() * 6, |s| s.len()) + 1;
+        let cost = key_cost(&key);
         if !current.is_empty() && (current.len() >= batch_size || bytes + cost > MAX_MESSAGE_BYTES)
         {
             batches.push(std::mem::take(&mut current));
@@ -135,6 +136,192 @@ pub fn plan_batches(
             ..empty.clone()
         })
         .collect()
+}
+
+/// The fixed-size part of a batch body, and slack for the batch index's digits: what
+/// [`plan_batches`] and [`frames_per_batch`] keep free beside the keys.
+fn envelope_bytes(
+    video_id: &VideoId,
+    frames_bucket: &str,
+    params: &EdgeParams,
+    layout: OutputLayout,
+) -> usize {
+    let empty = BatchBody {
+        version: FRAME_BATCH_VERSION,
+        video_id,
+        batch_index: 0,
+        frames_bucket,
+        frame_keys: SeriesKeys {
+            series: None,
+            start: 0,
+            len: 0,
+        },
+        params,
+        layout,
+    };
+    serde_json::to_vec(&empty).map_or(0, |body| body.len()) + 16
+}
+
+/// How many frames of `series` one batch holds: `batch_size`, or fewer when that many keys
+/// would not fit [`MAX_MESSAGE_BYTES`]. Every key of a series costs the same once serialised
+/// (one prefix, one base, zero-padded numbers; the last key is the longest), so this is the
+/// length [`plan_batches`] gives every batch but the last of the same keys.
+pub fn frames_per_batch(
+    video_id: &VideoId,
+    frames_bucket: &str,
+    series: &FrameSeries,
+    batch_size: usize,
+    params: &EdgeParams,
+    layout: OutputLayout,
+) -> u64 {
+    let overhead = envelope_bytes(video_id, frames_bucket, params, layout);
+    let cost = series.last_key().map_or(1, |key| key_cost(&key)).max(1);
+    let fit = MAX_MESSAGE_BYTES.saturating_sub(overhead) / cost;
+    fit.clamp(1, batch_size.max(1)) as u64
+}
+
+/// A key's share of a body: quoted and escaped, plus its comma.
+fn key_cost(key: &str) -> usize {
+    serde_json::to_string(key).map_or(key.len() * 6, |s| s.len()) + 1
+}
+
+/// A job's batches (or a segment's), named without being built: batch `j` holds frames
+/// `j·n .. min((j+1)·n, count)` of `series` (n = `frames_per_batch`) and is numbered
+/// `batch_base + j`. Any batch's body is written in O(its own size), so a fan-out streams
+/// bodies in memory that does not grow with the frame count, and a re-send of a few batches
+/// regenerates only those.
+///
+/// Everything here comes from the plan stored with the job when its fan-out started, never
+/// from the dispatcher's settings of the moment: `batch#N` must name the same frames however
+/// often, and by whichever dispatcher, it is sent.
+#[derive(Debug, Clone)]
+pub struct BatchSeries<'a> {
+    /// The job.
+    pub video_id: &'a VideoId,
+    /// Bucket holding the captured frames.
+    pub frames_bucket: &'a str,
+    /// The frames, in index order.
+    pub series: &'a FrameSeries,
+    /// Frames per batch (the last batch may hold fewer); at least 1.
+    pub frames_per_batch: u64,
+    /// Index of the first batch (0 for a whole capture).
+    pub batch_base: u32,
+    /// Kernel parameters of every batch.
+    pub params: &'a EdgeParams,
+    /// Output layout of every batch.
+    pub layout: OutputLayout,
+}
+
+impl BatchSeries<'_> {
+    /// How many batches the series holds.
+    pub fn len(&self) -> u64 {
+        self.series.count.div_ceil(self.frames_per_batch.max(1))
+    }
+
+    /// True when there is no frame at all.
+    pub fn is_empty(&self) -> bool {
+        self.series.count == 0
+    }
+
+    fn keys(&self, j: u64) -> SeriesKeys<'_> {
+        let per = self.frames_per_batch.max(1);
+        let start = j.saturating_mul(per).min(self.series.count);
+        let end = start.saturating_add(per).min(self.series.count);
+        SeriesKeys {
+            series: Some(self.series),
+            start,
+            len: end - start,
+        }
+    }
+
+    fn body_of(&self, j: u64) -> BatchBody<'_> {
+        BatchBody {
+            version: FRAME_BATCH_VERSION,
+            video_id: self.video_id,
+            batch_index: self.batch_base + j as u32,
+            frames_bucket: self.frames_bucket,
+            frame_keys: self.keys(j),
+            params: self.params,
+            layout: self.layout,
+        }
+    }
+
+    /// The message body of batch `j` (`0..len()`), byte for byte what [`FrameBatch::to_body`]
+    /// gives for the same batch.
+    pub fn body(&self, j: u64) -> String {
+        let mut out = Vec::new();
+        self.write_body(j, &mut out);
+        // serde_json writes UTF-8 only.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Writes batch `j`'s body into `out` (cleared first), so a caller can reuse one buffer.
+    pub fn write_body(&self, j: u64, out: &mut Vec<u8>) {
+        out.clear();
+        serde_json::to_writer(&mut *out, &self.body_of(j))
+            .expect("a frame batch always serialises");
+    }
+
+    /// Batch `j` as a worker reads it (tests, tools).
+    pub fn batch(&self, j: u64) -> FrameBatch {
+        let keys = self.keys(j);
+        FrameBatch {
+            version: FRAME_BATCH_VERSION,
+            video_id: self.video_id.clone(),
+            batch_index: self.batch_base + j as u32,
+            frames_bucket: self.frames_bucket.to_string(),
+            frame_keys: (keys.start..keys.start + keys.len)
+                .map(|i| self.series.key(i))
+                .collect(),
+            params: self.params.clone(),
+            layout: self.layout,
+        }
+    }
+
+    /// Batch `j`'s number of frames.
+    pub fn frames_in(&self, j: u64) -> u64 {
+        self.keys(j).len
+    }
+}
+
+/// [`FrameBatch`]'s wire form, borrowing everything and writing its keys on the fly: the same
+/// fields in the same order with the same attributes, so bodies are byte-identical.
+#[derive(Serialize)]
+struct BatchBody<'a> {
+    version: u32,
+    video_id: &'a VideoId,
+    batch_index: u32,
+    frames_bucket: &'a str,
+    frame_keys: SeriesKeys<'a>,
+    params: &'a EdgeParams,
+    #[serde(skip_serializing_if = "OutputLayout::is_objects")]
+    layout: OutputLayout,
+}
+
+struct SeriesKeys<'a> {
+    series: Option<&'a FrameSeries>,
+    start: u64,
+    len: u64,
+}
+
+impl Serialize for SeriesKeys<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        struct Key<'k>(crate::frames::FrameName<'k>);
+        impl Serialize for Key<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                // Escaped as it is written: no String per key.
+                serializer.collect_str(&self.0)
+            }
+        }
+        let mut seq = serializer.serialize_seq(Some(self.len as usize))?;
+        if let Some(series) = self.series {
+            for i in self.start..self.start + self.len {
+                seq.serialize_element(&Key(series.name(i)))?;
+            }
+        }
+        seq.end()
+    }
 }
 
 #[cfg(test)]
@@ -285,5 +472,78 @@ mod tests {
             FrameBatch::parse(&newer.to_body()),
             Err(MessageError::Version(99))
         ));
+    }
+
+    fn series_of(count: u64, base_len: usize) -> FrameSeries {
+        FrameSeries {
+            prefix: "v-1/".into(),
+            base: "k".repeat(base_len),
+            first_name: 0,
+            count,
+        }
+    }
+
+    #[test]
+    fn streamed_bodies_are_byte_identical_to_planned_ones() {
+        // Short keys, keys long enough to shrink batches, keys needing JSON escapes, both
+        // layouts: batch j streamed equals batch j of the old eager plan, byte for byte.
+        let id = VideoId::from_raw("v-1");
+        for (count, base_len, batch_size, layout) in [
+            (105, 4, 50, OutputLayout::Objects),
+            (7, 3, 1, OutputLayout::Packed),
+            (300, 950, 1000, OutputLayout::Objects),
+            (1, 950, 50, OutputLayout::Packed),
+        ] {
+            let mut series = series_of(count, base_len);
+            if base_len == 3 {
+                series.base = "a\"b\u{1}".into();
+            }
+            let keys: Vec<String> = (0..count).map(|i| series.key(i)).collect();
+            let params = EdgeParams::default();
+            let planned = plan_batches(&id, "f", keys, batch_size, &params, layout);
+            let per = frames_per_batch(&id, "f", &series, batch_size, &params, layout);
+            let streamed = BatchSeries {
+                video_id: &id,
+                frames_bucket: "f",
+                series: &series,
+                frames_per_batch: per,
+                batch_base: 0,
+                params: &params,
+                layout,
+            };
+            assert_eq!(streamed.len(), planned.len() as u64, "{count} x {base_len}");
+            for (j, batch) in planned.iter().enumerate() {
+                assert_eq!(streamed.body(j as u64), batch.to_body(), "batch {j}");
+                assert_eq!(streamed.batch(j as u64), *batch);
+                assert!(batch.to_body().len() <= MAX_MESSAGE_BYTES);
+            }
+        }
+    }
+
+    #[test]
+    fn any_batch_is_regenerated_alone_with_its_base() {
+        let id = VideoId::from_raw("v-1");
+        let series = series_of(3_000_000, 40);
+        let params = EdgeParams::default();
+        let batches = BatchSeries {
+            video_id: &id,
+            frames_bucket: "f",
+            series: &series,
+            frames_per_batch: 50,
+            batch_base: 7,
+            params: &params,
+            layout: OutputLayout::Objects,
+        };
+        assert_eq!(batches.len(), 60_000);
+        let last = batches.batch(59_999);
+        assert_eq!(last.batch_index, 60_006);
+        assert_eq!(last.frame_keys.len(), 50);
+        assert_eq!(last.frame_keys[49], series.key(2_999_999));
+        assert_eq!(batches.frames_in(60_000), 0, "past the end is empty");
+        let short = BatchSeries {
+            series: &series_of(101, 4),
+            ..batches.clone()
+        };
+        assert_eq!((short.len(), short.frames_in(2)), (3, 1));
     }
 }

@@ -192,90 +192,179 @@ impl Queue {
         traceparent: Option<&str>,
         attempts: u32,
     ) -> Result<(), QueueError> {
+        let sender = BatchSender::new(self, traceparent, attempts);
+        let attribute_bytes = sender.attribute_bytes;
+        for run in plan_send_batches(bodies, attribute_bytes) {
+            sender.send_call(bodies[run].to_vec()).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends `bodies` as they are produced, in calls [`plan_send_batches`] would cut (at most
+    /// ten messages and 256 KiB each), with at most `in_flight` calls under way at once. The
+    /// stream yields, in the order of `bodies`, how many bodies each call delivered; it pulls
+    /// the next body only when a call has room, so at most `in_flight` calls' bodies (each call
+    /// at most 256 KiB) exist at once, however many `bodies` yields. The first error ends it.
+    /// Retries as [`Queue::send_all`] does.
+    pub fn send_stream<'a, I>(
+        &'a self,
+        bodies: I,
+        traceparent: Option<&'a str>,
+        attempts: u32,
+        in_flight: usize,
+    ) -> impl futures::Stream<Item = Result<usize, QueueError>> + 'a
+    where
+        I: IntoIterator<Item = String>,
+        I::IntoIter: 'a,
+    {
+        use futures::StreamExt;
+        let sender = std::sync::Arc::new(BatchSender::new(self, traceparent, attempts));
+        let calls = SendCalls {
+            bodies: bodies.into_iter(),
+            carry: None,
+            attribute_bytes: sender.attribute_bytes,
+        };
+        futures::stream::iter(calls)
+            .map(move |call| {
+                let sender = sender.clone();
+                async move {
+                    let sent = call.len();
+                    sender.send_call(call).await.map(|()| sent)
+                }
+            })
+            .buffered(in_flight.max(1))
+    }
+}
+
+/// Cuts a stream of bodies into SendMessageBatch calls as [`plan_send_batches`] does, holding
+/// one body back when it does not fit the call being filled.
+struct SendCalls<I> {
+    bodies: I,
+    carry: Option<String>,
+    attribute_bytes: usize,
+}
+
+impl<I: Iterator<Item = String>> Iterator for SendCalls<I> {
+    type Item = Vec<String>;
+
+    fn next(&mut self) -> Option<Vec<String>> {
+        let mut call: Vec<String> = Vec::with_capacity(MAX_BATCH_ENTRIES);
+        let mut bytes = 0;
+        while let Some(body) = self.carry.take().or_else(|| self.bodies.next()) {
+            let size = body.len() + self.attribute_bytes;
+            let full = call.len() >= MAX_BATCH_ENTRIES || bytes + size > MAX_BATCH_PAYLOAD_BYTES;
+            if !call.is_empty() && full {
+                self.carry = Some(body);
+                break;
+            }
+            bytes += size;
+            call.push(body);
+        }
+        (!call.is_empty()).then_some(call)
+    }
+}
+
+/// One queue's SendMessageBatch with its retry of refused entries.
+struct BatchSender<'a> {
+    queue: &'a Queue,
+    attribute: Option<MessageAttributeValue>,
+    attribute_bytes: usize,
+    attempts: u32,
+}
+
+impl<'a> BatchSender<'a> {
+    fn new(queue: &'a Queue, traceparent: Option<&str>, attempts: u32) -> Self {
         use crate::telemetry::propagation::TRACEPARENT;
-        let attribute = traceparent.map(|value| {
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(value)
-                .build()
-                .expect("data type is set")
-        });
-        let attribute_bytes =
-            traceparent.map_or(0, |value| string_attribute_bytes(TRACEPARENT, value));
-        for (chunk_index, run) in plan_send_batches(bodies, attribute_bytes)
+        Self {
+            queue,
+            attribute: traceparent.map(|value| {
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(value)
+                    .build()
+                    .expect("data type is set")
+            }),
+            attribute_bytes: traceparent
+                .map_or(0, |value| string_attribute_bytes(TRACEPARENT, value)),
+            attempts,
+        }
+    }
+
+    /// Sends one call's bodies (at most ten, within the payload limit), again for the entries
+    /// SQS refused inside a 200, until all are accepted or the attempts run out.
+    async fn send_call(&self, bodies: Vec<String>) -> Result<(), QueueError> {
+        use crate::telemetry::propagation::TRACEPARENT;
+        let url = &self.queue.url;
+        // Entry ids are unique within a request, which is all SQS asks.
+        let mut pending: Vec<(String, String)> = bodies
             .into_iter()
             .enumerate()
-        {
+            .map(|(i, body)| (format!("m{i}"), body))
+            .collect();
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            attempt += 1;
             // Each request sent is progress: a long fan-out keeps its loop healthy.
             crate::health::progress();
-            let chunk = &bodies[run];
-            let mut pending: Vec<(String, &String)> = chunk
+            let entries = pending
                 .iter()
-                .enumerate()
-                .map(|(i, body)| (format!("m{chunk_index}-{i}"), body))
+                .map(|(id, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(id)
+                        .message_body(body.as_str())
+                        .set_message_attributes(
+                            self.attribute
+                                .clone()
+                                .map(|a| HashMap::from([(TRACEPARENT.to_string(), a)])),
+                        )
+                        .build()
+                        .expect("id and body are set")
+                })
                 .collect();
-            let mut attempt = 0;
-            while !pending.is_empty() {
-                attempt += 1;
-                let entries = pending
-                    .iter()
-                    .map(|(id, body)| {
-                        SendMessageBatchRequestEntry::builder()
-                            .id(id)
-                            .message_body(body.as_str())
-                            .set_message_attributes(
-                                attribute
-                                    .clone()
-                                    .map(|a| HashMap::from([(TRACEPARENT.to_string(), a)])),
+            let result = self
+                .queue
+                .client
+                .send_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            let last_error = match result {
+                Ok(out) => {
+                    let refused: Vec<(String, String, bool)> = out
+                        .failed()
+                        .iter()
+                        .map(|f| {
+                            (
+                                f.id().to_string(),
+                                format!("{}: {}", f.code(), f.message().unwrap_or_default()),
+                                f.sender_fault(),
                             )
-                            .build()
-                            .expect("id and body are set")
-                    })
-                    .collect();
-                let result = self
-                    .client
-                    .send_message_batch()
-                    .queue_url(&self.url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await;
-                let last_error = match result {
-                    Ok(out) => {
-                        let refused: Vec<(String, String, bool)> = out
-                            .failed()
-                            .iter()
-                            .map(|f| {
-                                (
-                                    f.id().to_string(),
-                                    format!("{}: {}", f.code(), f.message().unwrap_or_default()),
-                                    f.sender_fault(),
-                                )
-                            })
-                            .collect();
-                        if let Some((_, message, true)) = refused.iter().find(|r| r.2) {
-                            return Err(QueueError {
-                                queue_url: self.url.clone(),
-                                operation: "send_batch",
-                                message: message.clone(),
-                                retryable: false,
-                            });
-                        }
-                        pending.retain(|(id, _)| refused.iter().any(|r| &r.0 == id));
-                        refused.into_iter().next().map(|r| (r.1, true))
-                    }
-                    Err(e) => Some((describe(&e), is_transient(&e))),
-                };
-                if let Some((message, retryable)) = last_error {
-                    if !retryable || attempt >= attempts {
+                        })
+                        .collect();
+                    if let Some((_, message, true)) = refused.iter().find(|r| r.2) {
                         return Err(QueueError {
-                            queue_url: self.url.clone(),
+                            queue_url: url.clone(),
                             operation: "send_batch",
-                            message,
-                            retryable,
+                            message: message.clone(),
+                            retryable: false,
                         });
                     }
-                    tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
+                    pending.retain(|(id, _)| refused.iter().any(|r| &r.0 == id));
+                    refused.into_iter().next().map(|r| (r.1, true))
                 }
+                Err(e) => Some((describe(&e), is_transient(&e))),
+            };
+            if let Some((message, retryable)) = last_error {
+                if !retryable || attempt >= self.attempts {
+                    return Err(QueueError {
+                        queue_url: url.clone(),
+                        operation: "send_batch",
+                        message,
+                        retryable,
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
             }
         }
         Ok(())

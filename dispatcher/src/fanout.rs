@@ -1,12 +1,22 @@
 //! MediaConvert job events: progress, failure, and on COMPLETE the fan-out of frame batches.
 //!
 //! The frame total is the index of the last output path + 1, so no listing is needed; only an
-//! event without output paths makes us list the prefix. Fan-out can repeat safely (a batch is
-//! counted once by its marker), and `fanned_out` keeps a duplicate COMPLETE from repeating it.
+//! event without output paths makes us list the prefix (keeping only the highest-numbered key).
+//! Fan-out can repeat safely (a batch is counted once by its marker), and `fanned_out` keeps a
+//! duplicate COMPLETE from repeating it.
+//!
+//! Batches are streamed ([`send_batches`]): the plan stored with the job at `start_processing`
+//! (batch size, parameters, layout, the last frame's name, frames per batch) names batch `j`'s
+//! frames arithmetically, each body is written only when a SendMessageBatch call has room for
+//! it, a few calls are in flight, and `fanout_next` records progress every
+//! `fanout_checkpoint_batches` batches. Memory is a few calls' worth (each at most 256 KiB)
+//! whatever the frame count and key length, and a dispatcher killed mid-way is resumed near
+//! where it stopped. Resuming matters: a worker checks a batch's marker only on redelivery, so
+//! every batch sent twice is processed twice (counted once).
 
-use framefleet_core::frames::{frame_index, frame_key, parse_s3_url};
+use framefleet_core::frames::{frame_index, parse_s3_url, FrameSeries};
 use framefleet_core::jobs::{BatchPlan, JobRecord, JobStatus, Transition};
-use framefleet_core::message::{plan_batches, FrameBatch};
+use framefleet_core::message::{frames_per_batch, BatchSeries};
 use framefleet_core::telemetry::propagation;
 use framefleet_core::video::VideoId;
 use tracing::Instrument;
@@ -118,60 +128,86 @@ async fn complete(
         }
         _ => {}
     }
-    // A fan-out cut short is repeated with the plan it started with, never with settings
+    // A fan-out cut short is finished with the plan it started with, never with settings
     // changed by a redeploy since, so `batch#N` names the same frames either way.
-    let plan = match (record.status, &record.plan) {
-        (JobStatus::Processing, Some(plan)) => plan.clone(),
-        _ => BatchPlan {
+    let record = if record.status == JobStatus::Processing && record.plan.is_some() {
+        record
+    } else {
+        let Some(series) = frame_series(inner, &video_id, last_output.as_deref()).await? else {
+            if inner
+                .jobs
+                .fail(&video_id, "MediaConvert completed but captured no frames")
+                .await?
+                == Transition::Applied
+            {
+                crate::metrics::job_failed("capture");
+            }
+            tracing::warn!("no frames captured; job FAILED");
+            return Ok(());
+        };
+        let frames_bucket = &inner.settings.resources.frames_bucket;
+        let plan = BatchPlan {
             batch_size: inner.settings.dispatcher.batch_size,
             params: inner.params.clone(),
-            last_frame: last_output,
+            // Always the last frame's name, listed or not: every later fan-out or re-send
+            // then names the frames without listing them.
+            last_frame: series
+                .last_key()
+                .map(|key| format!("s3://{frames_bucket}/{key}")),
             layout: inner.settings.dispatcher.output_layout,
-        },
+        };
+        let per = frames_per_batch(
+            &video_id,
+            frames_bucket,
+            &series,
+            plan.batch_size,
+            &plan.params,
+            plan.layout,
+        );
+        let batches = series.count.div_ceil(per);
+        if record.status != JobStatus::Processing {
+            inner
+                .jobs
+                .start_fan_out(&video_id, job_id, series.count, batches, &plan, Some(per))
+                .await?;
+        }
+        // Whoever moved it (this call, another dispatcher, or an older one whose plan had no
+        // `batch_frames`), what is stored is what is sent.
+        match inner.jobs.get(&video_id).await? {
+            Some(now) if now.status == JobStatus::Processing && !now.fanned_out => now,
+            _ => return Ok(()),
+        }
     };
-    let batches = plan_job(inner, &video_id, &plan).await?;
-    if batches.is_empty() {
-        if inner
-            .jobs
-            .fail(&video_id, "MediaConvert completed but captured no frames")
-            .await?
-            == Transition::Applied
-        {
-            crate::metrics::job_failed("capture");
-        }
-        tracing::warn!("no frames captured; job FAILED");
-        return Ok(());
-    }
-    let total: u64 = batches.iter().map(|b| b.frame_keys.len() as u64).sum();
-    if record.status != JobStatus::Processing {
-        let moved = inner
-            .jobs
-            .start_processing(&video_id, job_id, total, batches.len() as u64, &plan)
-            .await?;
-        if moved == Transition::NotApplicable {
-            // Another dispatcher moved it first, or it failed meanwhile: re-read and decide.
-            let now = inner.jobs.get(&video_id).await?;
-            if !now.is_some_and(|r| r.status == JobStatus::Processing && !r.fanned_out) {
-                return Ok(());
-            }
-        }
-    }
-    let bodies: Vec<String> = batches.iter().map(|b| b.to_body()).collect();
-    let span = tracing::info_span!("fan_out", video_id = %video_id, batches = bodies.len(), frames = total);
+    let Some(stored) = StoredBatches::of(inner, &record).await? else {
+        return Err(DispatchError::Reconcile {
+            video_id: video_id.to_string(),
+            message: "the stored plan names no frames".into(),
+        });
+    };
+    let batches = stored.batches(inner, &record);
+    let from = record.fanout_next.unwrap_or(0).min(batches.len());
+    let span = tracing::info_span!(
+        "fan_out",
+        video_id = %video_id,
+        batches = batches.len(),
+        frames = stored.series.count,
+        resumed_at = from
+    );
     // Each batch's span is a child of this one; without tracing here (an event from before
     // tracing), the job's own trace is used.
-    let traceparent = propagation::traceparent(&span).or(record.traceparent);
-    inner
-        .frames
-        .send_all(&bodies, traceparent.as_deref(), 8)
+    let traceparent = propagation::traceparent(&span).or(record.traceparent.clone());
+    let sent = send_batches(inner, &video_id, &batches, from, traceparent.as_deref())
         .instrument(span)
         .await?;
-    crate::metrics::batches_sent(bodies.len());
+    if sent == Sent::Stopped {
+        return Ok(());
+    }
     inner.jobs.mark_fanned_out(&video_id).await?;
     tracing::info!(
         mediaconvert_job_id = job_id,
-        total_frames = total,
-        batches = bodies.len(),
+        total_frames = stored.series.count,
+        batches = batches.len(),
+        resumed_at = from,
         "frames fanned out"
     );
     Ok(())
@@ -189,36 +225,149 @@ pub(crate) async fn complete_from_reconciler(
     complete(inner, record, job_id, last).await
 }
 
-/// The job's batches as `plan` cuts them: the same `batch#N` every time it is asked.
-pub(crate) async fn plan_job(
-    inner: &Inner,
-    video_id: &VideoId,
-    plan: &BatchPlan,
-) -> Result<Vec<FrameBatch>, DispatchError> {
-    let keys = frame_keys(inner, video_id, plan.last_frame.as_deref()).await?;
-    Ok(plan_batches(
-        video_id,
-        &inner.settings.resources.frames_bucket,
-        keys,
-        plan.batch_size,
-        &plan.params,
-        plan.layout,
-    ))
+/// A job's batches as its stored plan cuts them: the frames (named, not listed, when the plan
+/// names the last one) and the frames per batch stored with the plan.
+pub(crate) struct StoredBatches {
+    /// The job's frames.
+    pub(crate) series: FrameSeries,
+    plan: BatchPlan,
+    frames_per_batch: u64,
 }
 
-/// The keys of every captured frame, from the last output path or, without one, a listing.
-async fn frame_keys(
+impl StoredBatches {
+    /// The batches of `record`'s stored plan; `None` without a plan or without frames. A plan
+    /// without `batch_frames` (stored before it was) gets the length the eager planner gave
+    /// the same keys, so its batches are cut as they were first sent.
+    pub(crate) async fn of(
+        inner: &Inner,
+        record: &JobRecord,
+    ) -> Result<Option<Self>, DispatchError> {
+        let Some(plan) = record.plan.clone() else {
+            return Ok(None);
+        };
+        let Some(series) =
+            frame_series(inner, &record.video_id, plan.last_frame.as_deref()).await?
+        else {
+            return Ok(None);
+        };
+        if record
+            .total_frames
+            .is_some_and(|total| total != series.count)
+        {
+            tracing::warn!(
+                stored = record.total_frames,
+                named = series.count,
+                "the stored plan names a different number of frames than the job's total"
+            );
+        }
+        let frames_per_batch = record.batch_frames.filter(|n| *n > 0).unwrap_or_else(|| {
+            frames_per_batch(
+                &record.video_id,
+                &inner.settings.resources.frames_bucket,
+                &series,
+                plan.batch_size,
+                &plan.params,
+                plan.layout,
+            )
+        });
+        Ok(Some(Self {
+            series,
+            plan,
+            frames_per_batch,
+        }))
+    }
+
+    /// The batches, numbered from 0 (a segment's would start at its base).
+    pub(crate) fn batches<'a>(
+        &'a self,
+        inner: &'a Inner,
+        record: &'a JobRecord,
+    ) -> BatchSeries<'a> {
+        BatchSeries {
+            video_id: &record.video_id,
+            frames_bucket: &inner.settings.resources.frames_bucket,
+            series: &self.series,
+            frames_per_batch: self.frames_per_batch,
+            batch_base: 0,
+            params: &self.plan.params,
+            layout: self.plan.layout,
+        }
+    }
+}
+
+/// How a streamed fan-out ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// Every batch from the starting one is on the queue.
+    All,
+    /// The job left PROCESSING (canceled or failed) while its batches were being sent: the
+    /// rest were not sent.
+    Stopped,
+}
+
+/// Streams batches `from..` of `batches` onto the frames queue: each body is written when a
+/// SendMessageBatch call has room for it, at most `dispatcher.fanout_in_flight` calls are under
+/// way, and every `dispatcher.fanout_checkpoint_batches` batches the job records how far the
+/// queue has them all (`fanout_next`), so a dispatcher killed mid-way is resumed there. Memory
+/// is bounded by the calls in flight (each at most 256 KiB of bodies), whatever the number of
+/// frames or the length of their keys.
+///
+/// A function of the batches (stored plan, frames, batch base) rather than of a whole job, so
+/// the part of a job that is ready (a segment of a segmented capture) can be sent alone.
+pub(crate) async fn send_batches(
+    inner: &Inner,
+    video_id: &VideoId,
+    batches: &BatchSeries<'_>,
+    from: u64,
+    traceparent: Option<&str>,
+) -> Result<Sent, DispatchError> {
+    use futures::StreamExt;
+    let config = &inner.settings.dispatcher;
+    let total = batches.len();
+    let every = config.fanout_checkpoint_batches.max(1);
+    let bodies = (from..total).map(|j| batches.body(j));
+    let sends = inner
+        .frames
+        .send_stream(bodies, traceparent, 8, config.fanout_in_flight);
+    futures::pin_mut!(sends);
+    let mut next = from;
+    let mut recorded = from;
+    while let Some(sent) = sends.next().await {
+        let sent = sent?;
+        crate::metrics::batches_sent(sent);
+        next += sent as u64;
+        if next - recorded >= every && next < total {
+            recorded = next;
+            if inner.jobs.record_fanout_progress(video_id, next).await? == Transition::NotApplicable
+            {
+                let status = inner.jobs.get(video_id).await?.map(|r| r.status);
+                if status.is_none_or(JobStatus::is_final) {
+                    tracing::info!(
+                        ?status,
+                        sent = next,
+                        "job ended during its fan-out; stopping"
+                    );
+                    return Ok(Sent::Stopped);
+                }
+            }
+        }
+    }
+    Ok(Sent::All)
+}
+
+/// The job's frames, from the last output path or, without one, a listing.
+async fn frame_series(
     inner: &Inner,
     video_id: &VideoId,
     last_output: Option<&str>,
-) -> Result<Vec<String>, DispatchError> {
+) -> Result<Option<FrameSeries>, DispatchError> {
     let frames_bucket = &inner.settings.resources.frames_bucket;
     if let Some((bucket, key)) = last_output.and_then(parse_s3_url) {
-        if let Some(keys) = frame_index(key).and_then(|last| keys_through(key, last)) {
+        if let Some(series) = FrameSeries::through(key) {
             if bucket != frames_bucket {
                 tracing::warn!(bucket, "last output is outside the frames bucket");
             }
-            return Ok(keys);
+            return Ok(Some(series));
         }
         tracing::warn!(
             last_output,
@@ -228,24 +377,17 @@ async fn frame_keys(
     list_frames(inner, frames_bucket, &format!("{video_id}/")).await
 }
 
-/// Every frame key of a capture whose last frame is `last_key`, number `last`: MediaConvert
-/// numbers frames from 0 with at least seven digits, under the last key's prefix and base
-/// name. `None` when the key does not end in that number.
-fn keys_through(last_key: &str, last: u64) -> Option<Vec<String>> {
-    let stem = last_key.strip_suffix(&format!(".{last:07}.jpg"))?;
-    let (prefix, base) = match stem.rfind('/') {
-        Some(slash) => (&stem[..=slash], &stem[slash + 1..]),
-        None => ("", stem),
-    };
-    Some((0..=last).map(|i| frame_key(prefix, base, i)).collect())
-}
-
+/// The frames under `prefix`, found by listing: the one with the highest number names them
+/// all (MediaConvert numbers from 0 without gaps; a frame missing from the listing is then
+/// sent anyway and counted as failed by the worker, as when the event names the last frame).
+/// Only that key is kept, so a listing of millions of frames takes no memory.
 async fn list_frames(
     inner: &Inner,
     bucket: &str,
     prefix: &str,
-) -> Result<Vec<String>, DispatchError> {
-    let mut keys: Vec<(u64, String)> = Vec::new();
+) -> Result<Option<FrameSeries>, DispatchError> {
+    let mut last: Option<(u64, String)> = None;
+    let mut listed = 0u64;
     let mut pages = inner
         .clients
         .s3
@@ -259,35 +401,23 @@ async fn list_frames(
         for object in page.contents() {
             if let Some(key) = object.key() {
                 if let Some(index) = frame_index(key) {
-                    keys.push((index, key.to_string()));
+                    listed += 1;
+                    if last.as_ref().is_none_or(|(highest, _)| index > *highest) {
+                        last = Some((index, key.to_string()));
+                    }
                 }
             }
         }
     }
-    keys.sort();
-    Ok(keys.into_iter().map(|(_, key)| key).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_last_frame_names_every_frame_before_it() {
-        let keys = keys_through("v/my clip.0000002.jpg", 2).unwrap();
-        assert_eq!(
-            keys,
-            [
-                "v/my clip.0000000.jpg",
-                "v/my clip.0000001.jpg",
-                "v/my clip.0000002.jpg"
-            ]
+    let Some((highest, key)) = last else {
+        return Ok(None);
+    };
+    if listed != highest + 1 {
+        tracing::warn!(
+            listed,
+            highest,
+            "listed frames are not exactly 0..=highest; sending 0..=highest"
         );
-        assert_eq!(
-            keys_through("clip.0000000.jpg", 0).unwrap(),
-            ["clip.0000000.jpg"]
-        );
-        // A number that is not the key's own is no frame total.
-        assert_eq!(keys_through("v/clip.0000009.jpg", 8), None);
     }
+    Ok(FrameSeries::through(&key))
 }

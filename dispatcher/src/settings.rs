@@ -94,6 +94,15 @@ pub struct DispatcherConfig {
     /// of per frame). Recorded in the job's plan when fan-out starts, so a job keeps its layout
     /// across redeploys.
     pub output_layout: OutputLayout,
+    /// SendMessageBatch calls under way at once while a job's batches are fanned out
+    /// (1..=64). Fan-out memory is about this many calls' bodies (each call at most 256 KiB),
+    /// whatever the job's frame count or key length.
+    pub fanout_in_flight: usize,
+    /// Batches between two fan-out checkpoints (`fanout_next` on the job item, one UpdateItem
+    /// each; at least 1): a dispatcher stopped mid-fan-out is resumed from the last one, so at
+    /// most about this many batches are sent twice (and processed twice: a worker checks a
+    /// batch's marker only on redelivery).
+    pub fanout_checkpoint_batches: u64,
 }
 
 impl Default for DispatcherConfig {
@@ -122,6 +131,8 @@ impl Default for DispatcherConfig {
             preview_max_width: 640,
             preview_max_height: 360,
             output_layout: OutputLayout::Objects,
+            fanout_in_flight: 4,
+            fanout_checkpoint_batches: 1000,
         }
     }
 }
@@ -294,6 +305,18 @@ impl DispatcherSettings {
             return Err(ConfigError::rule(
                 "dispatcher.concurrency",
                 "must be between 1 and 64",
+            ));
+        }
+        if !(1..=64).contains(&d.fanout_in_flight) {
+            return Err(ConfigError::rule(
+                "dispatcher.fanout_in_flight",
+                "must be between 1 and 64",
+            ));
+        }
+        if d.fanout_checkpoint_batches == 0 {
+            return Err(ConfigError::rule(
+                "dispatcher.fanout_checkpoint_batches",
+                "must be at least 1",
             ));
         }
         let r = &self.reconcile;

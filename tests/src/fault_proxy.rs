@@ -115,6 +115,9 @@ pub enum Trigger {
     Probability(f64),
     /// The first `n` matching calls.
     FirstCalls(u64),
+    /// Exactly the `n`-th matching call (counting from 1), e.g. to cut one fan-out short at a
+    /// known call.
+    NthCall(u64),
     /// Every `n`-th matching call: a steady rate whose count does not depend on chance or on
     /// the order concurrent calls arrive in.
     EveryNth(u64),
@@ -239,6 +242,9 @@ pub struct FaultPlan {
     pub operation_latency: Vec<(Service, String, Latency)>,
     /// Gates that hold every call of one operation of one service until they open.
     pub gates: Vec<(Service, String, Gate)>,
+    /// Answer SQS SendMessageBatch calls here, as SQS answers a call it accepted whole, instead
+    /// of forwarding them, except every `n`-th, which goes on to moto: see [`FaultPlan::sqs_sink`].
+    pub sqs_sink_forward_every: Option<u64>,
 }
 
 impl FaultPlan {
@@ -280,6 +286,18 @@ impl FaultPlan {
     pub fn hold_on(mut self, service: Service, operation: &str, gate: &Gate) -> Self {
         self.gates
             .push((service, operation.to_string(), gate.clone()));
+        self
+    }
+
+    /// Accepts SendMessageBatch calls in the proxy, forwarding only every `forward_every`-th
+    /// to moto. The caller's SDK client still builds, signs, sends and parses every call as
+    /// against SQS; only the queue that would keep the messages is left out. For sends of more
+    /// messages than moto can hold in reasonable time (its queues slow down as they grow: about
+    /// 5 calls of 10 messages a second at 500 messages, 1 a second at 1,500 on this machine), so
+    /// a fan-out of millions of frames runs through the real client. Entries count in
+    /// [`FaultProxy::sqs_entries`] either way.
+    pub fn sqs_sink(mut self, forward_every: u64) -> Self {
+        self.sqs_sink_forward_every = Some(forward_every.max(1));
         self
     }
 
@@ -330,7 +348,39 @@ struct State {
     plan: FaultPlan,
     decisions: Mutex<Decisions>,
     injected: Mutex<BTreeMap<Injection, u64>>,
+    log: Mutex<CallLog>,
     client: Client<HttpConnector, ProxyBody>,
+}
+
+/// Every call that reached the proxy, by service and operation, and the SendMessageBatch
+/// entries among them: what a test counts to show how much work an action did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallLog {
+    /// Calls by service and operation (faulted ones included).
+    pub calls: BTreeMap<(Service, String), u64>,
+    /// Entries of the SendMessageBatch calls, summed.
+    pub sqs_entries: u64,
+    /// SendMessageBatch calls answered by the sink ([`FaultPlan::sqs_sink`]).
+    pub sunk_calls: u64,
+}
+
+impl CallLog {
+    /// Calls of `operation` on `service`.
+    pub fn count(&self, service: Service, operation: &str) -> u64 {
+        self.calls
+            .get(&(service, operation.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Calls on `service`, every operation.
+    pub fn on(&self, service: Service) -> u64 {
+        self.calls
+            .iter()
+            .filter(|((s, _), _)| *s == service)
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 #[derive(Debug)]
@@ -363,6 +413,7 @@ impl FaultProxy {
             }),
             plan,
             injected: Mutex::new(BTreeMap::new()),
+            log: Mutex::new(CallLog::default()),
             client,
         });
         let shared = state.clone();
@@ -397,6 +448,16 @@ impl FaultProxy {
     /// Every fault injected so far, by service, operation and kind.
     pub fn injected(&self) -> BTreeMap<Injection, u64> {
         lock(&self.state.injected).clone()
+    }
+
+    /// The calls seen since the start or the last [`FaultProxy::clear_log`].
+    pub fn log(&self) -> CallLog {
+        lock(&self.state.log).clone()
+    }
+
+    /// Starts the call log afresh.
+    pub fn clear_log(&self) {
+        *lock(&self.state.log) = CallLog::default();
     }
 
     /// How many times `fault` was injected, on any call.
@@ -474,6 +535,7 @@ impl State {
             operation,
             body: buffered,
         };
+        let sink = self.log_call(&call);
         let (fault, delay) = self.decide(&call);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -488,6 +550,10 @@ impl State {
         }
         let request = Request::from_parts(parts, body);
         let Some(fault) = fault else {
+            if sink {
+                drain(request).await;
+                return Ok(sink_response(call.body.as_deref()));
+            }
             return Ok(self.forward(request).await);
         };
         if fault == Fault::ResetAfterSuccess {
@@ -558,6 +624,7 @@ impl State {
                 Trigger::Probability(p) => rng.chance(p),
                 Trigger::FirstCalls(n) => state.matched <= n,
                 Trigger::EveryNth(n) => n > 0 && state.matched % n == 0,
+                Trigger::NthCall(n) => state.matched == n,
                 Trigger::OncePerCall => state.seen.insert(call.identity.clone()),
             };
             if fires {
@@ -565,6 +632,27 @@ impl State {
             }
         }
         (None, delay)
+    }
+
+    /// Logs `call`; true when the sink answers it.
+    fn log_call(&self, call: &Call) -> bool {
+        let mut log = lock(&self.log);
+        let calls = log
+            .calls
+            .entry((call.service, call.operation.clone()))
+            .or_default();
+        *calls += 1;
+        let number = *calls;
+        if call.service != Service::Sqs || call.operation != "SendMessageBatch" {
+            return false;
+        }
+        log.sqs_entries += call.body.as_deref().map_or(0, batch_entries) as u64;
+        let sink = self
+            .plan
+            .sqs_sink_forward_every
+            .is_some_and(|every| number % every != 0);
+        log.sunk_calls += u64::from(sink);
+        sink
     }
 
     fn record(&self, call: &Call, fault: Fault) {
@@ -702,6 +790,58 @@ fn batch_payload(body: &[u8]) -> usize {
                 .map(str::len)
                 .sum()
         })
+}
+
+/// The number of entries in a SendMessageBatch JSON request.
+fn batch_entries(body: &[u8]) -> usize {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|json| json.get("Entries").and_then(|e| e.as_array()).map(Vec::len))
+        .unwrap_or(0)
+}
+
+/// What SQS answers a SendMessageBatch it accepted whole (JSON protocol): every entry in
+/// `Successful` with a message id and the MD5 of its body ("SendMessageBatch", Amazon SQS API
+/// Reference,
+/// <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatch.html>).
+fn sink_response(body: Option<&[u8]>) -> Response<ProxyBody> {
+    use md5::{Digest, Md5};
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let json: serde_json::Value = body
+        .and_then(|b| serde_json::from_slice(b).ok())
+        .unwrap_or_default();
+    let successful: Vec<serde_json::Value> = json
+        .get("Entries")
+        .and_then(|e| e.as_array())
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|entry| {
+                    let text = entry
+                        .get("MessageBody")
+                        .and_then(|b| b.as_str())
+                        .unwrap_or_default();
+                    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+                    serde_json::json!({
+                        "Id": entry.get("Id").cloned().unwrap_or_default(),
+                        "MessageId": format!("00000000-0000-4000-8000-{id:012x}"),
+                        "MD5OfMessageBody": hex::encode(Md5::digest(text.as_bytes())),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let text = serde_json::json!({ "Successful": successful, "Failed": [] }).to_string();
+    let mut response = Response::new(full(Bytes::from(text)));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    response.headers_mut().insert(
+        "x-amzn-requestid",
+        hyper::header::HeaderValue::from_static("FAULTPROXY"),
+    );
+    response
 }
 
 /// The number of items in a TransactWriteItems JSON request (at least one).
