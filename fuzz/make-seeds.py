@@ -4,7 +4,9 @@
 Usage: fuzz/make-seeds.py OUT_DIR   (one folder per target under OUT_DIR)
 
 - container_probe: tiny videos from ffmpeg: MP4 with the index at the end and at the start
-  (faststart), with and without sound, 29.97 fps, QuickTime MOV, Matroska, WebM.
+  (faststart), with and without sound, 29.97 fps, QuickTime MOV, Matroska, WebM; and what
+  segmented capture reads: B-frames (an edit list and `ctts`), variable frame rate, a QuickTime
+  timecode track, an edit list that starts late and an empty edit.
 - s3_notification: the bodies a real S3 event notification sends to SQS (moto_server in
   process: a bucket notifying a queue, then an upload with a key that needs encoding),
   including the s3:TestEvent sent when the notification is configured.
@@ -43,8 +45,29 @@ def videos(out, tmp):
         "sound.mkv": [*src, *sound, *h264, "-c:a", "libopus", "-b:a", "8k"],
         "webm.webm": [*src, "-frames:v", "3", "-c:v", "libvpx", "-b:v", "20k"],
     }
+    bframes = ["-frames:v", "6", "-c:v", "libx264", "-bf", "2", "-pix_fmt", "yuv420p"]
+    made.update(
+        {
+            "bframes.mp4": [*src, *bframes],
+            "vfr.mp4": [
+                *src,
+                "-vf",
+                "setpts='if(lt(N,2),N*2,2+N)/25/TB'",
+                "-fps_mode",
+                "vfr",
+                *h264,
+                "-frames:v",
+                "6",
+            ],
+            "timecode.mov": [*ntsc, *h264, "-timecode", "01:00:00;00"],
+        }
+    )
     for name, args in made.items():
         ffmpeg(*args, str(out / name))
+    # Edit lists made by stream copy of the B-frame seed: from a later start, and delayed.
+    bframes_path = str(out / "bframes.mp4")
+    ffmpeg("-ss", "0.1", "-i", bframes_path, "-c", "copy", str(out / "late_edit.mp4"))
+    ffmpeg("-itsoffset", "0.1", "-i", bframes_path, "-c", "copy", str(out / "empty_edit.mp4"))
 
 
 def notifications(out):

@@ -5,7 +5,9 @@
 //! - [`notification`]: S3 event notifications (test events, encoded keys, several records).
 //! - [`pin`]: the job's own copy of exactly the registered upload, which every later read uses.
 //! - [`rate`]: the capture rate, configured or read from the MP4 header by ranged reads, and
-//!   whether the video has sound.
+//!   whether the video has sound; [`rate::probe_video`] also reads the frame count, frame
+//!   timing, edit list and timecode track segmented capture needs.
+//! - [`timecode`]: frame index ↔ MediaConvert timecode, and the segment plan of a video.
 //! - [`mediaconvert`]: the CreateJob request: the frame capture and the MP4 preview
 //!   MediaConvert requires beside it.
 //! - [`events`]: MediaConvert job state change events.
@@ -32,6 +34,7 @@ pub mod redrive;
 pub mod service;
 pub mod settings;
 pub mod source;
+pub mod timecode;
 
 pub use service::{Dispatcher, Feed, Outcome};
 pub use settings::DispatcherSettings;

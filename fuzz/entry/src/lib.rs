@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use framefleet_dispatcher::rate::{self, RangeRead, PROBE_MAX_BYTES, PROBE_MAX_REQUESTS};
+use framefleet_dispatcher::timecode;
 use framefleet_edge::EdgeParams;
 
 /// A fuzz target: its name (the folder under `fuzz/regressions`, `fuzz/seeds` and the
@@ -82,7 +83,10 @@ impl RangeRead for Upload<'_> {
 }
 
 /// The dispatcher's container-header probe (MP4/QuickTime and Matroska/WebM) with `data` as
-/// the whole uploaded object: it must answer without panicking and within its read budget.
+/// the whole uploaded object: it must answer without panicking and within its read budget,
+/// and what it reads for segmented capture must hang together (a frame count and a timing
+/// verdict come together; the segment planner accepts or refuses the facts without panicking,
+/// and a plan it makes partitions the counted frames).
 pub fn container_probe(data: &[u8]) {
     let upload = Upload {
         bytes: data,
@@ -90,9 +94,28 @@ pub fn container_probe(data: &[u8]) {
         asked: AtomicU64::new(0),
     };
     let size = u64::try_from(data.len()).expect("a slice length fits in u64");
-    let result = futures::executor::block_on(rate::probe_rate(&upload, size));
-    if let Ok(probe) = result {
-        assert!(probe.rate.framerate().is_some(), "{probe:?}");
+    let result = futures::executor::block_on(rate::probe_video(&upload, size));
+    if let Ok(video) = result {
+        assert!(video.rate.framerate().is_some(), "{video:?}");
+        match video.timing {
+            rate::FrameTiming::Unknown => assert_eq!(video.frames, None, "{video:?}"),
+            _ => assert!(video.frames.is_some_and(|f| f > 0), "{video:?}"),
+        }
+        let policy = timecode::SegmentPolicy {
+            min_duration_ms: 0,
+            segment_ms: 1,
+            max_segments: 16,
+            max_frames: 10_000_000,
+        };
+        if let Ok(plan) = timecode::plan_capture(&video, video.rate, &policy) {
+            let mut next = 0;
+            for segment in &plan.segments {
+                assert_eq!(segment.first, next, "{plan:?}");
+                assert!(segment.last >= segment.first, "{plan:?}");
+                next = segment.last + 1;
+            }
+            assert_eq!(Some(next), video.frames, "{plan:?}");
+        }
     }
     let requests = upload.requests.into_inner();
     let asked = upload.asked.into_inner();

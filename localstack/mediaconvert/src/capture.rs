@@ -41,6 +41,9 @@ pub struct VideoProbe {
     pub duration_ms: Option<u64>,
     /// True when the input has an audio stream.
     pub has_audio: bool,
+    /// The input's embedded start timecode (a QuickTime `tmcd` track or a `timecode` tag, as
+    /// ffprobe reports it), when it has one.
+    pub timecode: Option<String>,
 }
 
 impl VideoProbe {
@@ -74,6 +77,12 @@ pub enum CaptureError {
         /// ffmpeg's reason.
         reason: String,
     },
+    /// The input clip starts after the input's last frame.
+    #[error("the input clip starts at frame {first}, after the end of the input")]
+    ClipOutsideInput {
+        /// The clip's first frame.
+        first: u64,
+    },
     /// Reading the work directory failed.
     #[error("cannot read captures in {dir}: {source}")]
     Io {
@@ -101,12 +110,16 @@ struct ProbeStream {
     r_frame_rate: Option<String>,
     avg_frame_rate: Option<String>,
     duration: Option<String>,
+    #[serde(default)]
+    tags: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
 struct ProbeFormat {
     format_name: Option<String>,
     duration: Option<String>,
+    #[serde(default)]
+    tags: std::collections::BTreeMap<String, String>,
 }
 
 /// Runs ffprobe on `input`; `shown_as` replaces the local path in messages (the S3 URL).
@@ -118,7 +131,7 @@ pub async fn probe(
 ) -> Result<VideoProbe, CaptureError> {
     let output = Command::new(ffprobe)
         .args(["-v", "error", "-show_entries"])
-        .arg("stream=codec_type,codec_name,width,height,r_frame_rate,avg_frame_rate,duration:format=format_name,duration")
+        .arg("stream=codec_type,codec_name,width,height,r_frame_rate,avg_frame_rate,duration:stream_tags=timecode:format=format_name,duration:format_tags=timecode")
         .args(["-of", "json"])
         .arg(input)
         .stdin(Stdio::null())
@@ -188,6 +201,12 @@ fn parse_probe(json: &[u8]) -> Result<VideoProbe, String> {
             .streams
             .iter()
             .any(|s| s.codec_type.as_deref() == Some("audio")),
+        // The video stream's tag first (QuickTime `tmcd`, as ffmpeg's demuxer attaches it),
+        // then any stream's (the `tmcd` data stream), then the container's.
+        timecode: std::iter::once(&stream.tags)
+            .chain(parsed.streams.iter().map(|s| &s.tags))
+            .chain(format.map(|f| &f.tags))
+            .find_map(|tags| tags.get("timecode").cloned()),
     })
 }
 
@@ -236,14 +255,22 @@ pub fn ffmpeg_args(
     dir: &Path,
     spec: &CaptureSpec,
     auto_rotate: bool,
+    clip: Option<FrameRange>,
 ) -> Vec<OsString> {
     let mut args = input_args(input, auto_rotate);
     // MediaConvert samples the frame on screen at t = 0, D/N, 2·D/N, …: the last frame whose
     // timestamp is not after the sampling time, which is the fps filter with `round=up`
     // (its default, `near`, would pick the frame nearest to the *end* of each interval). The
-    // 2 ms shift forgives timestamps stored slightly late (millisecond time bases).
+    // 2 ms shift forgives timestamps stored slightly late (millisecond time bases). A clip
+    // keeps its frames first and starts their clock at 0, so the first capture is the clip's
+    // first frame and captures are numbered from 0 within the clip ("filename.NNNNNNN.jpg
+    // where N is the 0-based frame sequence number", API Reference, FrameCaptureSettings).
+    let start = match clip {
+        Some(clip) => format!("{},setpts=PTS-STARTPTS-", clip.trim_filter()),
+        None => "setpts=PTS-".into(),
+    };
     let mut filter = format!(
-        "setpts=PTS-{TIMESTAMP_TOLERANCE}/TB,fps={}/{}:round=up",
+        "{start}{TIMESTAMP_TOLERANCE}/TB,fps={}/{}:round=up",
         spec.numerator, spec.denominator
     );
     match (spec.width, spec.height) {
@@ -277,6 +304,42 @@ pub fn ffmpeg_args(
     }
     args.push(dir.join(PATTERN).into());
     args
+}
+
+/// Source frames `first..=last` (`last` `None`: to the end) of an input clip, counted in
+/// decoding order of presentation (the frames ffmpeg's decoder hands over), at `rate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRange {
+    /// First frame kept.
+    pub first: u64,
+    /// Last frame kept, inclusive.
+    pub last: Option<u64>,
+    /// The input's frame rate (numerator, denominator), for the audio's matching times.
+    pub rate: (u32, u32),
+}
+
+impl FrameRange {
+    /// The video filter that keeps these frames (ffmpeg's `end_frame` is exclusive).
+    fn trim_filter(&self) -> String {
+        match self.last {
+            Some(last) => format!("trim=start_frame={}:end_frame={}", self.first, last + 1),
+            None => format!("trim=start_frame={}", self.first),
+        }
+    }
+
+    /// The audio filter that keeps the same span of time.
+    fn atrim_filter(&self) -> String {
+        let (num, den) = self.rate;
+        let at = |frame: u64| format!("{:.6}", frame as f64 * f64::from(den) / f64::from(num));
+        match self.last {
+            Some(last) => format!(
+                "atrim=start={}:end={},asetpts=PTS-STARTPTS",
+                at(self.first),
+                at(last + 1)
+            ),
+            None => format!("atrim=start={},asetpts=PTS-STARTPTS", at(self.first)),
+        }
+    }
 }
 
 /// ffmpeg's libx264 CRF for a QVBR quality level (1 … 10 nearly lossless): 43 … 16.
@@ -314,6 +377,7 @@ pub fn mp4_args(
     spec: &VideoSpec,
     auto_rotate: bool,
     input_has_audio: bool,
+    clip: Option<FrameRange>,
 ) -> Vec<OsString> {
     let mut args = input_args(input, auto_rotate);
     let mut rest: Vec<String> = Vec::new();
@@ -356,6 +420,9 @@ pub fn mp4_args(
             if let Some(channels) = audio.channels {
                 rest.extend(["-ac".into(), channels.to_string()]);
             }
+            if let (Some(clip), AudioSource::Input) = (clip, audio.source) {
+                rest.extend(["-af".into(), clip.atrim_filter()]);
+            }
             if audio.source == AudioSource::Silence {
                 rest.push("-shortest".into());
             }
@@ -366,7 +433,14 @@ pub fn mp4_args(
         "-sn".into(),
         "-dn".into(),
         "-vf".into(),
-        scale_filter(spec),
+        match clip {
+            Some(clip) => format!(
+                "{},setpts=PTS-STARTPTS,{}",
+                clip.trim_filter(),
+                scale_filter(spec)
+            ),
+            None => scale_filter(spec),
+        },
         "-c:v".into(),
         "libx264".into(),
         "-preset".into(),
@@ -426,15 +500,17 @@ pub async fn encode_mp4(
     spec: &VideoSpec,
     auto_rotate: bool,
     input_has_audio: bool,
+    clip: Option<FrameRange>,
     progress: &JobProgress,
 ) -> Result<(), CaptureError> {
-    let args = mp4_args(input, out, spec, auto_rotate, input_has_audio);
+    let args = mp4_args(input, out, spec, auto_rotate, input_has_audio, clip);
     run_ffmpeg(ffmpeg, args, input, shown_as, progress).await
 }
 
 /// Captures `spec` from `input` into `dir`, reporting the position in `progress`. Returns the
 /// captures in index order. Dropping the future kills ffmpeg.
 #[instrument(skip_all, fields(input = shown_as), err)]
+#[allow(clippy::too_many_arguments)]
 pub async fn capture(
     ffmpeg: &str,
     input: &Path,
@@ -442,14 +518,18 @@ pub async fn capture(
     dir: &Path,
     spec: &CaptureSpec,
     auto_rotate: bool,
+    clip: Option<FrameRange>,
     progress: &JobProgress,
 ) -> Result<Vec<PathBuf>, CaptureError> {
-    let args = ffmpeg_args(input, dir, spec, auto_rotate);
+    let args = ffmpeg_args(input, dir, spec, auto_rotate, clip);
     run_ffmpeg(ffmpeg, args, input, shown_as, progress).await?;
     let frames = list_captures(dir).await?;
     if frames.is_empty() {
-        return Err(CaptureError::Undecodable {
-            reason: "No video frame could be decoded".into(),
+        return Err(match clip {
+            Some(clip) => CaptureError::ClipOutsideInput { first: clip.first },
+            None => CaptureError::Undecodable {
+                reason: "No video frame could be decoded".into(),
+            },
         });
     }
     Ok(frames)
@@ -588,11 +668,16 @@ mod tests {
             width: Some(320),
             height: None,
         };
-        let args: Vec<String> =
-            ffmpeg_args(Path::new("/w/in.mp4"), Path::new("/w/out"), &spec, false)
-                .into_iter()
-                .map(|a| a.into_string().unwrap())
-                .collect();
+        let args: Vec<String> = ffmpeg_args(
+            Path::new("/w/in.mp4"),
+            Path::new("/w/out"),
+            &spec,
+            false,
+            None,
+        )
+        .into_iter()
+        .map(|a| a.into_string().unwrap())
+        .collect();
         let joined = args.join(" ");
         assert!(
             joined.contains("-xerror -noautorotate -i /w/in.mp4"),
@@ -606,7 +691,7 @@ mod tests {
         assert!(joined.contains("-q:v 2"), "{joined}");
         assert!(joined.contains("-start_number 0"), "{joined}");
         assert_eq!(args.last().unwrap(), "/w/out/capture.%07d.jpg");
-        let auto = ffmpeg_args(Path::new("a"), Path::new("b"), &spec, true);
+        let auto = ffmpeg_args(Path::new("a"), Path::new("b"), &spec, true, None);
         assert!(!auto.iter().any(|a| a == "-noautorotate"));
     }
 
@@ -645,6 +730,7 @@ mod tests {
             &spec,
             false,
             true,
+            None,
         ));
         assert!(
             args.contains("-map 0:v:0 -map 0:a:0 -c:a aac -b:a 96000 -ar 48000 -ac 2"),
@@ -666,6 +752,7 @@ mod tests {
             &spec,
             false,
             false,
+            None,
         ));
         assert!(args.contains("-map 0:v:0 -an"), "{args}");
         // No selector at all: MediaConvert inserts silence.
@@ -679,6 +766,7 @@ mod tests {
             &silence,
             false,
             false,
+            None,
         ));
         assert!(
             args.contains("-f lavfi -i anullsrc=r=48000:cl=stereo -map 0:v:0 -map 1:a:0"),

@@ -41,6 +41,56 @@ pub struct StandinConfig {
     /// `job_events_pattern`): only events it matches are sent, as the rule forwards only those
     /// on AWS. Unset sends every event.
     pub event_pattern: Option<String>,
+    /// Video seconds a job transcodes per wall-clock second, so long clips take longer than
+    /// short ones and concurrent jobs finish out of order, as on MediaConvert; 0 runs as fast
+    /// as ffmpeg goes. A job completes no sooner than its (clipped) input's duration divided by
+    /// this, counted from the end of its start-up delay.
+    pub speed: u32,
+    /// Milliseconds a job spends PROGRESSING before it reads its input (MediaConvert's job
+    /// start-up), so jobs created together overlap.
+    pub startup_delay_ms: u64,
+    /// Downloaded inputs kept, keyed by (bucket, key, ETag), so the jobs of one video's
+    /// segments read it from S3 once; at least 1.
+    pub input_cache_entries: usize,
+    /// Faults injected into matching jobs, for tests.
+    pub faults: Vec<FaultRule>,
+}
+
+/// A fault the stand-in injects into the jobs whose `userMetadata` carries `metadata_key` =
+/// `metadata_value`: the first `times` of them (0: every one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRule {
+    /// The user metadata key a job must carry.
+    pub metadata_key: String,
+    /// Its value.
+    pub metadata_value: String,
+    /// What happens to the job.
+    pub fault: Fault,
+    /// How many matching jobs it hits, from the first; 0 hits every one.
+    #[serde(default)]
+    pub times: u32,
+}
+
+/// What an injected fault does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    /// The job ends in ERROR with this MediaConvert error code once it is PROGRESSING.
+    Error {
+        /// `errorCode` of the ERROR event.
+        code: i32,
+    },
+    /// The clip's first frame moves by this many frames (a boundary off by one).
+    ShiftStart {
+        /// Frames, negative for earlier.
+        frames: i64,
+    },
+    /// The clip's last frame moves by this many frames.
+    ShiftEnd {
+        /// Frames, negative for earlier.
+        frames: i64,
+    },
 }
 
 impl Default for StandinConfig {
@@ -54,6 +104,10 @@ impl Default for StandinConfig {
             ffmpeg: "ffmpeg".into(),
             ffprobe: "ffprobe".into(),
             event_pattern: None,
+            speed: 0,
+            startup_delay_ms: 0,
+            input_cache_entries: 4,
+            faults: Vec::new(),
         }
     }
 }
@@ -88,6 +142,12 @@ impl StandinConfig {
         if let Some(pattern) = &self.event_pattern {
             framefleet_core::event_pattern::EventPattern::from_json_text(pattern)
                 .map_err(|e| ConfigError::rule("standin.event_pattern", e.to_string()))?;
+        }
+        if self.input_cache_entries == 0 {
+            return Err(ConfigError::rule(
+                "standin.input_cache_entries",
+                "must be at least 1",
+            ));
         }
         if self.max_concurrent_jobs == 0 {
             return Err(ConfigError::rule(

@@ -426,6 +426,7 @@ mod tests {
             rate: Some((30000, 1001)),
             duration_ms: Some(3003),
             has_audio: false,
+            timecode: None,
         };
         let event = JobEvent::InputInformation {
             uri: "s3://in/a.mp4".into(),

@@ -470,6 +470,8 @@ mod tests {
                     key: "a.mp4".into(),
                     auto_rotate: false,
                     audio_selectors: Default::default(),
+                    clip: None,
+                    timecode_source: crate::timecode::TimecodeSource::ZeroBased,
                 },
                 groups: vec![],
                 status_update_interval: Duration::from_secs(60),

@@ -15,6 +15,9 @@
 //! - [`job`]: job records, ids, ARNs, forward-only status, idempotency, the `Job` JSON.
 //! - [`capture`]: ffprobe, and ffmpeg for captures and MP4s.
 //! - [`transfer`]: S3 download of the input and upload of the captures.
+//! - `inputs`: downloaded inputs cached per (bucket, key, ETag), so N segment jobs of one
+//!   video download it once.
+//! - [`timecode`]: clip timecodes and the input's `TimecodeSource`.
 //! - [`events`]: the EventBridge envelope and its delivery to SQS.
 //! - `runner`: a job's life from SUBMITTED to COMPLETE, ERROR or CANCELED, a bounded number at
 //!   once.
@@ -26,11 +29,13 @@ pub mod api;
 pub mod capture;
 pub mod config;
 pub mod events;
+mod inputs;
 pub mod job;
 pub mod naming;
 pub mod plan;
 pub mod request;
 mod runner;
+pub mod timecode;
 pub mod transfer;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -43,13 +48,14 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{StandinConfig, StandinSettings};
+pub use config::{Fault, FaultRule, StandinConfig, StandinSettings};
 pub use runner::{
     ERROR_INPUT_ACCESS, ERROR_INPUT_NOT_FOUND, ERROR_INPUT_UNDECODABLE, ERROR_INPUT_UNREADABLE,
-    ERROR_INTERNAL, ERROR_OUTPUT_WRITE,
+    ERROR_INTERNAL, ERROR_INVALID_CLIP, ERROR_OUTPUT_WRITE,
 };
 
 use crate::events::EventPublisher;
+use crate::inputs::InputCache;
 use crate::job::JobStore;
 use crate::runner::Service;
 
@@ -91,18 +97,27 @@ impl Standin {
         tracing::info!(%local_addr, events_queue = %queue_url, "MediaConvert stand-in bound");
         let service = Arc::new(Service {
             slots: Arc::new(Semaphore::new(config.max_concurrent_jobs)),
-            config,
             s3,
             events: EventPublisher::new(sqs, queue_url).with_pattern(pattern),
             store: Mutex::new(JobStore::default()),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            inputs: InputCache::new(config.input_cache_entries)
+                .context("cannot create the input cache directory")?,
+            fault_hits: Mutex::new(vec![0; config.faults.len()]),
+            config,
         });
         Ok(Standin {
             listener,
             local_addr,
             service,
         })
+    }
+
+    /// How many inputs the stand-in has downloaded from S3 so far (jobs reading a cached
+    /// (bucket, key, ETag) do not count); the counter stays live while the stand-in runs.
+    pub fn input_downloads(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.service.inputs.downloads()
     }
 
     /// The address actually bound (useful with port 0).

@@ -11,6 +11,7 @@ use crate::naming::OutputNaming;
 use crate::request::{
     AudioDescription, CreateJobRequest, JobSettings, Output, VideoCodecSettings, VideoDescription,
 };
+use crate::timecode::{Timecode, TimecodeSource, CLIP_PATTERN, START_PATTERN};
 
 /// Most captures MediaConvert allows per output.
 pub const MAX_CAPTURES: i64 = 10_000_000;
@@ -56,6 +57,20 @@ pub struct InputPlan {
     pub auto_rotate: bool,
     /// Declared audio selectors, and whether each is the `DEFAULT` fallback.
     pub audio_selectors: std::collections::BTreeMap<String, bool>,
+    /// The one input clip, applied to every output; `None` transcodes the whole input.
+    pub clip: Option<ClipPlan>,
+    /// How the input's frames are labelled, which the clip's timecodes are read against.
+    pub timecode_source: TimecodeSource,
+}
+
+/// An input clip: frames `start..=end` on the input's timeline; a missing side runs to the
+/// input's first or last frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClipPlan {
+    /// First frame included.
+    pub start: Option<Timecode>,
+    /// Last frame included.
+    pub end: Option<Timecode>,
 }
 
 /// One file output group.
@@ -309,16 +324,8 @@ fn plan_input(settings: &JobSettings) -> Result<InputPlan, BadRequest> {
                 ),
             )
         })?;
-    if input
-        .input_clippings
-        .as_ref()
-        .is_some_and(|c| !c.is_empty())
-    {
-        return Err(unsupported(
-            "/settings/inputs/0/inputClippings",
-            "input clipping",
-        ));
-    }
+    let clip = plan_clip(input.input_clippings.as_deref().unwrap_or_default())?;
+    let timecode_source = plan_timecode_source(input)?;
     let rotate = input
         .video_selector
         .as_ref()
@@ -358,8 +365,86 @@ fn plan_input(settings: &JobSettings) -> Result<InputPlan, BadRequest> {
                 )
             })
             .collect(),
+        clip,
+        timecode_source,
     })
 }
+/// The input clip, checked as far as CreateJob can without the input: each timecode against
+/// the API model's pattern, not both blank ("Start timecode or End timecode may be left blank,
+/// but not both", API Reference, `InputClipping`), and the end not before the start. Whether
+/// MediaConvert answers the last two with a 400 or a job error is **unverified**; a 400 is
+/// the stricter choice.
+fn plan_clip(clips: &[crate::request::InputClipping]) -> Result<Option<ClipPlan>, BadRequest> {
+    let clip = match clips {
+        [] => return Ok(None),
+        [clip] => clip,
+        _ => {
+            return Err(unsupported(
+                "/settings/inputs/0/inputClippings",
+                "more than one input clip",
+            ))
+        }
+    };
+    let path = "/settings/inputs/0/inputClippings/0";
+    let parse = |field: &str, text: &Option<String>| -> Result<Option<Timecode>, BadRequest> {
+        text.as_deref()
+            .map(|text| {
+                Timecode::parse_clip(text).ok_or_else(|| {
+                    bad(
+                        &format!("{path}/{field}"),
+                        format!("`{text}` should match the pattern {CLIP_PATTERN}"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let start = parse("startTimecode", &clip.start_timecode)?;
+    let end = parse("endTimecode", &clip.end_timecode)?;
+    match (start, end) {
+        (None, None) => Err(bad(
+            path,
+            "Start timecode or End timecode may be left blank, but not both",
+        )),
+        (Some(start), Some(end)) if end.sort_key() < start.sort_key() => Err(bad(
+            path,
+            format!("the end timecode {end} is before the start timecode {start}"),
+        )),
+        _ => Ok(Some(ClipPlan { start, end })),
+    }
+}
+
+/// `timecodeSource` (EMBEDDED when absent) and, for SPECIFIEDSTART, `timecodeStart`.
+fn plan_timecode_source(input: &crate::request::Input) -> Result<TimecodeSource, BadRequest> {
+    let start = input
+        .timecode_start
+        .as_deref()
+        .map(|text| {
+            Timecode::parse_start(text).ok_or_else(|| {
+                bad(
+                    "/settings/inputs/0/timecodeStart",
+                    format!("`{text}` should match the pattern {START_PATTERN}"),
+                )
+            })
+        })
+        .transpose()?;
+    match input.timecode_source.as_deref().unwrap_or("EMBEDDED") {
+        "EMBEDDED" => Ok(TimecodeSource::Embedded),
+        "ZEROBASED" => Ok(TimecodeSource::ZeroBased),
+        // Without timecodeStart MediaConvert's behaviour is **unverified**; refusing it is the
+        // strict reading of "the timecode that you specify".
+        "SPECIFIEDSTART" => start.map(TimecodeSource::Specified).ok_or_else(|| {
+            bad(
+                "/settings/inputs/0/timecodeStart",
+                "Required when timecodeSource is SPECIFIEDSTART",
+            )
+        }),
+        other => Err(bad(
+            "/settings/inputs/0/timecodeSource",
+            format!("`{other}` should be one of EMBEDDED, ZEROBASED, SPECIFIEDSTART"),
+        )),
+    }
+}
+
 fn plan_groups(settings: &JobSettings, input: &InputPlan) -> Result<Vec<GroupPlan>, BadRequest> {
     let groups = settings.output_groups.as_deref().unwrap_or_default();
     if groups.is_empty() {
@@ -1283,6 +1368,112 @@ mod tests {
             message.contains("Frame capture outputs cannot contain audio"),
             "{message}"
         );
+    }
+
+    fn with_clip(clip: Value) -> impl FnOnce(&mut Value) {
+        move |request: &mut Value| {
+            request["settings"]["inputs"][0]["inputClippings"] = json!([clip]);
+        }
+    }
+
+    #[test]
+    fn input_clips_are_planned_with_inclusive_ends() {
+        let mut request = frame_capture_request();
+        with_clip(json!({"startTimecode": "00:00:01:00", "endTimecode": "00:00:02;05"}))(
+            &mut request,
+        );
+        let input = plan(&request).unwrap().input;
+        let clip = input.clip.unwrap();
+        assert_eq!(clip.start.unwrap().to_string(), "00:00:01:00");
+        assert_eq!(clip.end.unwrap().to_string(), "00:00:02;05");
+        assert_eq!(input.timecode_source, TimecodeSource::ZeroBased);
+        // Either side may be blank.
+        let mut request = frame_capture_request();
+        with_clip(json!({"endTimecode": "00:00:02:00"}))(&mut request);
+        assert_eq!(plan(&request).unwrap().input.clip.unwrap().start, None);
+        // None at all, or an empty list: the whole input.
+        let mut request = frame_capture_request();
+        request["settings"]["inputs"][0]["inputClippings"] = json!([]);
+        assert_eq!(plan(&request).unwrap().input.clip, None);
+    }
+
+    #[test]
+    fn bad_clips_are_refused_with_the_field() {
+        let path = "/settings/inputs/0/inputClippings/0";
+        for bad in [
+            "0:00:01:00",
+            "25:00:00:00",
+            "00:60:00:00",
+            "00:00:00.00",
+            "",
+        ] {
+            let message = message_after(with_clip(json!({"startTimecode": bad})));
+            assert!(
+                message.starts_with(&format!("{path}/startTimecode: ")),
+                "{message}"
+            );
+            assert!(message.contains(CLIP_PATTERN), "{message}");
+            let message = message_after(with_clip(json!({"endTimecode": bad})));
+            assert!(
+                message.starts_with(&format!("{path}/endTimecode: ")),
+                "{message}"
+            );
+        }
+        let message = message_after(with_clip(json!({})));
+        assert!(message.contains("but not both"), "{message}");
+        let message = message_after(with_clip(
+            json!({"startTimecode": "00:00:02:00", "endTimecode": "00:00:01:29"}),
+        ));
+        assert!(message.contains("before the start"), "{message}");
+        let message = message_after(|request: &mut Value| {
+            request["settings"]["inputs"][0]["inputClippings"] = json!([
+                {"startTimecode": "00:00:01:00"},
+                {"startTimecode": "00:00:03:00"}
+            ]);
+        });
+        assert!(message.contains("more than one input clip"), "{message}");
+    }
+
+    #[test]
+    fn timecode_sources() {
+        let source = |edit: &dyn Fn(&mut Value)| {
+            let mut request = frame_capture_request();
+            edit(&mut request);
+            plan(&request).map(|p| p.input.timecode_source)
+        };
+        fn input(request: &mut Value) -> &mut Value {
+            &mut request["settings"]["inputs"][0]
+        }
+        assert_eq!(
+            source(&|r| {
+                input(r).as_object_mut().unwrap().remove("timecodeSource");
+            }),
+            Ok(TimecodeSource::Embedded)
+        );
+        assert_eq!(
+            source(&|r| {
+                input(r)["timecodeSource"] = json!("SPECIFIEDSTART");
+                input(r)["timecodeStart"] = json!("01:00:00:00");
+            }),
+            Ok(TimecodeSource::Specified(
+                Timecode::parse_start("01:00:00:00").unwrap()
+            ))
+        );
+        let missing = source(&|r| input(r)["timecodeSource"] = json!("SPECIFIEDSTART"));
+        assert!(missing
+            .unwrap_err()
+            .0
+            .starts_with("/settings/inputs/0/timecodeStart"));
+        let bad_start = source(&|r| {
+            input(r)["timecodeSource"] = json!("SPECIFIEDSTART");
+            input(r)["timecodeStart"] = json!("24:00:00:00");
+        });
+        assert!(bad_start.unwrap_err().0.contains(START_PATTERN));
+        let unknown = source(&|r| input(r)["timecodeSource"] = json!("ZERO"));
+        assert!(unknown
+            .unwrap_err()
+            .0
+            .starts_with("/settings/inputs/0/timecodeSource"));
     }
 
     #[test]

@@ -50,12 +50,28 @@ pub struct JobSettings {
 pub struct Input {
     /// `s3://bucket/key` of the source video.
     pub file_input: Option<String>,
-    /// Clipping is not supported by the stand-in.
-    pub input_clippings: Option<Vec<Value>>,
+    /// The parts of the input to transcode, in every output: `startTimecode`/`endTimecode`,
+    /// both frames included.
+    pub input_clippings: Option<Vec<InputClipping>>,
+    /// `EMBEDDED` (the default), `ZEROBASED` or `SPECIFIEDSTART`: how the input's frames are
+    /// labelled, which is what clip timecodes are read against.
+    pub timecode_source: Option<String>,
+    /// The first frame's timecode under `SPECIFIEDSTART`.
+    pub timecode_start: Option<String>,
     /// Only `rotate` is read.
     pub video_selector: Option<VideoSelector>,
     /// Named audio selectors; an output's `audioSourceName` picks one.
     pub audio_selectors: Option<BTreeMap<String, AudioSelector>>,
+}
+
+/// `settings.inputs[].inputClippings[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InputClipping {
+    /// First frame of the clip (included), `HH:MM:SS:FF` or `HH:MM:SS;FF`.
+    pub start_timecode: Option<String>,
+    /// Last frame of the clip (included).
+    pub end_timecode: Option<String>,
 }
 
 /// `settings.inputs[].audioSelectors.<name>`.

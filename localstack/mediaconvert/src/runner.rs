@@ -14,13 +14,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{instrument, Instrument};
 
-use crate::capture::{self, CaptureError};
-use crate::config::StandinConfig;
+use crate::capture::{self, CaptureError, FrameRange, VideoProbe};
+use crate::config::{Fault, StandinConfig};
 use crate::events::{EventPublisher, JobContext, JobEvent};
+use crate::inputs::InputCache;
 use crate::job::{
     GroupResult, JobFailure, JobProgress, JobRecord, JobStore, Outcome, OutputResult, Phase,
 };
-use crate::plan::{JobPlan, OutputKind};
+use crate::plan::{ClipPlan, JobPlan, OutputKind};
+use crate::timecode::{Timecode, TimecodeSource};
 use crate::transfer::{self, TransferError};
 
 /// MediaConvert error code: the input could not be opened or is not a video.
@@ -35,6 +37,10 @@ pub const ERROR_INPUT_NOT_FOUND: i32 = 1404;
 pub const ERROR_OUTPUT_WRITE: i32 = 1433;
 /// MediaConvert's catch-all error code.
 pub const ERROR_INTERNAL: i32 = 1999;
+/// Code used for an input clip that does not fit the input (a frame number at or past its
+/// rate, drop-frame at a rate without it, a start before the first frame or after the last).
+/// MediaConvert's code for these is **unverified**; the stand-in uses its catch-all.
+pub const ERROR_INVALID_CLIP: i32 = ERROR_INTERNAL;
 
 /// Everything the HTTP handlers and the job tasks share.
 #[derive(Debug)]
@@ -47,6 +53,21 @@ pub(crate) struct Service {
     pub(crate) tracker: TaskTracker,
     /// Cancelled when the stand-in stops; every job token is a child of it.
     pub(crate) shutdown: CancellationToken,
+    /// Downloaded inputs, per (bucket, key, ETag).
+    pub(crate) inputs: InputCache,
+    /// Jobs each of `config.faults` has hit so far.
+    pub(crate) fault_hits: Mutex<Vec<u32>>,
+}
+
+/// The faults one job gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Faults {
+    /// End in ERROR with this code.
+    error: Option<i32>,
+    /// Frames added to the clip's first frame.
+    shift_start: i64,
+    /// Frames added to the clip's last frame.
+    shift_end: i64,
 }
 
 impl Service {
@@ -71,6 +92,26 @@ impl Service {
     /// Sends `event`; a lost event is logged, as EventBridge would drop it after its retries.
     pub(crate) async fn publish(&self, job: &JobContext, event: &JobEvent) {
         let _ = self.events.publish(job, event).await;
+    }
+
+    /// The faults of `config.faults` that hit a job with `metadata`, counting the hits.
+    fn faults_for(&self, metadata: &std::collections::BTreeMap<String, String>) -> Faults {
+        let mut hits = self.fault_hits.lock().unwrap_or_else(|e| e.into_inner());
+        let mut faults = Faults::default();
+        for (rule, hit) in self.config.faults.iter().zip(hits.iter_mut()) {
+            if metadata.get(&rule.metadata_key) != Some(&rule.metadata_value)
+                || (rule.times > 0 && *hit >= rule.times)
+            {
+                continue;
+            }
+            *hit += 1;
+            match rule.fault {
+                Fault::Error { code } => faults.error = Some(code),
+                Fault::ShiftStart { frames } => faults.shift_start += frames,
+                Fault::ShiftEnd { frames } => faults.shift_end += frames,
+            }
+        }
+        faults
     }
 
     /// Starts job `id` in the background.
@@ -102,8 +143,9 @@ async fn run_job(service: Arc<Service>, id: String) {
     }
     tracing::info!(input = %plan.input.url, "job progressing");
     service.publish(&job, &JobEvent::Progressing).await;
+    let faults = service.faults_for(&job.user_metadata);
     let result = cancel
-        .run_until_cancelled(execute_reporting(&service, &job, &plan, &progress))
+        .run_until_cancelled(execute_reporting(&service, &job, &plan, &progress, faults))
         .await;
     let now = OffsetDateTime::now_utc();
     match result {
@@ -143,9 +185,10 @@ async fn execute_reporting(
     job: &JobContext,
     plan: &JobPlan,
     progress: &JobProgress,
+    faults: Faults,
 ) -> Result<Vec<GroupResult>, JobFailure> {
     tokio::select! {
-        result = execute(service, job, plan, progress) => result,
+        result = execute(service, job, plan, progress, faults) => result,
         never = status_updates(service, job, plan, progress) => match never {},
     }
 }
@@ -178,24 +221,58 @@ async fn execute(
     job: &JobContext,
     plan: &JobPlan,
     progress: &JobProgress,
+    faults: Faults,
 ) -> Result<Vec<GroupResult>, JobFailure> {
     let config = &service.config;
     let url = plan.input.url.as_str();
+    // MediaConvert's job start-up, then the clock the speed model runs on.
+    if config.startup_delay_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(config.startup_delay_ms)).await;
+    }
+    let started = tokio::time::Instant::now();
+    if let Some(code) = faults.error {
+        return Err(JobFailure {
+            code,
+            message: format!("Injected fault: error {code} (stand-in fault hook)"),
+        });
+    }
     let work = tempfile::Builder::new()
         .prefix("mediaconvert-standin-")
         .tempdir()
         .map_err(|e| internal(format!("cannot create a work directory: {e}")))?;
     progress.set_phase(Phase::Probing);
-    let input = work
-        .path()
-        .join(format!("input{}", extension_of(&plan.input.key)));
-    transfer::download(&service.s3, &plan.input.bucket, &plan.input.key, &input)
+    let cached = service
+        .inputs
+        .fetch(
+            &service.s3,
+            &plan.input.bucket,
+            &plan.input.key,
+            &extension_of(&plan.input.key),
+        )
         .await
         .map_err(|e| input_failure(url, &e))?;
+    let input = cached.path().to_path_buf();
     let probe = capture::probe(&config.ffprobe, &input, url)
         .await
         .map_err(|e| capture_failure(url, e))?;
-    let duration_ms = probe.duration_ms.unwrap_or_default();
+    let clip = match plan.input.clip {
+        Some(clip) => Some(
+            clip_frames(&clip, plan.input.timecode_source, &probe, faults).map_err(|message| {
+                JobFailure {
+                    code: ERROR_INVALID_CLIP,
+                    message,
+                }
+            })?,
+        ),
+        None => None,
+    };
+    let mut duration_ms = probe.duration_ms.unwrap_or_default();
+    if let Some(clip) = clip {
+        let (num, den) = clip.rate;
+        let frame_ms = |frames: u64| frames * 1000 * u64::from(den) / u64::from(num);
+        let end_ms = clip.last.map_or(duration_ms, |last| frame_ms(last + 1));
+        duration_ms = end_ms.min(duration_ms).saturating_sub(frame_ms(clip.first));
+    }
     progress
         .duration_us
         .store(duration_ms * 1000, Ordering::Relaxed);
@@ -235,6 +312,7 @@ async fn execute(
                     &dir,
                     spec,
                     plan.input.auto_rotate,
+                    clip,
                     progress,
                 )
                 .await
@@ -258,6 +336,7 @@ async fn execute(
                     spec,
                     plan.input.auto_rotate,
                     probe.has_audio,
+                    clip,
                     progress,
                 )
                 .await
@@ -282,6 +361,13 @@ async fn execute(
         );
         produced.push((output, files));
     }
+
+    // The speed model: no sooner than the clip's duration at `speed` video seconds a second.
+    if config.speed > 0 {
+        let paced = std::time::Duration::from_millis(duration_ms / u64::from(config.speed));
+        tokio::time::sleep_until(started + paced).await;
+    }
+    drop(cached);
 
     progress.set_phase(Phase::Uploading);
     let total: usize = produced.iter().map(|(_, p)| p.files.count()).sum();
@@ -380,6 +466,42 @@ async fn read_dimensions(frame: &Path) -> Result<(u32, u32), JobFailure> {
         .ok_or_else(|| internal(format!("{} is not a JPEG", frame.display())))
 }
 
+/// The frames `clip` selects: its timecodes read on the input's timeline (`source`) at the
+/// input's rate, then moved by any injected boundary fault.
+fn clip_frames(
+    clip: &ClipPlan,
+    source: TimecodeSource,
+    probe: &VideoProbe,
+    faults: Faults,
+) -> Result<FrameRange, String> {
+    let (num, den) = probe
+        .rate
+        .ok_or("the input has no frame rate, so its timecodes cannot be read")?;
+    let origin = match source {
+        TimecodeSource::ZeroBased => None,
+        TimecodeSource::Specified(start) => Some(start),
+        // No embedded timecode: count from zero (as the job-level TimecodeConfig documents
+        // for its own EMBEDDED; **unverified** for the input's).
+        TimecodeSource::Embedded => probe.timecode.as_deref().and_then(Timecode::parse_clip),
+    };
+    let origin = origin.map_or(Ok(0), |tc| tc.frame_number(num, den))?;
+    let frame = |tc: Timecode| -> Result<u64, String> {
+        tc.frame_number(num, den)?
+            .checked_sub(origin)
+            .ok_or_else(|| {
+                format!("the input clip timecode {tc} is before the input's first frame")
+            })
+    };
+    let shift = |frame: u64, by: i64| frame.saturating_add_signed(by);
+    let first = clip.start.map(frame).transpose()?.unwrap_or(0);
+    let last = clip.end.map(frame).transpose()?;
+    Ok(FrameRange {
+        first: shift(first, faults.shift_start),
+        last: last.map(|last| shift(last, faults.shift_end)),
+        rate: (num, den),
+    })
+}
+
 fn internal(message: String) -> JobFailure {
     JobFailure {
         code: ERROR_INTERNAL,
@@ -413,6 +535,12 @@ fn capture_failure(url: &str, error: CaptureError) -> JobFailure {
         CaptureError::Undecodable { reason } => JobFailure {
             code: ERROR_INPUT_UNDECODABLE,
             message: format!("Unable to decode input file [{url}]: [{reason}]"),
+        },
+        CaptureError::ClipOutsideInput { first } => JobFailure {
+            code: ERROR_INVALID_CLIP,
+            message: format!(
+                "Invalid input clip for [{url}]: [the clip starts at frame {first}, after the end of the input]"
+            ),
         },
         other => internal(other.to_string()),
     }
