@@ -116,6 +116,32 @@ class Costs:
     """MediaConvert jobs running at once on the on-demand queue."""
     fanout_messages_per_s: float = 300.0
     """Frame batches the dispatcher sends per second (SendMessageBatch, 10 a call)."""
+    segment_min_s: float | None = None
+    """Segmented capture: a video of at least twice this many seconds is captured as
+    N = clamp(duration / segment_min_s, 1, max_segments) MediaConvert jobs, each clipped to
+    its frames (InputClippings), run at once; None: one job per video, as today."""
+    max_segments: int = 16
+    """Most segments one video is split into."""
+    segments_in_flight: int = 16
+    """Most MediaConvert jobs of one video running at once (the rest wait their turn)."""
+    preview: str = "parts"
+    """What the mandatory regular output of a segmented job becomes: `parts` (each segment
+    job writes its part of the preview: no extra job) or `full` (one extra full-length
+    preview job beside the segments, which the manifest waits for)."""
+
+    def plan_segments(self, frames: int) -> list[int]:
+        """Frames of each MediaConvert job of a video: [s_k, s_(k+1)) with s_k = floor(k F / N),
+        contiguous and disjoint by construction; one job below twice the minimum duration."""
+        duration = frames / self.fps
+        if self.segment_min_s is None or duration < 2 * self.segment_min_s:
+            return [frames]
+        n = max(1, min(self.max_segments, math.floor(duration / self.segment_min_s)))
+        starts = [k * frames // n for k in range(n + 1)]
+        return [starts[k + 1] - starts[k] for k in range(n)]
+
+    def capture_s(self, frames: int) -> float:
+        """Wall time of one MediaConvert job capturing `frames` frames."""
+        return frames / self.fps / self.capture_speed + self.capture_overhead_s
 
     def cpu_s_per_frame(self) -> float:
         """Seconds of one vCPU a frame costs, glue included."""
@@ -206,6 +232,14 @@ class Fleet:
     """With a value: the idle alarm (no batch visible or in flight for this many one-minute
     datapoints) sets the desired count to the minimum at once, instead of waiting for target
     tracking's 15-datapoint scale-in. None: target tracking alone."""
+    known_work: bool = False
+    """Scaling on known work: every `known_work_period_s` the dispatcher sets the desired
+    count to ceil(known frames / batch size / backlog target) within [min, max], where the
+    known frames are those captured and not yet done plus those of capture jobs expected to
+    complete within `startup_s` (so tasks start as the frames land, not minutes after);
+    queue-depth target tracking and the alarms stay as they are."""
+    known_work_period_s: float = 10.0
+    """How often the dispatcher recomputes the known work."""
 
     def task_memory_gb(self) -> float:
         """Task memory: as set, else 2 GB per vCPU, as the template pairs them."""
@@ -219,8 +253,29 @@ class Job:
     frames: int
     arrival_s: float
     captured_s: float | None = None
+    """When its last capture job completed (the whole video captured)."""
     done_frames: int = 0
     finished_s: float | None = None
+    segments: list[int] = field(default_factory=list)
+    """Frames of each capture job (one entry: not segmented)."""
+    segments_done: int = 0
+    first_captured_s: float | None = None
+    """When its first capture job completed (its first frames can be fanned out)."""
+    first_counted_s: float | None = None
+    """When its first batch was counted: its first edge maps exist."""
+    preview_done_s: float | None = None
+    """With a full-length preview job: when it completed."""
+
+
+@dataclass
+class Capture:
+    """One MediaConvert job: a video's segment (or the whole video), or its preview."""
+
+    job: int
+    frames: int
+    """Frames it captures; 0 for a preview-only job."""
+    seconds: float
+    started_s: float | None = None
 
 
 @dataclass
@@ -308,9 +363,17 @@ class Simulation:
 
     def __init__(self, costs: Costs, fleet: Fleet, uploads: list[tuple[float, int]]):
         self.costs, self.fleet = costs, fleet
-        self.jobs = [Job(frames=f, arrival_s=t) for t, f in sorted(uploads)]
-        self.capturing: list[tuple[float, int]] = []  # (done at, job)
-        self.waiting_capture: list[int] = list(range(len(self.jobs)))
+        self.jobs = [
+            Job(frames=f, arrival_s=t, segments=costs.plan_segments(f)) for t, f in sorted(uploads)
+        ]
+        # Capture jobs in submission order: each video's segments, then its preview job when
+        # the preview is a full-length job of its own.
+        self.waiting_capture: list[Capture] = []
+        for i, job in enumerate(self.jobs):
+            self.waiting_capture += [Capture(i, n, costs.capture_s(n)) for n in job.segments]
+            if len(job.segments) > 1 and costs.preview == "full":
+                self.waiting_capture.append(Capture(i, 0, costs.capture_s(job.frames)))
+        self.capturing: list[Capture] = []
         self.fanout: list[tuple[int, int]] = []  # (job, frames) batches not yet sent
         self.queue: list[tuple[int, int]] = []  # visible batches, FIFO
         self.tasks: list[Task] = []
@@ -327,6 +390,8 @@ class Simulation:
     # -- one second -----------------------------------------------------------------------
     def step(self, now: float, dt: float = 1.0) -> None:
         self.capture(now)
+        if self.fleet.known_work and now % self.fleet.known_work_period_s < dt:
+            self.scale_on_known_work(now)
         self.send_batches(dt)
         self.work(now, dt)
         self.reconcile(now)
@@ -336,23 +401,69 @@ class Simulation:
             self.evaluate_alarms(now + dt)
 
     def capture(self, now: float) -> None:
+        """Completes the capture jobs due by `now`, fanning out their frames, then starts
+        waiting ones in order while the queue has room and their video is under its
+        `segments_in_flight`."""
         c = self.costs
-        for done_at, job in list(self.capturing):
-            if now >= done_at:
-                self.capturing.remove((done_at, job))
-                self.jobs[job].captured_s = now
-                frames = self.jobs[job].frames
-                size = self.fleet.batch_size
-                self.fanout.extend(
-                    (job, min(size, frames - start)) for start in range(0, frames, size)
-                )
-        while self.waiting_capture and len(self.capturing) < c.capture_concurrency:
-            job = self.waiting_capture[0]
-            if self.jobs[job].arrival_s > now:
+        for unit in [u for u in self.capturing if now >= u.started_s + u.seconds]:
+            self.capturing.remove(unit)
+            job = self.jobs[unit.job]
+            if unit.frames == 0:
+                job.preview_done_s = now
+                continue
+            job.segments_done += 1
+            if job.first_captured_s is None:
+                job.first_captured_s = now
+            if job.segments_done == len(job.segments):
+                job.captured_s = now
+            size = self.fleet.batch_size
+            self.fanout.extend(
+                (unit.job, min(size, unit.frames - start)) for start in range(0, unit.frames, size)
+            )
+        started = []
+        for unit in self.waiting_capture:
+            if len(self.capturing) >= c.capture_concurrency:
                 break
-            self.waiting_capture.pop(0)
-            seconds = self.jobs[job].frames / c.fps / c.capture_speed + c.capture_overhead_s
-            self.capturing.append((now + seconds, job))
+            if self.jobs[unit.job].arrival_s > now:
+                break
+            mine = sum(1 for u in self.capturing if u.job == unit.job)
+            if mine >= c.segments_in_flight:
+                continue
+            unit.started_s = now
+            self.capturing.append(unit)
+            started.append(unit)
+        if started:
+            self.waiting_capture = [u for u in self.waiting_capture if u.started_s is None]
+
+    def known_frames(self, now: float) -> int:
+        """Frames the dispatcher knows are there to do or about to be: captured and not yet
+        done, plus those of capture jobs it expects to complete within a task's start-up (it
+        knows each job's frames from the probe and its progress from STATUS_UPDATE events)."""
+        soon = now + self.fleet.startup_s
+        known = 0
+        for i, job in enumerate(self.jobs):
+            if job.arrival_s > now or job.finished_s is not None:
+                continue
+            landing = sum(
+                u.frames for u in self.capturing if u.job == i and u.started_s + u.seconds <= soon
+            )
+            known += max(0, self.captured_frames(i) + landing - job.done_frames)
+        return known
+
+    def captured_frames(self, job: int) -> int:
+        """Frames of a video's capture jobs that have completed."""
+        pending = sum(u.frames for u in self.capturing if u.job == job) + sum(
+            u.frames for u in self.waiting_capture if u.job == job
+        )
+        return sum(self.jobs[job].segments) - pending
+
+    def scale_on_known_work(self, now: float) -> None:
+        """The dispatcher's desired count from the known work (ecs:UpdateService within the
+        scalable target's bounds): up at once, and down as the work is done (busy tasks keep
+        their scale-in protection)."""
+        f = self.fleet
+        batches = math.ceil(self.known_frames(now) / f.batch_size)
+        self.desired = min(f.max_tasks, max(f.min_tasks, math.ceil(batches / f.backlog_target)))
 
     def send_batches(self, dt: float) -> None:
         n = int(self.costs.fanout_messages_per_s * dt)
@@ -424,8 +535,21 @@ class Simulation:
         """The batch's frames are done; the job finishes with its last batch."""
         job = self.jobs[slot.job]
         job.done_frames += slot.frames
+        if job.first_counted_s is None:
+            job.first_counted_s = at
         if job.done_frames >= job.frames and job.finished_s is None:
             job.finished_s = at
+
+    def job_end(self, job: Job) -> float | None:
+        """When a job is COMPLETE: its last batch counted, and, with a full-length preview job
+        of its own, that job done too (the manifest names the preview)."""
+        if job.finished_s is None:
+            return None
+        if len(job.segments) > 1 and self.costs.preview == "full":
+            if job.preview_done_s is None:
+                return None
+            return max(job.finished_s, job.preview_done_s)
+        return job.finished_s
 
     def reconcile(self, now: float) -> None:
         """ECS service scheduler: launch up to the desired count; above it, cancel starting
@@ -516,8 +640,9 @@ class Simulation:
             series["v"].append(len(self.queue))
             series["i"].append(sum(len(t.slots) for t in self.tasks))
             series["f"].append(sum(j.done_frames for j in self.jobs))
-            if finish is None and all(j.finished_s is not None for j in self.jobs):
-                finish = max(j.finished_s for j in self.jobs)
+            ends = [self.job_end(j) for j in self.jobs]
+            if finish is None and all(e is not None for e in ends):
+                finish = max(ends)
             alive = sum(t.alive() for t in self.tasks)
             if finish is not None and self.desired == f.min_tasks and alive == f.min_tasks:
                 break
@@ -584,6 +709,9 @@ def template_fleet(template_text: str, dispatcher_settings_text: str) -> tuple[F
     batch_size = re.search(r"\bbatch_size: (\d+),", dispatcher_settings_text)
     if batch_size is None:
         raise ValueError("no `batch_size: N,` default in the dispatcher's settings")
+    # Scaling on known work, once the template has its switch (a parameter defaulting to
+    # "true"); off until then.
+    known_work = str(parameters.get("ScaleOnKnownWork", {}).get("Default", "false")).lower()
     fleet = Fleet(
         vcpu=int(worker["Cpu"]) / 1024,
         memory_gb=int(worker["Memory"]) / 1024,
@@ -595,6 +723,7 @@ def template_fleet(template_text: str, dispatcher_settings_text: str) -> tuple[F
         scale_in_cooldown_s=float(tracking["ScaleInCooldown"]),
         from_zero_cooldown_s=float(from_zero["Cooldown"]),
         idle_minutes=int(idle["DatapointsToAlarm"]) if idle else None,
+        known_work=known_work == "true",
     )
     return fleet, int(environment.get("FRAMEFLEET__WORKER__BATCHES_IN_FLIGHT", 2))
 

@@ -268,5 +268,122 @@ class WholeRun(unittest.TestCase):
         self.assertEqual(slots, 2)
 
 
+class SegmentedCapture(unittest.TestCase):
+    def test_the_plan_partitions_the_frames_contiguously(self):
+        costs = sim.Costs(segment_min_s=120, max_segments=16, fps=30)
+        for frames in (65_000, 16 * 4_000 - 1, 16 * 4_000, 16 * 4_000 + 1, 7_201):
+            with self.subTest(frames=frames):
+                plan = costs.plan_segments(frames)
+                self.assertEqual(sum(plan), frames)
+                self.assertLessEqual(max(plan) - min(plan), 1)
+        # 36 min: 18 segments of two minutes, capped at 16.
+        self.assertEqual(len(costs.plan_segments(65_000)), 16)
+        # 5 min: two whole segments of at least two minutes.
+        self.assertEqual(len(costs.plan_segments(9_000)), 2)
+
+    def test_short_videos_keep_one_job(self):
+        costs = sim.Costs(segment_min_s=120, fps=30)
+        # Below twice the minimum: one job, so a burst of short clips does not starve the
+        # queue's concurrent jobs.
+        self.assertEqual(costs.plan_segments(30 * 239), [30 * 239])
+        self.assertEqual(sim.Costs().plan_segments(65_000), [65_000])
+
+    def test_a_video_runs_at_most_its_segments_in_flight(self):
+        costs = sim.Costs(segment_min_s=60, max_segments=8, segments_in_flight=3)
+        s = sim.Simulation(costs, sim.Fleet(), uploads=[(0.0, 30 * 600)])
+        s.capture(0.0)
+        self.assertEqual(len(s.capturing), 3)
+        self.assertEqual(len(s.waiting_capture), 5)
+
+    def test_segments_fan_out_as_each_completes(self):
+        costs = sim.Costs(segment_min_s=60, max_segments=4, capture_overhead_s=0)
+        s = sim.Simulation(costs, sim.Fleet(batch_size=50), uploads=[(0.0, 30 * 240)])
+        s.capture(0.0)
+        s.capturing[0].seconds = 1.0  # the first segment lands early
+        s.capture(1.0)
+        self.assertEqual(s.jobs[0].first_captured_s, 1.0)
+        self.assertIsNone(s.jobs[0].captured_s)
+        self.assertEqual(sum(n for _, n in s.fanout), 30 * 60)
+
+    def test_a_full_length_preview_job_holds_the_manifest(self):
+        for preview, slower in (("parts", False), ("full", True)):
+            with self.subTest(preview=preview):
+                costs = sim.Costs(segment_min_s=120, preview=preview)
+                fleet = sim.Fleet(vcpu=2.0, max_tasks=10, backlog_target=250, known_work=True)
+                result = sim.simulate(costs, fleet, sim.long_video())
+                job = result.jobs[0]
+                if slower:
+                    # The preview encodes the whole video at capture speed.
+                    self.assertGreaterEqual(result.finish_s, job.preview_done_s)
+                    self.assertGreater(result.finish_s, job.finished_s)
+                else:
+                    self.assertIsNone(job.preview_done_s)
+                    self.assertEqual(result.finish_s, job.finished_s)
+
+
+class KnownWork(unittest.TestCase):
+    def test_the_desired_count_follows_the_known_frames(self):
+        fleet = sim.Fleet(batch_size=50, backlog_target=250, max_tasks=10, known_work=True)
+        s = sim.Simulation(sim.Costs(), fleet, uploads=[(0.0, 65_000)])
+        s.jobs[0].captured_s = 0.0
+        s.waiting_capture.clear()
+        s.scale_on_known_work(0.0)
+        self.assertEqual(s.desired, 6)  # ceil(1,300 batches / 250)
+        s.jobs[0].done_frames = 65_000 - 100
+        s.scale_on_known_work(10.0)
+        self.assertEqual(s.desired, 1)
+        s.jobs[0].done_frames = 65_000
+        s.jobs[0].finished_s = 20.0
+        s.scale_on_known_work(20.0)
+        self.assertEqual(s.desired, 0)
+
+    def test_frames_landing_within_a_task_start_count_and_later_ones_do_not(self):
+        costs = sim.Costs(capture_overhead_s=0)
+        fleet = sim.Fleet(batch_size=50, backlog_target=10, max_tasks=100, startup_s=45)
+        s = sim.Simulation(costs, sim.replace(fleet, known_work=True), uploads=[(0.0, 3_000)])
+        s.capture(0.0)  # one job of 3,000 frames: 25 s at 4x real time
+        s.capturing[0].seconds = 100.0
+        s.scale_on_known_work(0.0)
+        self.assertEqual(s.desired, 0)
+        s.scale_on_known_work(60.0)  # lands at 100 s, within 45 s of start-up
+        self.assertEqual(s.desired, 6)  # ceil(60 batches / 10)
+
+    def test_it_is_bounded_by_the_template(self):
+        fleet = sim.Fleet(batch_size=50, backlog_target=10, max_tasks=4, min_tasks=1)
+        s = sim.Simulation(sim.Costs(), sim.replace(fleet, known_work=True), [(0.0, 65_000)])
+        s.jobs[0].captured_s = 0.0
+        s.waiting_capture.clear()
+        s.scale_on_known_work(0.0)
+        self.assertEqual(s.desired, 4)
+
+
+class LongVideoInMinutes(unittest.TestCase):
+    """Issue 21's targets on the model: the template's fleet (2 vCPU, 0-10 tasks, target 250),
+    capture at 4x real time with 30 s of job start-up, 45 s of Fargate start-up."""
+
+    def fleet(self, known_work):
+        return sim.Fleet(
+            vcpu=2.0, memory_gb=4.0, max_tasks=10, backlog_target=250, idle_minutes=3,
+            known_work=known_work,
+        )
+
+    def test_segments_and_known_work_take_the_long_video_to_minutes(self):
+        today = sim.simulate(sim.Costs(), self.fleet(False), sim.long_video())
+        costs = sim.Costs(segment_min_s=120, max_segments=16, segments_in_flight=16)
+        both = sim.simulate(costs, self.fleet(True), sim.long_video())
+        self.assertGreater(today.finish_s, 14 * 60)
+        self.assertLessEqual(both.finish_s, 3 * 60)
+        self.assertLessEqual(both.jobs[0].first_counted_s, 90)
+        self.assertLessEqual(both.vcpu_hours(), 1.5 * today.vcpu_hours())
+
+    def test_the_burst_is_not_slower(self):
+        today = sim.simulate(sim.Costs(), self.fleet(False), sim.burst())
+        costs = sim.Costs(segment_min_s=120, max_segments=16, segments_in_flight=16)
+        both = sim.simulate(costs, self.fleet(True), sim.burst())
+        self.assertLessEqual(both.finish_s, today.finish_s)
+        # One-minute clips stay one job each.
+        self.assertTrue(all(len(j.segments) == 1 for j in both.jobs))
+
+
 if __name__ == "__main__":
     unittest.main()

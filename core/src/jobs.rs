@@ -260,18 +260,151 @@ pub struct BatchOutcome {
     /// The batch's pack index (packed layout), stored opaque in the batch marker and handed
     /// back by [`JobTable::markers`].
     pub pack: Option<String>,
+    /// Key (in the processed bucket) of the object holding `failed` in full, written before
+    /// the count when the list does not fit a marker ([`failures_fit_marker`]): the marker
+    /// then keeps the count, the first [`MARKER_FAILURE_SAMPLE`] failures with their reasons
+    /// cut short, and this key.
+    pub failure_log: Option<String>,
+}
+
+/// What a batch marker may spend on its failed frames, bytes: far below DynamoDB's 400 KB
+/// item limit, which also holds the keys, counters and the pack index (a batch message is at
+/// most 256 KiB of frame keys, so the pack index stays below about 300 KB).
+pub const MARKER_FAILURES_BYTES: usize = 64 * 1024;
+/// How many failed frames a marker lists when the whole list does not fit.
+pub const MARKER_FAILURE_SAMPLE: usize = 20;
+/// How much of each listed reason such a marker keeps, bytes (cut on a character boundary).
+pub const MARKER_REASON_BYTES: usize = 256;
+/// The largest marker [`JobTable::count_batch`] sends. DynamoDB refuses items over 400 KB,
+/// attribute names and values together ("Service, account, and table quotas in Amazon
+/// DynamoDB": item size,
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html>);
+/// moto refuses them a little above 400,000 bytes.
+pub const MAX_MARKER_BYTES: usize = 390_000;
+
+/// True when `failed` can be stored whole in a batch marker (within
+/// [`MARKER_FAILURES_BYTES`]); otherwise the full list goes to a failure log first.
+pub fn failures_fit_marker(failed: &[FailedFrame]) -> bool {
+    failures_bytes(failed) <= MARKER_FAILURES_BYTES
+}
+
+/// The size a list of failures takes in a marker, as [`item_bytes`] counts it.
+fn failures_bytes(failed: &[FailedFrame]) -> usize {
+    3 + failed
+        .iter()
+        .map(|f| 1 + 3 + "key".len() + 1 + f.key.len() + "reason".len() + 1 + f.reason.len())
+        .sum::<usize>()
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn failures_attribute(failed: &[FailedFrame], reason_bytes: usize) -> AttributeValue {
+    AttributeValue::L(
+        failed
+            .iter()
+            .map(|f| {
+                AttributeValue::M(HashMap::from([
+                    ("key".to_string(), s(&f.key)),
+                    ("reason".to_string(), s(cut(&f.reason, reason_bytes))),
+                ]))
+            })
+            .collect(),
+    )
+}
+
+/// A batch marker that cannot be stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MarkerError {
+    /// The failures do not fit the marker and no failure log holds them.
+    #[error("{failed} failed frames take {bytes} bytes, more than a marker holds, and no failure log was written")]
+    FailuresWithoutLog {
+        /// How many frames failed.
+        failed: usize,
+        /// Their size in the marker.
+        bytes: usize,
+    },
+    /// The marker would be larger than DynamoDB stores.
+    #[error("the batch marker would be {bytes} bytes, over the {MAX_MARKER_BYTES}-byte limit")]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+    },
+}
+
+/// The marker item of batch `batch_index`: keys, counters, times, the failures (whole, or a
+/// sample and the failure log's key) and the pack index.
+fn batch_marker(
+    video_id: &VideoId,
+    batch_index: u32,
+    outcome: &BatchOutcome,
+) -> Result<Item, MarkerError> {
+    let mut marker = JobTable::key(video_id, &format!("batch#{batch_index:06}"));
+    marker.insert("processed_frames".into(), n(outcome.processed));
+    marker.insert("failed_frames".into(), n(outcome.failed.len()));
+    marker.insert("counted_at".into(), s(now_rfc3339()));
+    marker.insert(
+        "expires_at".into(),
+        n(time::OffsetDateTime::now_utc().unix_timestamp() + MARKER_TTL_SECS),
+    );
+    if let Some(log) = &outcome.failure_log {
+        let shown = outcome.failed.len().min(MARKER_FAILURE_SAMPLE);
+        marker.insert(
+            "failures_sample".into(),
+            failures_attribute(&outcome.failed[..shown], MARKER_REASON_BYTES),
+        );
+        marker.insert("failure_log".into(), s(log));
+    } else if !outcome.failed.is_empty() {
+        if !failures_fit_marker(&outcome.failed) {
+            return Err(MarkerError::FailuresWithoutLog {
+                failed: outcome.failed.len(),
+                bytes: failures_bytes(&outcome.failed),
+            });
+        }
+        marker.insert(
+            "failures".into(),
+            failures_attribute(&outcome.failed, usize::MAX),
+        );
+    }
+    if let Some(pack) = &outcome.pack {
+        marker.insert("pack".into(), s(pack));
+    }
+    let bytes = item_bytes(&marker);
+    if bytes > MAX_MARKER_BYTES {
+        return Err(MarkerError::TooLarge { bytes });
+    }
+    Ok(marker)
 }
 
 /// What the manifest needs from the counted batches' markers, read together by
 /// [`JobTable::markers`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchMarkers {
-    /// Every failed frame with its reason, in batch order.
+    /// Every failed frame with its reason stored in a marker, in batch order (the batches
+    /// whose failures went to a failure log are in `failure_logs` instead).
     pub failed: Vec<FailedFrame>,
+    /// The batches whose failures did not fit their marker, in batch order: where each one's
+    /// full list is stored, and where in `failed` it belongs.
+    pub failure_logs: Vec<FailureLogRef>,
     /// The pack index of every batch that wrote a pack (packed layout), in batch order, as
-    /// [`JobTable::count_batch`] stored it: opaque here, the worker's output module owns its
-    /// shape.
+    /// [`JobTable::count_batch`] stored it: JSON of [`crate::pack::Pack`], read by
+    /// [`crate::manifest`].
     pub packs: Vec<String>,
+}
+
+/// A batch's failure log named by its marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureLogRef {
+    /// Key of the log in the processed bucket.
+    pub key: String,
+    /// Its place in [`BatchMarkers::failed`]: the failures of the batches before it.
+    pub at: usize,
 }
 
 /// Result of registering an upload.
@@ -694,30 +827,15 @@ impl JobTable {
         outcome: &BatchOutcome,
     ) -> Result<Counting, JobTableError> {
         let failed = outcome.failed.len() as u64;
-        let mut marker = Self::key(video_id, &format!("batch#{batch_index:06}"));
-        marker.insert("processed_frames".into(), n(outcome.processed));
-        marker.insert("failed_frames".into(), n(failed));
-        marker.insert("counted_at".into(), s(now_rfc3339()));
-        marker.insert(
-            "expires_at".into(),
-            n(time::OffsetDateTime::now_utc().unix_timestamp() + MARKER_TTL_SECS),
-        );
-        if !outcome.failed.is_empty() {
-            let failures = outcome
-                .failed
-                .iter()
-                .map(|f| {
-                    AttributeValue::M(HashMap::from([
-                        ("key".to_string(), s(&f.key)),
-                        ("reason".to_string(), s(&f.reason)),
-                    ]))
-                })
-                .collect();
-            marker.insert("failures".into(), AttributeValue::L(failures));
-        }
-        if let Some(pack) = &outcome.pack {
-            marker.insert("pack".into(), s(pack));
-        }
+        let marker =
+            batch_marker(video_id, batch_index, outcome).map_err(|error| JobTableError {
+                table: self.table.clone(),
+                operation: "count_batch",
+                video_id: video_id.to_string(),
+                message: error.to_string(),
+                retryable: false,
+                source: Some(Box::new(error)),
+            })?;
         // The transaction itself: 2 write units per KB of each item it writes.
         let usage = outcome.usage.plus(Usage {
             dynamodb_write_units: write_units(item_bytes(&marker), true)
@@ -868,7 +986,7 @@ impl JobTable {
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :batch)")
             .filter_expression("failed_frames > :zero OR attribute_exists(pack)")
-            .projection_expression("failures, pack")
+            .projection_expression("failures, failure_log, pack")
             .expression_attribute_values(":pk", s(video_id.as_str()))
             .expression_attribute_values(":batch", s("batch#"))
             .expression_attribute_values(":zero", n(0))
@@ -887,6 +1005,12 @@ impl JobTable {
                         });
                     }
                 }
+            }
+            if let Some(key) = get_s(&item, "failure_log") {
+                markers.failure_logs.push(FailureLogRef {
+                    key,
+                    at: markers.failed.len(),
+                });
             }
             markers.packs.extend(get_s(&item, "pack"));
         }
@@ -1420,6 +1544,101 @@ mod tests {
     #[test]
     fn created_day_is_the_utc_date() {
         assert_eq!(created_day("2026-11-30T12:00:00.5Z"), "jobs#2026-11-30");
+    }
+
+    fn failures(count: usize, reason_bytes: usize) -> Vec<FailedFrame> {
+        (0..count)
+            .map(|i| FailedFrame {
+                key: format!("v-1/{}.{i:07}.jpg", "long clip name ".repeat(10)),
+                reason: format!("input is corrupt: {}", "é".repeat(reason_bytes / 2)),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_few_failures_stay_whole_in_the_marker() {
+        let id = VideoId::from_raw("v-1");
+        let outcome = BatchOutcome {
+            processed: 8,
+            failed: failures(2, 40),
+            ..BatchOutcome::default()
+        };
+        assert!(failures_fit_marker(&outcome.failed));
+        let marker = batch_marker(&id, 3, &outcome).unwrap();
+        let Some(AttributeValue::L(listed)) = marker.get("failures") else {
+            panic!("{marker:?}")
+        };
+        assert_eq!(listed.len(), 2);
+        let AttributeValue::M(first) = &listed[0] else {
+            panic!()
+        };
+        assert_eq!(get_s(first, "reason").unwrap(), outcome.failed[0].reason);
+        assert!(!marker.contains_key("failure_log"));
+        // The estimate of their size is the size the marker bills.
+        let mut bare = marker.clone();
+        let stored = bare.remove("failures").unwrap();
+        assert_eq!(
+            item_bytes(&marker) - item_bytes(&bare),
+            "failures".len() + failures_bytes(&outcome.failed)
+        );
+        drop(stored);
+    }
+
+    /// A batch of 1,000 frames that all failed with long reasons: far over 400 KB as a list,
+    /// a small marker with a sample once the full list is in a failure log.
+    #[test]
+    fn many_long_failures_leave_a_capped_marker() {
+        let id = VideoId::from_raw("v-1");
+        let mut outcome = BatchOutcome {
+            failed: failures(1000, 600),
+            ..BatchOutcome::default()
+        };
+        assert!(failures_bytes(&outcome.failed) > 400 * 1024);
+        assert!(!failures_fit_marker(&outcome.failed));
+        assert!(matches!(
+            batch_marker(&id, 0, &outcome),
+            Err(MarkerError::FailuresWithoutLog { failed: 1000, .. })
+        ));
+        outcome.failure_log = Some("v-1/failures/000000-0123456789abcdef.json".into());
+        let marker = batch_marker(&id, 0, &outcome).unwrap();
+        assert!(
+            item_bytes(&marker) < MARKER_FAILURES_BYTES,
+            "{}",
+            item_bytes(&marker)
+        );
+        assert_eq!(get_n(&marker, "failed_frames"), Some(1000));
+        assert!(!marker.contains_key("failures"));
+        let Some(AttributeValue::L(sample)) = marker.get("failures_sample") else {
+            panic!("{marker:?}")
+        };
+        assert_eq!(sample.len(), MARKER_FAILURE_SAMPLE);
+        for entry in sample {
+            let AttributeValue::M(entry) = entry else {
+                panic!()
+            };
+            let reason = get_s(entry, "reason").unwrap();
+            assert!(
+                reason.len() <= MARKER_REASON_BYTES && reason.len() > 200,
+                "{reason}"
+            );
+            assert!(outcome.failed[0].reason.starts_with(&reason));
+        }
+        assert_eq!(
+            get_s(&marker, "failure_log").as_deref(),
+            outcome.failure_log.as_deref()
+        );
+    }
+
+    #[test]
+    fn a_marker_over_the_item_limit_is_refused_before_it_is_sent() {
+        let outcome = BatchOutcome {
+            pack: Some("x".repeat(MAX_MARKER_BYTES)),
+            ..BatchOutcome::default()
+        };
+        assert!(matches!(
+            batch_marker(&VideoId::from_raw("v-1"), 0, &outcome),
+            Err(MarkerError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`message`]: the frame batch message the dispatcher sends and the workers consume.
 //! - [`jobs`]: the DynamoDB job table: registration, forward-only status, exactly-once counting.
 //! - [`pack`]: the index of a pack of edge maps (the packed output layout).
+//! - [`manifest`]: the document a finished job gets, assembled from its record and batch
+//!   markers, and its writer (the completing worker and the reconciler both use it).
 //! - [`usage`]: what a job used, in the units AWS bills; [`pricing`]: what that costs.
 //! - [`queue`]: small SQS helpers shared by the consumers (receive, delete, heartbeat).
 //! - [`redrive`]: moving dead-lettered messages back, which cannot count anything twice.
@@ -23,6 +25,7 @@ pub mod frames;
 pub mod health;
 pub mod jobs;
 pub mod lease;
+pub mod manifest;
 pub mod message;
 pub mod pack;
 pub mod pricing;

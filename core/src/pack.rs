@@ -1,6 +1,10 @@
 //! The index of a pack (the packed output layout): written by the worker that makes the pack,
 //! stored in its batch marker, listed in the manifest, read by `framefleet fetch` and by anyone
 //! who wants one frame with a ranged GET.
+//!
+//! No format is written by hand here: the index is serde JSON, and the tar it describes is
+//! written and read by the `tar` crate (the worker's `tar` module). The one string built here
+//! is the HTTP `Range` value, a single `format!` of RFC 9110's `bytes=first-last`.
 
 use serde::{Deserialize, Serialize};
 

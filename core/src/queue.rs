@@ -206,6 +206,8 @@ impl Queue {
             .into_iter()
             .enumerate()
         {
+            // Each request sent is progress: a long fan-out keeps its loop healthy.
+            crate::health::progress();
             let chunk = &bodies[run];
             let mut pending: Vec<(String, &String)> = chunk
                 .iter()

@@ -1,5 +1,10 @@
 //! S3 event notifications as they arrive on the ingress queue: several records per message,
 //! form-URL-encoded keys, and the `s3:TestEvent` S3 sends when the notification is configured.
+//!
+//! Nothing is parsed by hand: serde reads the JSON into the few fields we use and
+//! `percent-encoding` decodes the key. A crate of event types (`aws_lambda_events`, feature
+//! `s3`) would replace only these private structs, with the full record (request parameters,
+//! owner identities, `chrono` times) we never read; decoding the key would stay ours.
 
 use serde::Deserialize;
 

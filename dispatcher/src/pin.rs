@@ -381,6 +381,8 @@ impl Pin<'_> {
                     .send()
                     .await
                     .map_err(|e| self.error("UploadPartCopy", e))?;
+                // Each part copied is progress: a long copy keeps its loop healthy.
+                framefleet_core::health::progress();
                 let etag = out
                     .copy_part_result()
                     .and_then(|r| r.e_tag())

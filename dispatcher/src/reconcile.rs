@@ -30,6 +30,7 @@ use std::time::Duration;
 use aws_sdk_mediaconvert::types::JobStatus as MediaConvertStatus;
 use framefleet_core::aws::{describe, is_transient};
 use framefleet_core::jobs::{BatchPlan, JobRecord, JobStatus, Transition};
+use framefleet_core::manifest::ManifestWriter;
 use framefleet_core::video::VideoId;
 use tracing::Instrument;
 
@@ -123,6 +124,8 @@ pub(crate) async fn reconcile_once(inner: &Inner) -> Result<ReconcileReport, Dis
                 tracing::warn!(video_id = %video_id, %error, "cannot reconcile the job now; next pass");
             }
         }
+        // A long pass keeps the reconciler's heartbeat alive job by job.
+        framefleet_core::health::progress();
     }
     Ok(report)
 }
@@ -340,17 +343,16 @@ fn plan_of(inner: &Inner, record: &JobRecord) -> BatchPlan {
 
 async fn finish(inner: &Inner, record: &JobRecord) -> Result<(), DispatchError> {
     let plan = plan_of(inner, record);
-    let processor = framefleet_worker::batch::BatchProcessor::new(
+    let writer = ManifestWriter::new(
         inner.clients.s3.clone(),
         inner.jobs.clone(),
         &inner.settings.resources.processed_bucket,
-        1,
-    )
-    .with_pricing(inner.settings.pricing.clone());
-    processor
+        inner.settings.pricing.clone(),
+    );
+    writer
         .finish_job(&record.video_id, &plan.params)
         .await
-        .map(|_completed_here| ())
+        .map(|_finish| ())
         .map_err(|error| DispatchError::Reconcile {
             video_id: record.video_id.to_string(),
             message: format!("finishing the manifest: {error}"),

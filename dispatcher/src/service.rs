@@ -10,7 +10,14 @@
 //! visibility is extended ([`framefleet_core::lease`]), so a long fan-out is never picked up by a
 //! second dispatcher. On shutdown a loop finishes the receive call under way (SQS may already
 //! have handed it messages, which would otherwise stay invisible for the whole visibility
-//! timeout), stops receiving, and gives in-flight handlers `dispatcher.drain_timeout_secs`.
+//! timeout), stops receiving, and gives in-flight handlers the drain its stop budget leaves
+//! ([`DispatcherSettings::stop_budget`]: `dispatcher.stop_timeout_secs`, the container's stop
+//! timeout, less the long poll and an exit margin), so it exits before ECS sends SIGKILL.
+//!
+//! Each loop beats its heartbeat after every receive, and its handlers beat it at every step of
+//! their work ([`framefleet_core::health::progress`]): a loop whose slots are all taken by long
+//! handlers (a multi-gigabyte pin, a fan-out of thousands of batches) stays healthy while they
+//! progress, and turns unhealthy when they stall.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,12 +34,6 @@ use tokio_util::sync::CancellationToken;
 use crate::context::Inner;
 use crate::error::DispatchError;
 use crate::settings::DispatcherSettings;
-
-/// How long a handler holds its message per visibility extension.
-const LEASE: Duration = Duration::from_secs(60);
-/// How often it is extended: early, so the first extension comes long before any sane queue
-/// visibility timeout (the template's is 120 s, the tests' 30 s) runs out.
-const LEASE_EVERY: Duration = Duration::from_secs(10);
 
 /// What one receive-and-handle round did, for tests and logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -86,6 +87,9 @@ pub const HEARTBEATS: [&str; 3] = [
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
     pub(crate) inner: Arc<Inner>,
+    /// Where the loops' heartbeat files are (the temporary directory, which `dispatcher
+    /// healthcheck` reads).
+    heartbeat_dir: Arc<std::path::Path>,
 }
 
 impl Dispatcher {
@@ -116,7 +120,32 @@ impl Dispatcher {
                 frames,
                 params,
             }),
+            heartbeat_dir: std::env::temp_dir().into(),
         })
+    }
+
+    /// The same dispatcher writing its heartbeats in `dir`, so a test can check them without
+    /// sharing the temporary directory with other tests.
+    pub fn with_heartbeat_dir(mut self, dir: &std::path::Path) -> Self {
+        self.heartbeat_dir = dir.into();
+        self
+    }
+
+    /// The heartbeat of the loop named `name` (one of [`HEARTBEATS`]).
+    fn heartbeat(&self, name: &str) -> Heartbeat {
+        Heartbeat::in_dir(
+            &self.heartbeat_dir,
+            name,
+            Duration::from_secs(self.inner.settings.dispatcher.heartbeat_max_age_secs),
+        )
+    }
+
+    /// The handlers' grace after shutdown (validated at start-up).
+    fn drain(&self) -> Duration {
+        self.inner
+            .settings
+            .stop_budget()
+            .map_or(Duration::from_secs(1), |budget| budget.drain)
     }
 
     /// Runs both loops until `shutdown`, then drains in-flight messages.
@@ -141,7 +170,7 @@ impl Dispatcher {
         let config = &self.inner.settings.dispatcher;
         let slots = Arc::new(Semaphore::new(config.concurrency));
         let mut handlers = JoinSet::new();
-        let heartbeat = Heartbeat::new(feed.heartbeat_name());
+        let heartbeat = self.heartbeat(feed.heartbeat_name());
         let mut backoff = Duration::from_millis(200);
         loop {
             // Wait for a free slot; cancellation only between receives.
@@ -197,7 +226,7 @@ impl Dispatcher {
                 break;
             }
         }
-        let drain = Duration::from_secs(config.drain_timeout_secs);
+        let drain = self.drain();
         if !handlers.is_empty() {
             tracing::info!(?feed, in_flight = handlers.len(), "draining");
         }
@@ -217,7 +246,7 @@ impl Dispatcher {
 
     async fn run_reconciler(self, shutdown: CancellationToken) {
         let config = &self.inner.settings.reconcile;
-        let heartbeat = Heartbeat::new(HEARTBEATS[2]);
+        let heartbeat = self.heartbeat(HEARTBEATS[2]);
         let mut ticker = tokio::time::interval(Duration::from_secs(config.interval_secs));
         loop {
             tokio::select! {
@@ -228,9 +257,22 @@ impl Dispatcher {
                 heartbeat.beat();
                 continue;
             }
-            // A pass is short (a Query per shard, an action per stale job) and every action is
-            // safe to cut off and repeat, so it is not raced against shutdown's drain.
-            match self.reconcile_once().await {
+            // Every action of a pass is safe to cut off and repeat: a pass under way at
+            // shutdown gets the drain, like a handler, and is dropped after it. Each job it
+            // reconciles beats the heartbeat, so a long pass keeps the loop healthy.
+            let pass = heartbeat.scope(Box::pin(self.reconcile_once()));
+            let cut_off = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(self.drain()).await;
+            };
+            let result = tokio::select! {
+                result = pass => result,
+                () = cut_off => {
+                    tracing::warn!("reconciler pass cut off by the drain; the next dispatcher repeats it");
+                    break;
+                }
+            };
+            match result {
                 Ok(report) if !report.actions.is_empty() => {
                     tracing::info!(
                         examined = report.examined,
@@ -287,10 +329,12 @@ impl Dispatcher {
         let this = self.clone();
         let lease_queue = queue.clone();
         let lease_receipt = receipt.clone();
+        let (lease, lease_every) = self.inner.settings.dispatcher.lease();
+        let heartbeat = self.heartbeat(feed.heartbeat_name());
         let work = async move {
             // Held from the start, so the queue's own visibility timeout (however short) never
             // runs out under a running handler.
-            if let Err(error) = lease_queue.set_visibility(&lease_receipt, LEASE).await {
+            if let Err(error) = lease_queue.set_visibility(&lease_receipt, lease).await {
                 tracing::warn!(%error, "cannot extend the message's visibility");
             }
             let handling = async {
@@ -303,11 +347,15 @@ impl Dispatcher {
                 handling,
                 &lease_queue,
                 &lease_receipt,
-                LEASE,
-                LEASE_EVERY,
+                lease,
+                lease_every,
             )
             .await
         };
+        // The handler's steps beat its loop's heartbeat.
+        // Boxed: the handler's future is large, and polling it inline under the scope's
+        // future overflows a worker thread's stack in debug builds.
+        let work = async move { heartbeat.scope(Box::pin(work)).await };
         let limit = Duration::from_secs(self.inner.settings.dispatcher.handler_timeout_secs);
         let result = supervise(work, limit).await;
         match result {

@@ -4,8 +4,10 @@
 use framefleet_core::config::{ConfigError, Resources, TelemetrySettings};
 use framefleet_core::message::OutputLayout;
 use framefleet_core::pricing::PriceTable;
+use framefleet_core::shutdown::StopBudget;
 use framefleet_edge::{Blur, EdgeParams, OutputFormat};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 use crate::rate::CaptureRate;
 
@@ -54,9 +56,24 @@ pub struct DispatcherConfig {
     pub video_suffixes: Vec<String>,
     /// Messages handled at once per queue.
     pub concurrency: usize,
-    /// Seconds after SIGTERM for in-flight messages to finish (keep under the container's
-    /// stop timeout: 60 s in the template). Includes finishing a long poll already under way.
+    /// The container's stop timeout, seconds (2..=120; the template sets `StopTimeout` and
+    /// this to the same 60): SIGKILL follows SIGTERM after it. The receive under way, the
+    /// drain and the exit are planned to fit in it ([`framefleet_core::shutdown::StopBudget`]).
+    pub stop_timeout_secs: u64,
+    /// Seconds after SIGTERM (and after the receive under way) for in-flight messages to
+    /// finish; `0` (default): what the stop timeout leaves after `poll_wait_secs` and a 10 s
+    /// exit margin (30 s with the defaults). A value that does not fit is refused at start-up.
     pub drain_timeout_secs: u64,
+    /// Seconds of invisibility a handler's message gets per extension (2..=43200, SQS's
+    /// visibility range); extended every sixth of it while the handler runs, so a fan-out, a
+    /// pin or any handler longer than the queue's visibility timeout is never picked up by a
+    /// second dispatcher ([`framefleet_core::lease`]).
+    pub lease_secs: u64,
+    /// Seconds a loop's heartbeat may go without a beat before `dispatcher healthcheck` calls
+    /// the dispatcher unhealthy. Loops beat after each receive and reconciler pass, and long
+    /// work beats at each step (part copied, batch sent, job reconciled), so this must exceed
+    /// `poll_wait_secs`, `reconcile.interval_secs` and the longest single step.
+    pub heartbeat_max_age_secs: u64,
     /// Seconds one message may take before its handler is stopped and the message handed back
     /// for redelivery (and, after `maxReceiveCount` tries, the DLQ), so one stuck message
     /// cannot hold a slot for ever.
@@ -96,7 +113,10 @@ impl Default for DispatcherConfig {
             .map(String::from)
             .to_vec(),
             concurrency: 4,
-            drain_timeout_secs: 45,
+            stop_timeout_secs: 60,
+            drain_timeout_secs: 0,
+            lease_secs: 60,
+            heartbeat_max_age_secs: 90,
             handler_timeout_secs: 900,
             poll_wait_secs: 20,
             preview_max_width: 640,
@@ -197,7 +217,26 @@ impl KernelConfig {
     }
 }
 
+impl DispatcherConfig {
+    /// How long a handler's message is held per extension, and how often it is extended.
+    pub fn lease(&self) -> (Duration, Duration) {
+        let lease = Duration::from_secs(self.lease_secs);
+        (lease, (lease / 6).max(Duration::from_secs(1)))
+    }
+}
+
 impl DispatcherSettings {
+    /// How the time between SIGTERM and SIGKILL is spent: the receive under way finishes, the
+    /// handlers drain, then the process exits; the error says what does not fit.
+    pub fn stop_budget(&self) -> Result<StopBudget, String> {
+        let d = &self.dispatcher;
+        StopBudget::receive_then_drain(
+            Duration::from_secs(d.stop_timeout_secs),
+            Duration::from_secs(d.poll_wait_secs),
+            Duration::from_secs(d.drain_timeout_secs),
+        )
+    }
+
     /// Checks every rule; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.resources.validate()?;
@@ -284,6 +323,28 @@ impl DispatcherSettings {
                 "must be between 1 and 20 (SQS's longest long poll)",
             ));
         }
+        self.stop_budget()
+            .map_err(|e| ConfigError::rule("dispatcher.stop_timeout_secs", e))?;
+        if !(2..=43_200).contains(&d.lease_secs) {
+            return Err(ConfigError::rule(
+                "dispatcher.lease_secs",
+                "must be between 2 and 43200 (SQS's visibility timeout range)",
+            ));
+        }
+        let slowest_beat = if self.reconcile.enabled {
+            d.poll_wait_secs.max(self.reconcile.interval_secs)
+        } else {
+            d.poll_wait_secs
+        };
+        if d.heartbeat_max_age_secs <= slowest_beat {
+            return Err(ConfigError::rule(
+                "dispatcher.heartbeat_max_age_secs",
+                format!(
+                    "must exceed poll_wait_secs and reconcile.interval_secs ({slowest_beat} s), \
+                     or an idle dispatcher is reported unhealthy"
+                ),
+            ));
+        }
         if !(1..=3600).contains(&d.handler_timeout_secs) {
             return Err(ConfigError::rule(
                 "dispatcher.handler_timeout_secs",
@@ -321,6 +382,35 @@ mod tests {
         assert_eq!(settings.kernel.params(), EdgeParams::default());
         assert_eq!(settings.dispatcher.output_layout, OutputLayout::Objects);
         assert_eq!(settings.pricing, PriceTable::default());
+    }
+
+    #[test]
+    fn the_stop_budget_comes_from_the_stop_timeout() {
+        let budget = load(&[]).unwrap().stop_budget().unwrap();
+        assert_eq!(budget.drain, Duration::from_secs(30));
+        assert!(budget.worst_case() <= Duration::from_secs(60));
+        // The template's value, from the environment as the task definition passes it.
+        let settings = load(&[("FRAMEFLEET__DISPATCHER__STOP_TIMEOUT_SECS", "90")]).unwrap();
+        assert_eq!(
+            settings.stop_budget().unwrap().drain,
+            Duration::from_secs(60)
+        );
+        for pairs in [
+            &[("FRAMEFLEET__DISPATCHER__DRAIN_TIMEOUT_SECS", "45")][..],
+            &[("FRAMEFLEET__DISPATCHER__STOP_TIMEOUT_SECS", "30")][..],
+            &[("FRAMEFLEET__DISPATCHER__STOP_TIMEOUT_SECS", "121")][..],
+        ] {
+            let err = load(pairs).unwrap_err().to_string();
+            assert!(err.contains("dispatcher.stop_timeout_secs"), "{err}");
+        }
+        let err = load(&[("FRAMEFLEET__DISPATCHER__HEARTBEAT_MAX_AGE_SECS", "60")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dispatcher.heartbeat_max_age_secs"), "{err}");
+        let err = load(&[("FRAMEFLEET__DISPATCHER__LEASE_SECS", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dispatcher.lease_secs"), "{err}");
     }
 
     #[test]

@@ -8,8 +8,14 @@
 //! answer is AccessDeniedException, HTTP 400 as the ECS API returns it ("Common Errors",
 //! Amazon ECS API Reference,
 //! https://docs.aws.amazon.com/AmazonECS/latest/APIReference/CommonErrors.html).
+//!
+//! Protection lapses as on ECS: `ExpiresInMinutes` (1..=2880, 120 when left out) after the call
+//! that set it. The stand-in's minute is [`AgentOptions::minute`], so a test can let protection
+//! lapse in seconds; every lapse of a protection still switched on (no renewal in time) is
+//! counted, as a window in which a scale-in could have stopped the task.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::State;
@@ -29,6 +35,45 @@ pub struct ProtectionLog {
     pub changes: Vec<bool>,
     /// Requests refused with AccessDeniedException.
     pub refusals: usize,
+    /// Well-formed requests that arrived, counted on arrival (before any
+    /// [`AgentOptions::off_delay`]).
+    pub received: usize,
+    /// When the protection set last runs out (`None` while off).
+    pub expires_at: Option<tokio::time::Instant>,
+    /// Times the protection ran out while still switched on before the next request came: each
+    /// one a window in which a scale-in could have stopped the task.
+    pub lapses: usize,
+}
+
+impl ProtectionLog {
+    /// True when ECS would spare the task from a scale-in at `now`.
+    pub fn protected_at(&self, now: tokio::time::Instant) -> bool {
+        self.enabled && self.expires_at.is_some_and(|at| now < at)
+    }
+
+    /// The lapses so far, counting one under way now.
+    pub fn lapses_by(&self, now: tokio::time::Instant) -> usize {
+        self.lapses + usize::from(self.enabled && !self.protected_at(now))
+    }
+}
+
+/// How the stand-in keeps time and answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentOptions {
+    /// What one of `ExpiresInMinutes`' minutes lasts here (a minute by default).
+    pub minute: Duration,
+    /// How long a request turning protection off takes to apply, e.g. to let a newer "on" sent
+    /// meanwhile overtake it, as two requests in flight at once can on a network.
+    pub off_delay: Duration,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        Self {
+            minute: Duration::from_secs(60),
+            off_delay: Duration::ZERO,
+        }
+    }
 }
 
 struct Agent {
@@ -36,6 +81,7 @@ struct Agent {
     role_arn: String,
     task_role: Vec<PolicyDocument>,
     log: watch::Sender<ProtectionLog>,
+    options: AgentOptions,
 }
 
 /// A running agent stand-in; stops when dropped.
@@ -53,12 +99,23 @@ impl EcsAgent {
         role_arn: &str,
         task_role: Vec<PolicyDocument>,
     ) -> anyhow::Result<Self> {
+        Self::start_with(task_arn, role_arn, task_role, AgentOptions::default()).await
+    }
+
+    /// Like [`EcsAgent::start`], keeping time and answering as `options` say.
+    pub async fn start_with(
+        task_arn: &str,
+        role_arn: &str,
+        task_role: Vec<PolicyDocument>,
+        options: AgentOptions,
+    ) -> anyhow::Result<Self> {
         let (sender, log) = watch::channel(ProtectionLog::default());
         let agent = Arc::new(Agent {
             task_arn: task_arn.to_string(),
             role_arn: role_arn.to_string(),
             task_role,
             log: sender,
+            options,
         });
         let app = Router::new()
             .route("/task-protection/v1/state", put(update).get(current))
@@ -81,6 +138,16 @@ impl EcsAgent {
     /// The log as it is now.
     pub fn log(&self) -> ProtectionLog {
         self.log.borrow().clone()
+    }
+
+    /// True when ECS would spare the task from a scale-in now.
+    pub fn protected_now(&self) -> bool {
+        self.log.borrow().protected_at(tokio::time::Instant::now())
+    }
+
+    /// Lapses of a protection still switched on so far, counting one under way now.
+    pub fn lapses_now(&self) -> usize {
+        self.log.borrow().lapses_by(tokio::time::Instant::now())
     }
 
     /// Waits until `condition` holds for the log and returns that log.
@@ -117,7 +184,7 @@ fn protection(agent: &Agent, enabled: bool, expires_in_minutes: i64) -> Value {
 }
 
 async fn current(State(agent): State<Arc<Agent>>) -> Json<Value> {
-    let enabled = agent.log.borrow().enabled;
+    let enabled = agent.log.borrow().protected_at(tokio::time::Instant::now());
     Json(protection(&agent, enabled, 120))
 }
 
@@ -159,6 +226,7 @@ async fn update(State(agent): State<Arc<Agent>>, body: String) -> (StatusCode, J
             "ExpiresInMinutes must be between 1 and 2880".into(),
         );
     }
+    agent.log.send_modify(|log| log.received += 1);
     let action = "ecs:UpdateTaskProtection";
     if decide(&agent.task_role, action, &agent.task_arn) != Decision::Allowed {
         agent.log.send_modify(|log| log.refusals += 1);
@@ -176,8 +244,15 @@ async fn update(State(agent): State<Arc<Agent>>, body: String) -> (StatusCode, J
             ),
         );
     }
+    if !enabled && !agent.options.off_delay.is_zero() {
+        tokio::time::sleep(agent.options.off_delay).await;
+    }
+    let lasts = agent.options.minute * u32::try_from(minutes).unwrap_or(u32::MAX);
     agent.log.send_modify(|log| {
+        let now = tokio::time::Instant::now();
+        log.lapses = log.lapses_by(now);
         log.enabled = enabled;
+        log.expires_at = enabled.then(|| now + lasts);
         log.changes.push(enabled);
     });
     (StatusCode::OK, Json(protection(&agent, enabled, minutes)))

@@ -265,6 +265,35 @@ impl Fleet {
         Ok(started.elapsed())
     }
 
+    /// Stops process `name` as ECS stops a task: SIGTERM, then SIGKILL if it has not exited
+    /// after `stop_timeout` (the container's `stopTimeout`). Returns how it exited: a process
+    /// that stopped by itself within its budget exits with status 0, not by SIGKILL.
+    pub async fn stop_as_ecs(
+        &mut self,
+        name: &str,
+        stop_timeout: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let (_, mut child) = self
+            .children
+            .remove(name)
+            .with_context(|| format!("{name} is not running"))?;
+        let pid = child.id().context("the process has exited already")?;
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await?;
+        if !status.success() {
+            bail!("kill -TERM {pid} failed");
+        }
+        match tokio::time::timeout(stop_timeout, child.wait()).await {
+            Ok(status) => Ok(status?),
+            Err(_) => {
+                child.start_kill()?;
+                Ok(child.wait().await?)
+            }
+        }
+    }
+
     /// Names of the running processes of `service`.
     pub fn running(&self, service: Service) -> Vec<String> {
         let mut names: Vec<String> = self

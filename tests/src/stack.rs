@@ -27,7 +27,7 @@ use framefleet_worker::{Worker, WorkerSettings};
 use mediaconvert_standin::{Standin, StandinConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::ecs_agent::EcsAgent;
+use crate::ecs_agent::{AgentOptions, EcsAgent};
 use crate::fault_proxy::{FaultPlan, FaultProxy};
 use crate::moto::MotoServer;
 use crate::strict_s3::MissingKeyAsOnAws;
@@ -399,8 +399,14 @@ impl Stack {
     /// [`Stack::ecs_agents`]), which grants scale-in protection as the worker's template
     /// policy allows.
     pub async fn start_worker(&mut self) -> anyhow::Result<()> {
+        self.start_worker_with(AgentOptions::default()).await
+    }
+
+    /// Like [`Stack::start_worker`], with an ECS agent stand-in keeping time and answering as
+    /// `agent_options` say (e.g. a short minute, so protection lapses in seconds).
+    pub async fn start_worker_with(&mut self, agent_options: AgentOptions) -> anyhow::Result<()> {
         let task_id = format!("{:032x}", self.ecs_agents.len() + 1);
-        let agent = EcsAgent::start(
+        let agent = EcsAgent::start_with(
             &self.names.task_arn(&task_id),
             &format!(
                 "arn:aws:iam::{}:role/{}-worker",
@@ -411,6 +417,7 @@ impl Stack {
                 .iter()
                 .map(|p| p.document.clone())
                 .collect(),
+            agent_options,
         )
         .await?;
         let worker = self

@@ -197,3 +197,120 @@ async fn racing_finishers_both_succeed_and_write_the_same_manifest() {
         );
     }
 }
+
+/// A batch whose failed frames, with their reasons, take far more than DynamoDB's 400 KB item
+/// limit (300 frames, 2,000-byte reasons: about 620 KB; moto refuses items over about
+/// 405,000 bytes as DynamoDB refuses them over 400 KB). Stored whole in its marker, the
+/// counting transaction is refused and the batch can never be counted. The worker writes the
+/// full list to a failure log first (its role may: `*/failures/*`), the marker keeps the count,
+/// a sample and the log's key, and the manifest lists every failure in full, read back through
+/// the worker's role; the reconciler's role may read the log too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failures_beyond_the_item_limit_reach_the_manifest_in_full() {
+    use framefleet_core::jobs::{JobTable, MARKER_FAILURE_SAMPLE};
+    use framefleet_core::manifest::{failure_log, Finish, ManifestWriter};
+    use framefleet_core::pricing::PriceTable;
+
+    let stack = spawn_stack_with(StackOptions::idle()).await.unwrap();
+    let worker = stack.clients_as(&stack.identities.worker, &stack.policies.worker);
+    let dispatcher = stack.clients_as(&stack.identities.dispatcher, &stack.policies.dispatcher);
+    let jobs = JobTable::new(worker.dynamodb.clone(), &stack.resources.jobs_table);
+    let processed = &stack.resources.processed_bucket;
+    let plan = BatchPlan {
+        batch_size: 300,
+        params: framefleet_edge::EdgeParams::default(),
+        last_frame: None,
+        layout: Default::default(),
+    };
+    let id = VideoId::derive("in", "failing.mp4", "e");
+    stack
+        .jobs
+        .register(&JobRecord::new(id.clone(), "in", "failing.mp4", "e", 1))
+        .await
+        .unwrap();
+    stack
+        .jobs
+        .start_processing(&id, "mc-1", 300, 1, &plan)
+        .await
+        .unwrap();
+    let failed: Vec<FailedFrame> = (0..300)
+        .map(|i| FailedFrame {
+            key: format!("{id}/failing.{i:07}.jpg"),
+            reason: format!("input is corrupt: frame {i}: {}", "x".repeat(2000)),
+        })
+        .collect();
+    let mut outcome = BatchOutcome {
+        failed: failed.clone(),
+        ..BatchOutcome::default()
+    };
+    // What the worker does before counting (worker/src/batch.rs).
+    if let Some((key, body)) = failure_log(&id, 0, &outcome.failed) {
+        worker
+            .s3
+            .put_object()
+            .bucket(processed)
+            .key(&key)
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+        outcome.failure_log = Some(key);
+    }
+    assert_eq!(
+        jobs.count_batch(&id, 0, &outcome).await.unwrap(),
+        Counting::Counted
+    );
+    let log_key = outcome.failure_log.clone().expect("too long for a marker");
+    let record = jobs.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.failed_frames, 300);
+    // The marker: the count, a sample with reasons cut short, the log's key.
+    let marker = stack
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(&stack.resources.jobs_table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(id.to_string()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("batch#000000".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(
+        marker["failures_sample"].as_l().unwrap().len(),
+        MARKER_FAILURE_SAMPLE
+    );
+    assert_eq!(marker["failure_log"].as_s().unwrap(), &log_key);
+    assert!(!marker.contains_key("failures"));
+
+    assert_eq!(jobs.try_finalize(&id).await.unwrap(), Transition::Applied);
+    let writer = ManifestWriter::new(
+        worker.s3.clone(),
+        jobs.clone(),
+        processed,
+        PriceTable::default(),
+    );
+    let finish = writer.finish_job(&id, &plan.params).await.unwrap();
+    assert!(matches!(finish, Finish::Completed(_)), "{finish:?}");
+    let manifest = stack.manifest(id.as_str()).await.unwrap();
+    assert_eq!(manifest["counts"]["failed"], 300);
+    let listed: Vec<FailedFrame> =
+        serde_json::from_value(manifest["failed_frames"].clone()).unwrap();
+    assert_eq!(listed, failed, "every failure, in full, in order");
+
+    // The reconciler finishes manifests too: its role reads failure logs.
+    dispatcher
+        .s3
+        .get_object()
+        .bucket(processed)
+        .key(&log_key)
+        .send()
+        .await
+        .unwrap();
+}

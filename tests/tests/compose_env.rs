@@ -298,3 +298,72 @@ fn the_observability_services_start_only_with_their_profile() {
         }
     }
 }
+
+fn moto_override() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker-compose.moto.yml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let mut compose: Value = serde_yaml::from_str(&text).expect("docker-compose.moto.yml is YAML");
+    compose.apply_merge().expect("merge keys resolve");
+    compose
+}
+
+/// The moto override (scripts/compose-e2e's stack) changes LocalStack's service and nothing
+/// else, so every framefleet service runs exactly as in the base file, and it keeps the
+/// readiness gate: a health check of its own, which `provision` (and through it everything)
+/// waits on.
+#[test]
+fn the_moto_override_replaces_only_localstack_and_keeps_its_gate() {
+    let moto = moto_override();
+    let overridden: BTreeSet<&str> = services(&moto)
+        .keys()
+        .map(|name| name.as_str().expect("service names are strings"))
+        .collect();
+    assert_eq!(
+        overridden,
+        BTreeSet::from(["localstack"]),
+        "docker-compose.moto.yml may override the localstack service only"
+    );
+    let localstack = services(&moto).get("localstack").expect("localstack");
+    let test = localstack
+        .get("healthcheck")
+        .and_then(|h| h.get("test"))
+        .and_then(Value::as_sequence)
+        .expect("the moto localstack has a health check");
+    assert_eq!(test.first(), Some(&Value::from("CMD")));
+    for key in ["environment", "ports", "depends_on", "profiles"] {
+        assert!(
+            localstack.get(key).is_none(),
+            "the override changes localstack's `{key}`; the stack must reach it as in the base file"
+        );
+    }
+    let base = compose_file();
+    let gate = services(&base)
+        .get("provision")
+        .and_then(|p| p.get("depends_on"))
+        .and_then(|d| d.get("localstack"))
+        .and_then(|l| l.get("condition"))
+        .and_then(Value::as_str);
+    assert_eq!(gate, Some("service_healthy"));
+}
+
+/// docker-compose v1 (Debian 12's `docker-compose`, the only Compose on some machines) rejects
+/// a top-level `name`, and the Compose files must load there too.
+#[test]
+fn compose_files_load_in_docker_compose_v1() {
+    for compose in [compose_file(), moto_override()] {
+        let top: BTreeSet<&str> = compose
+            .as_mapping()
+            .expect("a mapping")
+            .keys()
+            .filter_map(Value::as_str)
+            .filter(|key| !key.starts_with("x-"))
+            .collect();
+        for key in &top {
+            assert!(
+                ["services", "volumes", "networks", "configs", "secrets"].contains(key),
+                "top-level `{key}` is not in docker-compose v1's schema"
+            );
+        }
+    }
+}

@@ -12,7 +12,7 @@ use framefleet_e2e::fault_proxy::{Fault, FaultPlan, FaultRule, Service, Trigger}
 use framefleet_e2e::media::video_bytes;
 use framefleet_e2e::stack::{spawn_stack_with, Stack, StackOptions};
 use framefleet_edge::EdgeParams;
-use framefleet_worker::batch::output_key;
+use framefleet_worker::output::output_key;
 use framefleet_worker::settings::S3Client;
 
 async fn video() -> (Vec<u8>, u64) {

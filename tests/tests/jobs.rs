@@ -80,6 +80,7 @@ async fn concurrent_batches_count_once_and_one_worker_wins() {
                     job_item_bytes: 500,
                     // Batch 3 has a failed frame and a pack, batch 7 a pack only.
                     pack: [3, 7].contains(&batch).then(|| format!("pack-{batch}")),
+                    failure_log: None,
                 };
                 let counting = jobs.count_batch(&id, batch, &outcome).await.unwrap();
                 let won = jobs.try_finalize(&id).await.unwrap();

@@ -14,7 +14,7 @@ use framefleet_dispatcher::settings::DispatcherConfig;
 use framefleet_e2e::media::video_bytes;
 use framefleet_e2e::stack::{spawn_stack_with, Stack, StackOptions};
 use framefleet_edge::EdgeParams;
-use framefleet_worker::batch::output_key;
+use framefleet_worker::output::output_key;
 
 async fn fetch(stack: &Stack, video_id: &str, out: &std::path::Path) -> serde_json::Value {
     let output = stack
@@ -256,10 +256,25 @@ async fn packed_job_writes_one_indexed_tar_per_batch() {
     assert_eq!(again["downloaded"], 0, "{again}");
     assert_eq!(again["extracted"], 1, "only the damaged edge map: {again}");
 
-    // A redelivered batch 0 that was already counted: processed again (its pack rewritten with
-    // the same bytes), refused by the counting transaction, and the usage does not move.
+    // A duplicate of batch 0 after it was counted, with one of its frames changed since (a
+    // second capture of the video, a re-encode): the counted pack is not rewritten, so the
+    // manifest's offsets still point at the bytes they describe, and the usage does not move.
     let pack0 = format!("{id}/packs/000000.tar");
     assert_eq!(stack.processed_versions(&pack0).await.unwrap().len(), 1);
+    let other = stack
+        .get(&stack.resources.frames_bucket, &captured[5])
+        .await
+        .unwrap();
+    stack
+        .clients
+        .s3
+        .put_object()
+        .bucket(&stack.resources.frames_bucket)
+        .key(&sent[0].frame_keys[0])
+        .body(other.into())
+        .send()
+        .await
+        .unwrap();
     stack
         .clients
         .sqs
@@ -274,9 +289,110 @@ async fn packed_job_writes_one_indexed_tar_per_batch() {
         .await
         .unwrap();
     let written = stack.processed_versions(&pack0).await.unwrap();
-    assert_eq!(written.len(), 2, "the redelivery rewrote the pack");
-    assert_eq!(written[0], written[1], "with the same bytes");
+    assert_eq!(written.len(), 1, "the counted pack was rewritten");
+    assert_eq!(
+        stack.get(processed, &pack0).await.unwrap(),
+        whole_packs[0],
+        "pack 0 is the bytes its index describes"
+    );
     let record = stack.jobs.get(&video_id).await.unwrap().unwrap();
     assert_eq!(record.usage, usage_before, "usage counted once per batch");
     assert_eq!(record.processed_frames, frames - 1);
+}
+
+/// A pack stored by a delivery that died before its count (here: written beforehand, from
+/// edge maps made with other parameters, with one frame left out) is never overwritten: the
+/// worker that then gets the batch counts the stored pack as it is, so the manifest's index
+/// describes the bytes under the key, and the frame missing from it is listed as failed. The
+/// worker reads the stored pack with its own role (`s3:GetObject` on `*/packs/*`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stored_pack_is_counted_as_stored_never_overwritten() {
+    let mut stack = spawn_stack_with(StackOptions {
+        dispatcher_config: DispatcherConfig {
+            batch_size: 4,
+            output_layout: OutputLayout::Packed,
+            ..DispatcherConfig::default()
+        },
+        ..StackOptions::without_workers()
+    })
+    .await
+    .unwrap();
+    stack.version_processed_bucket().await.unwrap();
+    let (video, frames) = video_bytes("stored.mp4", 64, 48, "8", 1.0).await.unwrap();
+    let video_id = stack.upload("stored.mp4", video).await.unwrap();
+    let id = video_id.to_string();
+    let record = stack.wait_processing(&video_id).await.unwrap();
+    let params = record.plan.as_ref().unwrap().params.clone();
+    let captured = stack.captured_frames(&id).await.unwrap();
+    assert_eq!(captured.len() as u64, frames);
+    // Batch 0 is frames 0..4; the earlier delivery packed frames 0, 1 and 3, encoded at
+    // another JPEG quality than the job's.
+    let other = EdgeParams {
+        quality: if params.quality > 50 { 20 } else { 90 },
+        ..params.clone()
+    };
+    let mut tar = framefleet_worker::tar::Tar::new();
+    for key in [&captured[0], &captured[1], &captured[3]] {
+        let frame = stack
+            .get(&stack.resources.frames_bucket, key)
+            .await
+            .unwrap();
+        let edge_map = framefleet_edge::process(&frame, &other).unwrap();
+        let name = output_key(&id, key, edge_map.format.extension());
+        tar.append(name.rsplit('/').next().unwrap(), &edge_map.bytes)
+            .unwrap();
+    }
+    let (stored, _) = tar.finish();
+    let pack0 = format!("{id}/packs/000000.tar");
+    let processed = &stack.resources.processed_bucket.clone();
+    stack
+        .clients
+        .s3
+        .put_object()
+        .bucket(processed)
+        .key(&pack0)
+        .body(stored.clone().into())
+        .send()
+        .await
+        .unwrap();
+
+    stack.start_worker().await.unwrap();
+    let record = stack.wait_final(&video_id).await.unwrap();
+    assert_eq!(record.status, JobStatus::Complete, "{record:#?}");
+    assert_eq!(record.processed_frames, frames - 1);
+    assert_eq!(record.failed_frames, 1);
+
+    let versions = stack.processed_versions(&pack0).await.unwrap();
+    assert_eq!(versions.len(), 1, "the stored pack was overwritten");
+    assert_eq!(stack.get(processed, &pack0).await.unwrap(), stored);
+    let manifest = stack.manifest(&id).await.unwrap();
+    let packs: Vec<Pack> = serde_json::from_value(manifest["output"]["packs"].clone()).unwrap();
+    let pack = packs.iter().find(|p| p.key == pack0).unwrap();
+    assert_eq!(pack.frames.len(), 3, "{pack:?}");
+    for frame in &pack.frames {
+        let key = captured
+            .iter()
+            .find(|k| output_key(&id, k, "jpg").ends_with(&format!("/{}", frame.name)))
+            .unwrap();
+        let bytes = stack
+            .get(&stack.resources.frames_bucket, key)
+            .await
+            .unwrap();
+        let expected = framefleet_edge::process(&bytes, &other).unwrap();
+        assert!(
+            stored[frame.offset as usize..frame.end() as usize] == expected.bytes[..],
+            "{} points at its bytes in the stored pack",
+            frame.name
+        );
+    }
+    let failed = manifest["failed_frames"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["key"], captured[2].as_str());
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("earlier delivery"),
+        "{failed:?}"
+    );
 }

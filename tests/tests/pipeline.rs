@@ -10,7 +10,7 @@ use framefleet_e2e::fault_proxy::{FaultPlan, Gate, Service};
 use framefleet_e2e::media::{count_frames, video_bytes};
 use framefleet_e2e::stack::{spawn_stack, spawn_stack_with, Stack, StackOptions};
 use framefleet_edge::{Blur, EdgeParams, OutputFormat};
-use framefleet_worker::batch::output_key;
+use framefleet_worker::output::output_key;
 
 /// Every processed object of a job except the manifest, checked to be a JPEG of `w`×`h` equal
 /// byte for byte to what [`framefleet_edge::process`] makes offline of the captured frame with

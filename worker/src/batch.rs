@@ -8,13 +8,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use aws_sdk_s3::primitives::ByteStream;
 use framefleet_core::aws::{describe, is_transient};
-use framefleet_core::frames::frame_name;
-use framefleet_core::jobs::{
-    BatchOutcome, Counting, FailedFrame, JobStatus, JobTable, JobTableError, Transition,
-};
+use framefleet_core::jobs::{BatchOutcome, Counting, FailedFrame, JobStatus, JobTable, Transition};
+use framefleet_core::manifest::{self, Finish, ManifestWriter};
 use framefleet_core::message::FrameBatch;
+use framefleet_core::pack::Pack;
 use framefleet_core::pricing::PriceTable;
 use framefleet_core::telemetry::propagation;
 use framefleet_edge::EdgeParams;
@@ -22,33 +20,11 @@ use futures::StreamExt;
 use tracing::Instrument;
 
 use crate::direct_s3::{DirectS3, DirectS3Error};
-use crate::manifest;
+use crate::error::BatchError;
 use crate::metrics;
-use crate::output::{self, Emitted, Held};
+use crate::output::{self, Emitted, Held, PackOutcome};
 use crate::pipeline::{run_frames, Pipeline, Ticket};
 use crate::usage::{self, BatchMeter};
-
-/// A batch that must be retried later (the message is left for redelivery).
-#[derive(Debug, thiserror::Error)]
-pub enum BatchError {
-    /// Reading a frame or writing an output failed transiently (or for a reason a retry may
-    /// fix, such as permissions being fixed).
-    #[error("s3://{bucket}/{key}: {message}")]
-    Storage {
-        /// Bucket.
-        bucket: String,
-        /// Key.
-        key: String,
-        /// Code and message.
-        message: String,
-    },
-    /// The job table failed.
-    #[error(transparent)]
-    Jobs(#[from] JobTableError),
-    /// The kernel task itself died (a bug, never bad input).
-    #[error("kernel task failed: {0}")]
-    Kernel(String),
-}
 
 /// What processing a batch ended with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,7 +214,42 @@ impl BatchProcessor {
                     FrameResult::Failed(failed) => outcome.failed.push(failed),
                 }
             }
-            outcome.pack = output::finish_batch(&self.output(), batch, held, &meter).await?;
+            match output::finish_batch(&self.output(), batch, held, &meter).await? {
+                PackOutcome::None => {}
+                PackOutcome::Written(pack) => outcome.pack = Some(pack_index(&pack)),
+                PackOutcome::Exists(key) => {
+                    // An earlier delivery stored this batch's pack. Counted: this is a
+                    // duplicate, and the pack stays as its index says. Not counted (that
+                    // delivery died before its count, or is counting now): this delivery
+                    // counts the stored pack, so whichever count wins, its index describes
+                    // the bytes under the key.
+                    meter.dynamodb_read(1);
+                    if self
+                        .jobs
+                        .is_counted(&batch.video_id, batch.batch_index)
+                        .await?
+                    {
+                        metrics::batch_redelivered();
+                        tracing::info!("batch was counted before (duplicate); its pack is kept");
+                        let completed_job = self.finish_if_last(batch, redelivered).await?;
+                        return Ok(BatchReport {
+                            outcome: BatchOutcome::default(),
+                            counting: Counting::AlreadyCounted,
+                            completed_job,
+                            canceled: false,
+                        });
+                    }
+                    let stored = output::stored_pack(&self.output(), &key, &meter).await?;
+                    outcome = count_stored_pack(batch, outcome, &stored);
+                }
+            }
+            // A failure list too long for the marker goes to its log before the count.
+            if let Some((key, body)) =
+                manifest::failure_log(&batch.video_id, batch.batch_index, &outcome.failed)
+            {
+                output::put(&self.output(), &key, body, "application/json", &meter).await?;
+                outcome.failure_log = Some(key);
+            }
             outcome.usage = meter.usage(batch.to_body().len(), job_item_bytes);
             outcome.job_item_bytes = job_item_bytes as u64;
             let counting = self
@@ -303,56 +314,27 @@ impl BatchProcessor {
         self.finish_job(&batch.video_id, &batch.params).await
     }
 
-    /// Writes the manifest of a FINALIZING job and marks it COMPLETE: what the winner of the
-    /// completion does, and what a redelivery of a counted batch or the dispatcher's reconciler
-    /// does for a winner that died. True when this call completed the job; false when the job
-    /// was not FINALIZING, or another finisher completed it first.
-    ///
-    /// A winner that is only slow races such a finisher: both may write the manifest, and the
-    /// loser of `complete` finds the job COMPLETE and is done, not failed. Both build it from
-    /// the job as it stands FINALIZING (every batch counted: counts, usage, markers and
-    /// `finished_at` no longer move), so the copies agree; the only fields that may still
-    /// change under them (`fanned_out`, `updated_at`, by a late `mark_fanned_out`) feed
-    /// nothing but the estimate of the job item's size in the manifest's own usage.
+    /// Writes the manifest of a FINALIZING job and marks it COMPLETE (see
+    /// [`ManifestWriter::finish_job`]). True when this call completed the job; false when the
+    /// job was not FINALIZING, or another finisher completed it first.
     pub async fn finish_job(
         &self,
         video_id: &framefleet_core::video::VideoId,
         params: &EdgeParams,
     ) -> Result<bool, BatchError> {
-        let Some(record) = self.jobs.get(video_id).await? else {
-            return Ok(false);
-        };
-        if record.status != JobStatus::Finalizing {
-            tracing::info!(status = %record.status, "the job is not FINALIZING; nothing to finish");
-            return Ok(false);
-        }
-        let markers = self.jobs.markers(video_id).await?;
-        let document = manifest::build(&record, params, &self.processed_bucket, markers.failed)
-            .with_packs(&markers.packs)
-            .with_cost(&record, &markers.packs, &self.pricing);
-        let key = format!("{video_id}/manifest.json");
-        let body = serde_json::to_vec_pretty(&document).unwrap_or_default();
-        self.put(&key, body, "application/json").await?;
-        if self.jobs.complete(video_id, &key).await? == Transition::NotApplicable {
-            let now = self.jobs.get(video_id).await?.map(|r| r.status);
-            if now == Some(JobStatus::Complete) {
-                tracing::info!(manifest = %key, "another finisher completed the job first");
-                return Ok(false);
+        let writer = ManifestWriter::new(
+            self.s3.clone(),
+            self.jobs.clone(),
+            &self.processed_bucket,
+            (*self.pricing).clone(),
+        );
+        match writer.finish_job(video_id, params).await? {
+            Finish::Completed(record) => {
+                metrics::job_completed(since(&record.created_at));
+                Ok(true)
             }
-            // The job left FINALIZING for anything but COMPLETE (only an emulator loses writes
-            // like that): keep the message so its redelivery finalizes the job again.
-            return Err(BatchError::Jobs(framefleet_core::jobs::JobTableError {
-                table: self.jobs.name().to_string(),
-                operation: "complete",
-                video_id: video_id.to_string(),
-                message: "the job is not FINALIZING after winning its completion".into(),
-                retryable: true,
-                source: None,
-            }));
+            Finish::NotFinalizing | Finish::CompletedElsewhere => Ok(false),
         }
-        metrics::job_completed(since(&record.created_at));
-        tracing::info!(manifest = %key, "manifest written; job COMPLETE");
-        Ok(true)
     }
 
     async fn process_frame(
@@ -455,25 +437,6 @@ impl BatchProcessor {
             direct: self.direct.as_ref(),
         }
     }
-
-    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), BatchError> {
-        let started = Instant::now();
-        let result = self
-            .s3
-            .put_object()
-            .bucket(&*self.processed_bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(ByteStream::from(body))
-            .send()
-            .await;
-        metrics::s3_request("PutObject", result.is_ok(), started.elapsed());
-        result.map(|_| ()).map_err(|error| BatchError::Storage {
-            bucket: self.processed_bucket.to_string(),
-            key: key.to_string(),
-            message: describe(&error),
-        })
-    }
 }
 
 /// Time since `rfc3339` (a job's `created_at`), if it parses and is in the past.
@@ -490,26 +453,101 @@ fn failed(key: &str, reason: &str) -> FrameResult {
     })
 }
 
-/// `<video id>/<frame name>`, with the extension of the output format.
-pub fn output_key(video_id: &str, frame_key: &str, extension: &str) -> String {
-    let name = frame_name(frame_key);
-    let stem = name.strip_suffix(".jpg").unwrap_or(name);
-    format!("{video_id}/{stem}.{extension}")
+/// A pack index as the batch marker stores it (JSON of [`Pack`]).
+fn pack_index(pack: &Pack) -> String {
+    serde_json::to_string(pack).unwrap_or_default()
+}
+
+/// The outcome of a batch whose pack an earlier, uncounted delivery stored: what is in that
+/// pack is processed, every other frame of the batch failed (with this delivery's reason when
+/// it failed here too), and the stored pack's index is what the marker keeps.
+fn count_stored_pack(batch: &FrameBatch, mine: BatchOutcome, stored: &Pack) -> BatchOutcome {
+    let packed: std::collections::HashSet<&str> = stored
+        .frames
+        .iter()
+        .map(|f| {
+            f.name
+                .rsplit_once('.')
+                .map_or(f.name.as_str(), |(stem, _)| stem)
+        })
+        .collect();
+    let reasons: std::collections::HashMap<&str, &str> = mine
+        .failed
+        .iter()
+        .map(|f| (f.key.as_str(), f.reason.as_str()))
+        .collect();
+    let failed = batch
+        .frame_keys
+        .iter()
+        .filter(|key| !packed.contains(output::member_stem(key)))
+        .map(|key| FailedFrame {
+            key: key.clone(),
+            reason: reasons.get(key.as_str()).map_or_else(
+                || {
+                    "not in the pack an earlier delivery of this batch stored (that delivery \
+                     could not process the frame)"
+                        .to_string()
+                },
+                |reason| reason.to_string(),
+            ),
+        })
+        .collect();
+    BatchOutcome {
+        processed: stored.frames.len() as u64,
+        failed,
+        pack: Some(pack_index(stored)),
+        ..mine
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use framefleet_core::message::OutputLayout;
+    use framefleet_core::pack::PackedFrame;
+    use framefleet_core::video::VideoId;
+
     use super::*;
 
     #[test]
-    fn output_keeps_the_frame_name() {
+    fn a_stored_pack_is_counted_as_it_is() {
+        let batch = FrameBatch {
+            version: framefleet_core::message::FRAME_BATCH_VERSION,
+            video_id: VideoId::from_raw("v-1"),
+            batch_index: 0,
+            frames_bucket: "frames".into(),
+            frame_keys: (0..4).map(|i| format!("v-1/c.{i:07}.jpg")).collect(),
+            params: EdgeParams::default(),
+            layout: OutputLayout::Packed,
+        };
+        let member = |i: u32| PackedFrame {
+            name: format!("c.{i:07}.png"),
+            offset: 512 + u64::from(i) * 1024,
+            length: 10,
+        };
+        // The earlier delivery could not process frame 1; this one could not process frame 3.
+        let stored = Pack {
+            key: "v-1/packs/000000.tar".into(),
+            frames: vec![member(0), member(2), member(3)],
+        };
+        let mine = BatchOutcome {
+            processed: 3,
+            failed: vec![FailedFrame {
+                key: "v-1/c.0000003.jpg".into(),
+                reason: "input is corrupt: here".into(),
+            }],
+            job_item_bytes: 700,
+            pack: Some("mine".into()),
+            ..BatchOutcome::default()
+        };
+        let counted = count_stored_pack(&batch, mine, &stored);
+        assert_eq!(counted.processed, 3);
+        assert_eq!(counted.failed.len(), 1);
+        assert_eq!(counted.failed[0].key, "v-1/c.0000001.jpg");
+        assert!(counted.failed[0].reason.contains("earlier delivery"));
+        assert_eq!(counted.job_item_bytes, 700);
         assert_eq!(
-            output_key("v-1", "v-1/my clip.0000003.jpg", "jpg"),
-            "v-1/my clip.0000003.jpg"
-        );
-        assert_eq!(
-            output_key("v-1", "v-1/clip.0000003.jpg", "png"),
-            "v-1/clip.0000003.png"
+            serde_json::from_str::<Pack>(counted.pack.as_deref().unwrap()).unwrap(),
+            stored
         );
     }
 }

@@ -4,7 +4,8 @@
 //! next batch's downloads start while the current one computes, uploads and counts; with
 //! per-batch scheduling (`frame_concurrency > 0`) it receives for free batch slots.
 //! SIGTERM stops receiving: the receive in flight is finished and what it got is handed back;
-//! in-flight batches get `drain_timeout_secs` to finish, and are handed back if they do not.
+//! in-flight batches get the drain the stop budget leaves (`worker.stop_timeout_secs` less an
+//! exit margin, or `drain_timeout_secs`) to finish, and are handed back if they do not.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -27,6 +28,9 @@ use crate::metrics;
 use crate::pipeline::{Pipeline, Ticket};
 use crate::protection::ScaleInProtection;
 use crate::settings::{S3Client, WorkerSettings};
+
+/// The long-poll wait of the service loop's receives (SQS's longest).
+pub const RECEIVE_WAIT: Duration = Duration::from_secs(20);
 
 /// What a receive round did, for tests and logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -122,11 +126,14 @@ impl Worker {
             Some(pipeline) => processor.with_pipeline(Arc::clone(pipeline)),
             None => processor,
         };
-        let protection = ScaleInProtection::new(if settings.worker.scale_in_protection {
-            std::env::var("ECS_AGENT_URI").ok()
-        } else {
-            None
-        });
+        let protection = ScaleInProtection::new(
+            if settings.worker.scale_in_protection {
+                std::env::var("ECS_AGENT_URI").ok()
+            } else {
+                None
+            },
+            settings.worker.protection_timing(),
+        );
         Ok(Self {
             settings: Arc::new(settings),
             frames,
@@ -142,7 +149,8 @@ impl Worker {
     /// `ECS_AGENT_URI` names, so tests can put an agent stand-in on port 0 without touching the
     /// process environment; `None` turns protection off.
     pub fn with_ecs_agent(mut self, agent_uri: Option<String>) -> Self {
-        self.protection = ScaleInProtection::new(agent_uri);
+        self.protection =
+            ScaleInProtection::new(agent_uri, self.settings.worker.protection_timing());
         self
     }
 
@@ -153,7 +161,7 @@ impl Worker {
     /// call is finished instead (at most one long poll, 20 s, run alongside the drain), and what
     /// it returns is handed back at once (visibility 0) rather than started: the fleet's other
     /// workers take it immediately, and work begun on a stopping worker could outlast the drain
-    /// and be lost anyway. Batches in flight when shutdown came get `drain_timeout_secs` to
+    /// and be lost anyway. Batches in flight when shutdown came get the stop budget's drain to
     /// finish; any still running then are abandoned and handed back at once too, so a stopped
     /// worker leaves nothing invisible behind. ("ChangeMessageVisibility", Amazon SQS API
     /// Reference: a timeout of 0 makes the message visible to other consumers immediately,
@@ -195,11 +203,8 @@ impl Worker {
                 free = free.min(pipeline.room_ahead().max(1));
             }
             let frames = self.frames.clone();
-            let mut receive = Box::pin(async move {
-                frames
-                    .receive(free.min(10) as i32, Duration::from_secs(20))
-                    .await
-            });
+            let mut receive =
+                Box::pin(async move { frames.receive(free.min(10) as i32, RECEIVE_WAIT).await });
             let received = tokio::select! {
                 _ = shutdown.cancelled() => {
                     pending_receive = Some(receive);
@@ -264,7 +269,12 @@ impl Worker {
             }
         }
         tracker.close();
-        let drain = Duration::from_secs(self.settings.worker.drain_timeout_secs);
+        // Validated at start-up; a budget that does not fit cannot reach here.
+        let drain = self
+            .settings
+            .worker
+            .stop_budget()
+            .map_or(Duration::from_secs(1), |budget| budget.drain);
         tracing::info!(in_flight = tracker.len(), "draining");
         let drained = async {
             if tokio::time::timeout(drain, tracker.wait()).await.is_err() {

@@ -96,6 +96,8 @@ impl DirectS3Error {
                     || code == "SlowDown"
                     || code == "RequestTimeout"
                     || code == "InternalError"
+                    // Two conditional writes of one key at once: retry ("Conditional writes").
+                    || code == "ConditionalRequestConflict"
             }
             Self::Transport(_) | Self::Credentials(_) => true,
             Self::NoSuchKey | Self::Request(_) => false,
@@ -231,7 +233,7 @@ impl DirectS3 {
 
     /// GetObject: the whole object.
     pub async fn get(&self, bucket: &str, key: &str) -> Result<Bytes, DirectS3Error> {
-        self.with_retries(|| self.attempt(Method::GET, bucket, key, None))
+        self.with_retries(|| self.attempt(Method::GET, bucket, key, None, false))
             .await
     }
 
@@ -244,10 +246,46 @@ impl DirectS3 {
         content_type: &str,
     ) -> Result<(), DirectS3Error> {
         self.with_retries(|| {
-            self.attempt(Method::PUT, bucket, key, Some((body.clone(), content_type)))
+            self.attempt(
+                Method::PUT,
+                bucket,
+                key,
+                Some((body.clone(), content_type)),
+                false,
+            )
         })
         .await
         .map(|_| ())
+    }
+
+    /// PutObject only if no object has the key (`If-None-Match: *`, "Add preconditions to S3
+    /// operations with conditional requests", Amazon S3 User Guide,
+    /// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-requests.html>):
+    /// false when one exists (412 `PreconditionFailed`), which is also what a retry of a PUT
+    /// whose answer was lost gets.
+    pub async fn put_if_absent(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<bool, DirectS3Error> {
+        let result = self
+            .with_retries(|| {
+                self.attempt(
+                    Method::PUT,
+                    bucket,
+                    key,
+                    Some((body.clone(), content_type)),
+                    true,
+                )
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(DirectS3Error::Service { status: 412, .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
     async fn with_retries<F, Fut>(&self, attempt: F) -> Result<Bytes, DirectS3Error>
@@ -274,8 +312,9 @@ impl DirectS3 {
         bucket: &str,
         key: &str,
         put: Option<(Bytes, &str)>,
+        if_absent: bool,
     ) -> Result<Bytes, DirectS3Error> {
-        let request = self.signed(method, bucket, key, put).await?;
+        let request = self.signed(method, bucket, key, put, if_absent).await?;
         let exchange = async {
             let response = self
                 .inner
@@ -307,6 +346,7 @@ impl DirectS3 {
         bucket: &str,
         key: &str,
         put: Option<(Bytes, &str)>,
+        if_absent: bool,
     ) -> Result<Request<Full<Bytes>>, DirectS3Error> {
         let url = self.inner.endpoint.url(bucket, key);
         let uri: hyper::Uri = url
@@ -320,6 +360,9 @@ impl DirectS3 {
             .method(method.clone())
             .uri(uri)
             .header(HOST, &host);
+        if if_absent {
+            builder = builder.header("if-none-match", "*");
+        }
         let body = match put {
             Some((body, content_type)) => {
                 let crc = base64_encode(&crc32fast::hash(&body).to_be_bytes());

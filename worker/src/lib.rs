@@ -6,8 +6,11 @@
 //! - [`batch`]: one batch: download, kernel on the blocking pool, upload, count, complete.
 //! - [`pipeline`]: the frame budget shared by all batches (Little's law), batch admission in
 //!   turn, and the kernel slots that keep CPU work to the cores.
-//! - [`manifest`]: the document the completing worker writes, with the job's usage and cost.
-//! - [`output`]: per-frame objects or one tar pack per batch; [`tar`]: the ustar writer.
+//! - [`error`]: why a batch is left for redelivery.
+//! - [`output`]: output naming, per-frame objects or one tar pack per batch; [`tar`]: the
+//!   pack writer. The batch drives the output; the output knows nothing of the batch.
+//! - The manifest the completing worker writes is `framefleet_core::manifest`, shared with
+//!   the dispatcher's reconciler.
 //! - [`usage`]: what one batch uses (requests, CPU time), summed exactly once per batch.
 //! - `metrics`: the worker's OpenTelemetry instruments (frames, batches, kernel and S3 time,
 //!   queue wait, in flight, jobs completed and their duration).
@@ -17,7 +20,7 @@
 pub mod batch;
 pub mod consumer;
 pub mod direct_s3;
-pub mod manifest;
+pub mod error;
 mod metrics;
 pub mod offline;
 pub mod output;

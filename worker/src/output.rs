@@ -18,16 +18,24 @@ use std::time::Instant;
 
 use aws_sdk_s3::primitives::ByteStream;
 use framefleet_core::aws::describe;
+use framefleet_core::frames::frame_name;
 use framefleet_core::message::{FrameBatch, OutputLayout};
 use framefleet_core::pack::{pack_key, Pack, PackedFrame};
 use framefleet_edge::EdgeMap;
 use tracing::Instrument;
 
-use crate::batch::{output_key, BatchError};
 use crate::direct_s3::DirectS3;
+use crate::error::BatchError;
 use crate::metrics;
 use crate::tar::Tar;
 use crate::usage::BatchMeter;
+
+/// `<video id>/<frame name>`, with the extension of the output format.
+pub fn output_key(video_id: &str, frame_key: &str, extension: &str) -> String {
+    let name = frame_name(frame_key);
+    let stem = name.strip_suffix(".jpg").unwrap_or(name);
+    format!("{video_id}/{stem}.{extension}")
+}
 
 /// Where edge maps and packs are written.
 #[derive(Debug, Clone, Copy)]
@@ -121,21 +129,79 @@ pub fn build_pack(video_id: &str, batch_index: u32, held: &[Held]) -> Option<(Ve
     Some((bytes, pack))
 }
 
-/// Ends the batch's output: for packed batches, PUTs the pack and returns its index as stored in
-/// the batch marker (JSON); per-frame batches have nothing left to write.
+/// What ending a batch's output came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackOutcome {
+    /// Nothing to write: per-frame objects, or no frame made an edge map.
+    None,
+    /// This delivery wrote the pack; its index, to store in the batch marker.
+    Written(Pack),
+    /// A pack was already stored under the key (an earlier delivery of the batch wrote it):
+    /// left as it is. The batch counts that pack, if it counts at all.
+    Exists(String),
+}
+
+/// Ends the batch's output: for packed batches, writes the pack unless one is stored already
+/// (`If-None-Match: *`), so a pack is written once and never rewritten: the index a counted
+/// marker stores always describes the bytes under the key, whatever a later delivery (a
+/// changed frame, a changed kernel) would have made. Per-frame batches have nothing left to
+/// write.
 pub async fn finish_batch(
     to: &Destination<'_>,
     batch: &FrameBatch,
     held: Vec<Held>,
     meter: &BatchMeter,
-) -> Result<Option<String>, BatchError> {
+) -> Result<PackOutcome, BatchError> {
     let Some((bytes, pack)) = build_pack(&batch.video_id.to_string(), batch.batch_index, &held)
     else {
-        return Ok(None);
+        return Ok(PackOutcome::None);
     };
-    put(to, &pack.key, bytes, "application/x-tar", meter).await?;
-    tracing::info!(key = %pack.key, frames = pack.frames.len(), "pack written");
-    Ok(Some(serde_json::to_string(&pack).unwrap_or_default()))
+    if put_if_absent(to, &pack.key, bytes, "application/x-tar", meter).await? {
+        tracing::info!(key = %pack.key, frames = pack.frames.len(), "pack written");
+        Ok(PackOutcome::Written(pack))
+    } else {
+        tracing::info!(key = %pack.key, "a pack is stored already; not rewriting it");
+        Ok(PackOutcome::Exists(pack.key))
+    }
+}
+
+/// The index of the pack stored under `key`, read from its bytes (one GET of the pack).
+pub async fn stored_pack(
+    to: &Destination<'_>,
+    key: &str,
+    meter: &BatchMeter,
+) -> Result<Pack, BatchError> {
+    meter.s3_get();
+    let started = Instant::now();
+    let fetched = get(to, key)
+        .instrument(tracing::info_span!("download", key))
+        .await;
+    metrics::s3_request("GetObject", fetched.is_ok(), started.elapsed());
+    let storage = |message| BatchError::Storage {
+        bucket: to.bucket.to_string(),
+        key: key.to_string(),
+        message,
+    };
+    let bytes = fetched.map_err(storage)?;
+    let spans = crate::tar::read_index(&bytes).map_err(|error| storage(error.to_string()))?;
+    Ok(Pack {
+        key: key.to_string(),
+        frames: spans
+            .into_iter()
+            .map(|span| PackedFrame {
+                name: span.name,
+                offset: span.offset,
+                length: span.length,
+            })
+            .collect(),
+    })
+}
+
+/// The member name frame `frame_key` has in a pack, whatever the edge map's extension: its
+/// output name without the extension.
+pub fn member_stem(frame_key: &str) -> &str {
+    let name = frame_name(frame_key);
+    name.strip_suffix(".jpg").unwrap_or(name)
 }
 
 /// PUTs one object. Unless `to.sign_payloads`, the body is sent as `UNSIGNED-PAYLOAD`: SigV4 then
@@ -144,7 +210,7 @@ pub async fn finish_batch(
 /// <https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html>), and the
 /// worker does not hash every edge map with SHA-256. The body's integrity then rests on TLS (the
 /// template's bucket policies refuse plain HTTP) and on the checksum the SDK sends with it.
-async fn put(
+pub(crate) async fn put(
     to: &Destination<'_>,
     key: &str,
     body: Vec<u8>,
@@ -193,6 +259,84 @@ async fn send(
     result.map(|_| ()).map_err(|error| describe(&error))
 }
 
+/// PUTs `body` unless an object has `key` already: true when written, false when one was
+/// there (412, "Add preconditions to S3 operations with conditional requests", Amazon S3 User
+/// Guide, <https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-requests.html>).
+/// The body is signed or not as [`put`] says.
+async fn put_if_absent(
+    to: &Destination<'_>,
+    key: &str,
+    body: Vec<u8>,
+    content_type: &str,
+    meter: &BatchMeter,
+) -> Result<bool, BatchError> {
+    meter.s3_put();
+    let started = Instant::now();
+    let result = async {
+        if let Some(direct) = to.direct {
+            return direct
+                .put_if_absent(to.bucket, key, body.into(), content_type)
+                .await
+                .map_err(|error| error.to_string());
+        }
+        let request = to
+            .s3
+            .put_object()
+            .bucket(to.bucket)
+            .key(key)
+            .content_type(content_type)
+            .if_none_match("*")
+            .body(ByteStream::from(body));
+        let sent = if to.sign_payloads {
+            request.send().await
+        } else {
+            request.customize().disable_payload_signing().send().await
+        };
+        match sent {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .raw_response()
+                    .is_some_and(|r| r.status().as_u16() == 412) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(describe(&error)),
+        }
+    }
+    .instrument(tracing::info_span!("upload", key))
+    .await;
+    metrics::s3_request("PutObject", result.is_ok(), started.elapsed());
+    result.map_err(|message| BatchError::Storage {
+        bucket: to.bucket.to_string(),
+        key: key.to_string(),
+        message,
+    })
+}
+
+/// GetObject of a whole object we wrote, through the direct client when the worker has one.
+async fn get(to: &Destination<'_>, key: &str) -> Result<bytes::Bytes, String> {
+    if let Some(direct) = to.direct {
+        return direct
+            .get(to.bucket, key)
+            .await
+            .map_err(|error| error.to_string());
+    }
+    let out = to
+        .s3
+        .get_object()
+        .bucket(to.bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|error| describe(&error))?;
+    out.body
+        .collect()
+        .await
+        .map(|data| data.into_bytes())
+        .map_err(|error| error.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +346,18 @@ mod tests {
             name: name.into(),
             bytes: bytes.to_vec(),
         }
+    }
+
+    #[test]
+    fn output_keeps_the_frame_name() {
+        assert_eq!(
+            output_key("v-1", "v-1/my clip.0000003.jpg", "jpg"),
+            "v-1/my clip.0000003.jpg"
+        );
+        assert_eq!(
+            output_key("v-1", "v-1/clip.0000003.jpg", "png"),
+            "v-1/clip.0000003.png"
+        );
     }
 
     #[test]

@@ -45,11 +45,22 @@ pub struct WorkerConfig {
     pub memory_limit_mib: u64,
     /// What one frame in flight holds, in KiB: its JPEG, its edge map, the SDK's buffers.
     pub frame_memory_kib: u64,
-    /// Seconds to finish in-flight batches after SIGTERM before giving up on them (they are
-    /// redelivered); keep it below the container's stop timeout.
+    /// The container's stop timeout, seconds (the template sets `StopTimeout` and this to the
+    /// same 120, Fargate's maximum): SIGKILL follows SIGTERM after it. The drain and the exit
+    /// are planned to fit in it ([`framefleet_core::shutdown::StopBudget`]).
+    pub stop_timeout_secs: u64,
+    /// Seconds to finish in-flight batches after SIGTERM before handing them back for
+    /// redelivery; `0` (default): what the stop timeout leaves after a 10 s exit margin (110 s
+    /// with the defaults). A value that does not fit is refused at start-up.
     pub drain_timeout_secs: u64,
     /// Ask ECS for task scale-in protection while batches are in flight (no-op off ECS).
     pub scale_in_protection: bool,
+    /// `ExpiresInMinutes` of the protection (1..=2880, ECS's range): how long a task that dies
+    /// protected stays protected. A busy task renews it every `scale_in_protection_renew_secs`.
+    pub scale_in_protection_minutes: u32,
+    /// Seconds between renewals of the protection while busy; `0` (default): half of
+    /// `scale_in_protection_minutes`. Must be shorter than the expiry.
+    pub scale_in_protection_renew_secs: u64,
     /// SigV4-sign the body of every edge-map and pack PUT (a SHA-256 of each body). Off
     /// (default): bodies go as `UNSIGNED-PAYLOAD`, protected by TLS and the SDK's checksum;
     /// `scripts/bench-fleet` measures what signing costs.
@@ -81,8 +92,11 @@ impl Default for WorkerConfig {
             kernel_threads: 0,
             memory_limit_mib: 0,
             frame_memory_kib: crate::pipeline::DEFAULT_FRAME_MEMORY_KIB,
-            drain_timeout_secs: 90,
+            stop_timeout_secs: 120,
+            drain_timeout_secs: 0,
             scale_in_protection: true,
+            scale_in_protection_minutes: 60,
+            scale_in_protection_renew_secs: 0,
             sign_s3_payloads: false,
             s3_client: S3Client::Sdk,
         }
@@ -90,6 +104,27 @@ impl Default for WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// How the time between SIGTERM and SIGKILL is spent: the receive under way (a 20 s long
+    /// poll) finishes alongside the drain, then the process exits.
+    pub fn stop_budget(&self) -> Result<framefleet_core::shutdown::StopBudget, String> {
+        framefleet_core::shutdown::StopBudget::receive_alongside_drain(
+            std::time::Duration::from_secs(self.stop_timeout_secs),
+            crate::consumer::RECEIVE_WAIT,
+            std::time::Duration::from_secs(self.drain_timeout_secs),
+        )
+    }
+
+    /// The protection's expiry and renewal period these settings ask for.
+    pub fn protection_timing(&self) -> crate::protection::ProtectionTiming {
+        let mut timing =
+            crate::protection::ProtectionTiming::renewed_at_half(self.scale_in_protection_minutes);
+        if self.scale_in_protection_renew_secs > 0 {
+            timing.renew_every =
+                std::time::Duration::from_secs(self.scale_in_protection_renew_secs);
+        }
+        timing
+    }
+
     /// The pipeline these settings ask for, or `None` for per-batch scheduling
     /// (`frame_concurrency > 0`).
     pub fn pipeline(&self) -> Option<PipelineConfig> {
@@ -166,12 +201,22 @@ impl WorkerSettings {
                 "must be between 16 and 1048576",
             ));
         }
-        if self.worker.drain_timeout_secs > 3600 {
+        if !(1..=2880).contains(&w.scale_in_protection_minutes) {
             return Err(ConfigError::rule(
-                "worker.drain_timeout_secs",
-                "must be at most 3600",
+                "worker.scale_in_protection_minutes",
+                "must be between 1 and 2880 (ECS's ExpiresInMinutes range)",
             ));
         }
+        if w.scale_in_protection_renew_secs >= u64::from(w.scale_in_protection_minutes) * 60 {
+            return Err(ConfigError::rule(
+                "worker.scale_in_protection_renew_secs",
+                "must be shorter than scale_in_protection_minutes, or the protection lapses \
+                 before it is renewed",
+            ));
+        }
+        self.worker
+            .stop_budget()
+            .map_err(|e| ConfigError::rule("worker.stop_timeout_secs", e))?;
         Ok(())
     }
 }
@@ -234,6 +279,44 @@ mod tests {
         };
         assert_eq!(per_batch.pipeline(), None);
         assert_eq!(per_batch.batch_slots(), 2);
+    }
+
+    #[test]
+    fn the_stop_budget_comes_from_the_stop_timeout() {
+        let budget = load(&[]).unwrap().worker.stop_budget().unwrap();
+        assert_eq!(budget.drain, std::time::Duration::from_secs(110));
+        assert!(budget.worst_case() <= std::time::Duration::from_secs(120));
+        let settings = load(&[("FRAMEFLEET__WORKER__DRAIN_TIMEOUT_SECS", "90")]).unwrap();
+        assert_eq!(
+            settings.worker.stop_budget().unwrap().drain,
+            std::time::Duration::from_secs(90)
+        );
+        for (key, value) in [
+            ("DRAIN_TIMEOUT_SECS", "111"),
+            ("STOP_TIMEOUT_SECS", "25"),
+            ("STOP_TIMEOUT_SECS", "121"),
+        ] {
+            let err = load(&[(&format!("FRAMEFLEET__WORKER__{key}"), value)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("worker.stop_timeout_secs"), "{err}");
+        }
+        for (key, value) in [
+            ("SCALE_IN_PROTECTION_MINUTES", "0"),
+            ("SCALE_IN_PROTECTION_MINUTES", "2881"),
+            ("SCALE_IN_PROTECTION_RENEW_SECS", "3600"),
+        ] {
+            let err = load(&[(&format!("FRAMEFLEET__WORKER__{key}"), value)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("worker.{}", key.to_lowercase())),
+                "{err}"
+            );
+        }
+        let timing = load(&[]).unwrap().worker.protection_timing();
+        assert_eq!(timing.expires_in_minutes, 60);
+        assert_eq!(timing.renew_every, std::time::Duration::from_secs(1800));
     }
 
     #[test]

@@ -1,16 +1,29 @@
-//! A POSIX ustar writer (IEEE Std 1003.1, "pax" utility, ustar interchange format), just
-//! enough for packs of edge maps: regular files only, written in one go, deterministic (fixed
-//! mode, owner and time), so the same members always make the same bytes and a redelivered
-//! batch rewrites its pack identically. Names longer than the 100-byte ustar field get a pax
-//! extended header (`path=` record) before their member, which every current `tar` reads.
+//! Packs as tar archives, written and read with the `tar` crate (the crate cargo itself builds
+//! and unpacks every `.crate` file with).
 //!
-//! Each member's data starts on a 512-byte block; [`Tar::finish`] says where, so one member is
-//! read from the archive with a ranged GET and no tar parsing.
+//! Why the crate serves, and how we hold it to what a pack needs:
+//!
+//! - **Deterministic bytes.** Every header is built here from fixed fields (ustar, regular
+//!   file, mode 0644, owner 0:0, no user or group names, mtime 0): nothing comes from a file
+//!   system or a clock, so the same members always make the same archive, byte for byte
+//!   (`same_members_same_bytes`).
+//! - **Offsets from header sizes.** A member's data starts on a 512-byte block right after its
+//!   header(s): the archive's length after appending it, less its data padded to a block. The
+//!   crate writes into a `Vec` we can measure after each member, so [`Tar::finish`] says where
+//!   each member's data lies and one edge map is one ranged GET, no tar parsing. [`read_index`]
+//!   gets the same spans back from stored bytes with the crate's reader (its
+//!   `raw_file_position`), for a pack an earlier delivery wrote.
+//! - **Long names.** A name longer than ustar's 100-byte field gets a GNU long-name entry
+//!   (`././@LongLink`, type `L`) before its member, which GNU tar, bsdtar and Python's
+//!   `tarfile` read. (Our own writer used a pax `path` record; both are standard practice.)
+//!
+//! Replaced: a hand-written ustar writer of about 140 lines (headers, checksums, pax records)
+//! that would also have needed a reader of its own for [`read_index`].
+
+use std::io;
 
 /// Size of a tar block: headers and padded data are whole blocks.
-const BLOCK: usize = 512;
-/// Largest member the 11 octal digits of the size field can state.
-const MAX_SIZE: u64 = 0o77_777_777_777;
+const BLOCK: u64 = 512;
 
 /// Where one member's data lies in the archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,33 +36,55 @@ pub struct MemberSpan {
     pub length: u64,
 }
 
-/// A member that cannot be written.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// A member that cannot be written, or an archive that cannot be read.
+#[derive(Debug, thiserror::Error)]
 pub enum TarError {
     /// An empty name, or one with a NUL byte, which no tar header can carry.
     #[error("tar member name {0:?} is empty or contains NUL")]
     BadName(String),
-    /// Larger than the ustar size field (8 GiB).
-    #[error("tar member {name:?} is {size} bytes, more than ustar's 8 GiB")]
-    TooLarge {
+    /// The crate refused the member (a name it cannot encode, a size over ustar's 8 GiB).
+    #[error("tar member {name:?}: {source}")]
+    Refused {
         /// The member.
         name: String,
-        /// Its size.
-        size: u64,
+        /// Why.
+        #[source]
+        source: io::Error,
     },
+    /// Stored bytes that are not a pack: not a tar, or a member that is not a regular file
+    /// with a UTF-8 name.
+    #[error("not a pack: {0}")]
+    NotAPack(String),
 }
 
 /// An archive being written in memory.
-#[derive(Debug, Default)]
 pub struct Tar {
-    bytes: Vec<u8>,
+    builder: tar::Builder<Vec<u8>>,
     spans: Vec<MemberSpan>,
+}
+
+impl std::fmt::Debug for Tar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tar")
+            .field("bytes", &self.builder.get_ref().len())
+            .field("spans", &self.spans)
+            .finish()
+    }
+}
+
+impl Default for Tar {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Tar {
     /// An empty archive.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            builder: tar::Builder::new(Vec::new()),
+            spans: Vec::new(),
+        }
     }
 
     /// Appends a regular file `name` (mode 0644, owner 0:0, time 0) holding `data`.
@@ -57,97 +92,71 @@ impl Tar {
         if name.is_empty() || name.contains('\0') {
             return Err(TarError::BadName(name.to_string()));
         }
-        let size = data.len() as u64;
-        if size > MAX_SIZE {
-            return Err(TarError::TooLarge {
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_size(data.len() as u64);
+        self.builder
+            .append_data(&mut header, name, data)
+            .map_err(|source| TarError::Refused {
                 name: name.to_string(),
-                size,
-            });
-        }
-        let short = if name.len() <= 100 {
-            name
-        } else {
-            let record = pax_record("path", name);
-            let header = header(b"PaxHeaders/member", record.len() as u64, b'x');
-            self.bytes.extend_from_slice(&header);
-            self.push_data(&record);
-            truncate(name, 100)
-        };
-        self.bytes
-            .extend_from_slice(&header(short.as_bytes(), size, b'0'));
+                source,
+            })?;
+        let length = data.len() as u64;
+        let end = self.builder.get_ref().len() as u64;
         self.spans.push(MemberSpan {
             name: name.to_string(),
-            offset: self.bytes.len() as u64,
-            length: size,
+            offset: end - length.div_ceil(BLOCK) * BLOCK,
+            length,
         });
-        self.push_data(data);
         Ok(())
     }
 
-    fn push_data(&mut self, data: &[u8]) {
-        self.bytes.extend_from_slice(data);
-        let padding = (BLOCK - data.len() % BLOCK) % BLOCK;
-        self.bytes.resize(self.bytes.len() + padding, 0);
-    }
-
     /// The archive (closed by two zero blocks) and where each member's data is.
-    pub fn finish(mut self) -> (Vec<u8>, Vec<MemberSpan>) {
-        self.bytes.resize(self.bytes.len() + 2 * BLOCK, 0);
-        (self.bytes, self.spans)
+    pub fn finish(self) -> (Vec<u8>, Vec<MemberSpan>) {
+        // Writing into a Vec cannot fail.
+        let bytes = self.builder.into_inner().unwrap_or_default();
+        (bytes, self.spans)
     }
 }
 
-/// The longest prefix of `name` of at most `max` bytes that ends on a character boundary.
-fn truncate(name: &str, max: usize) -> &str {
-    let mut end = max.min(name.len());
-    while !name.is_char_boundary(end) {
-        end -= 1;
+/// Where each member's data lies in a stored pack, read with the crate's reader (long names
+/// resolved): what [`Tar::finish`] said when the pack was written.
+pub fn read_index(bytes: &[u8]) -> Result<Vec<MemberSpan>, TarError> {
+    let bad = |error: io::Error| TarError::NotAPack(error.to_string());
+    let mut archive = tar::Archive::new(bytes);
+    let mut spans = Vec::new();
+    for entry in archive.entries().map_err(bad)? {
+        let entry = entry.map_err(bad)?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            return Err(TarError::NotAPack(format!(
+                "a member of type {:?}",
+                entry.header().entry_type()
+            )));
+        }
+        let name = String::from_utf8(entry.path_bytes().into_owned())
+            .map_err(|_| TarError::NotAPack("a member name that is not UTF-8".into()))?;
+        let span = MemberSpan {
+            name,
+            offset: entry.raw_file_position(),
+            length: entry.size(),
+        };
+        if span.offset.saturating_add(span.length) > bytes.len() as u64 {
+            return Err(TarError::NotAPack(format!("{} is cut short", span.name)));
+        }
+        spans.push(span);
     }
-    &name[..end]
-}
-
-/// A pax extended header record, `"<length> <key>=<value>\n"`, where the length counts the
-/// whole record including its own digits.
-fn pax_record(key: &str, value: &str) -> Vec<u8> {
-    let body = key.len() + value.len() + 3; // space, '=', newline
-    let mut length = body + 1;
-    while length != body + length.to_string().len() {
-        length = body + length.to_string().len();
-    }
-    format!("{length} {key}={value}\n").into_bytes()
-}
-
-/// A ustar header block for a member of `size` bytes and type `kind` (`'0'` file, `'x'` pax).
-fn header(name: &[u8], size: u64, kind: u8) -> [u8; BLOCK] {
-    let mut block = [0u8; BLOCK];
-    block[..name.len()].copy_from_slice(name);
-    octal(&mut block[100..108], 0o644);
-    octal(&mut block[108..116], 0);
-    octal(&mut block[116..124], 0);
-    octal(&mut block[124..136], size);
-    octal(&mut block[136..148], 0);
-    block[156] = kind;
-    block[257..263].copy_from_slice(b"ustar\0");
-    block[263..265].copy_from_slice(b"00");
-    // The checksum is the sum of the header's bytes with its own field read as spaces.
-    block[148..156].copy_from_slice(b"        ");
-    let sum: u32 = block.iter().map(|&b| u32::from(b)).sum();
-    octal(&mut block[148..155], u64::from(sum));
-    block[155] = b' ';
-    block
-}
-
-/// `value` in octal, zero-padded to fill `field` but its last byte, which is NUL.
-fn octal(field: &mut [u8], value: u64) {
-    let last = field.len() - 1;
-    let digits = format!("{value:0last$o}");
-    field[..last].copy_from_slice(digits.as_bytes());
-    field[last] = 0;
+    Ok(spans)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const BLOCK: usize = 512;
 
     fn field(block: &[u8], range: std::ops::Range<usize>) -> String {
         String::from_utf8_lossy(&block[range])
@@ -173,6 +182,7 @@ mod tests {
             assert!(data == b"hello" || data == [7u8; 600]);
         }
         assert!(bytes[5 * BLOCK..].iter().all(|&b| b == 0));
+        assert_eq!(read_index(&bytes).unwrap(), spans);
     }
 
     #[test]
@@ -183,11 +193,14 @@ mod tests {
         let block = &bytes[..BLOCK];
         assert_eq!(field(block, 0..100), "clip.0000001.jpg");
         assert_eq!(field(block, 100..108), "0000644");
+        assert_eq!(field(block, 108..116), "0000000");
+        assert_eq!(field(block, 116..124), "0000000");
         assert_eq!(field(block, 124..136), format!("{:011o}", 1234));
         assert_eq!(field(block, 136..148), "00000000000");
         assert_eq!(block[156], b'0');
         assert_eq!(&block[257..265], b"ustar\x0000");
-        let stored = u32::from_str_radix(&field(block, 148..156), 8).unwrap();
+        assert_eq!(field(block, 265..297), "", "no user name");
+        let stored = u32::from_str_radix(field(block, 148..156).trim(), 8).unwrap();
         let mut copy = block.to_vec();
         copy[148..156].copy_from_slice(b"        ");
         assert_eq!(stored, copy.iter().map(|&b| u32::from(b)).sum::<u32>());
@@ -205,31 +218,20 @@ mod tests {
     }
 
     #[test]
-    fn long_names_get_a_pax_path_record() {
+    fn long_names_get_a_gnu_long_name_entry() {
         let name = format!("{}é.jpg", "a".repeat(99));
         let mut tar = Tar::new();
         tar.append(&name, b"data").unwrap();
         let (bytes, spans) = tar.finish();
-        assert_eq!(bytes[156], b'x');
-        let record = pax_record("path", &name);
-        assert_eq!(&bytes[BLOCK..BLOCK + record.len()], &record[..]);
-        // The member's own header follows the pax data block, its name cut on a char boundary.
+        assert_eq!(bytes[156], b'L');
+        assert_eq!(field(&bytes[..BLOCK], 0..100), "././@LongLink");
+        assert_eq!(&bytes[BLOCK..BLOCK + name.len()], name.as_bytes());
+        // The member's own header follows the long name's data block.
         let member = &bytes[2 * BLOCK..3 * BLOCK];
         assert_eq!(member[156], b'0');
-        assert_eq!(field(member, 0..100), "a".repeat(99));
         assert_eq!(spans[0].offset, 3 * BLOCK as u64);
         assert_eq!(spans[0].name, name);
-    }
-
-    #[test]
-    fn pax_record_length_counts_itself() {
-        for value in ["x", &"y".repeat(90), &"z".repeat(95), &"w".repeat(994)] {
-            let record = pax_record("path", value);
-            let text = String::from_utf8(record.clone()).unwrap();
-            let (length, _) = text.split_once(' ').unwrap();
-            assert_eq!(length.parse::<usize>().unwrap(), record.len(), "{text}");
-            assert!(text.ends_with('\n'));
-        }
+        assert_eq!(read_index(&bytes).unwrap(), spans);
     }
 
     #[test]
@@ -237,6 +239,24 @@ mod tests {
         let mut tar = Tar::new();
         assert!(matches!(tar.append("", b""), Err(TarError::BadName(_))));
         assert!(matches!(tar.append("a\0b", b""), Err(TarError::BadName(_))));
+        // A refused member leaves the archive as it was.
+        let (bytes, spans) = tar.finish();
+        assert!(spans.is_empty());
+        assert_eq!(bytes.len(), 2 * BLOCK);
+    }
+
+    #[test]
+    fn what_is_not_a_pack_is_refused_not_read() {
+        let mut tar = Tar::new();
+        tar.append("a.jpg", &[1u8; 2000]).unwrap();
+        let (bytes, _) = tar.finish();
+        assert!(matches!(
+            read_index(&bytes[..BLOCK + 100]),
+            Err(TarError::NotAPack(_))
+        ));
+        let mut garbage = bytes.clone();
+        garbage[148] = b'9';
+        assert!(matches!(read_index(&garbage), Err(TarError::NotAPack(_))));
     }
 
     /// The system `tar` lists and extracts what we write, byte for byte.

@@ -1,14 +1,36 @@
-//! `manifest.json`, written once per job by the worker that completes it: what went in, with
-//! which parameters, what came out, which frames failed and why, how long each phase took, and
-//! what the job used and cost.
+//! `manifest.json`: what went in, with which parameters, what came out, which frames failed
+//! and why, how long each phase took, and what the job used and cost. Both services write it
+//! through [`ManifestWriter`]: the worker that wins a job's completion, and the dispatcher's
+//! reconciler for a winner that died (so the model lives here, not in either service).
+//!
+//! It is assembled from the job record as it stands FINALIZING (every batch counted: counts,
+//! usage and `finished_at` no longer move) and from the batch markers (failed frames, pack
+//! indexes), read with one Query. A batch whose failures do not fit its marker (DynamoDB's
+//! 400 KB item limit) stores them whole in a failure log, `<video id>/failures/<batch>-<hash>.json`
+//! in the processed bucket, written by the worker before the counting transaction and named
+//! by the marker; the manifest lists every failure from those logs. A log's key carries a hash
+//! of its content, so two deliveries of a batch that failed differently never overwrite each
+//! other's list: the marker names the one that was counted.
+//!
+//! Written once in effect: only a FINALIZING job gets a manifest, and writers racing on one
+//! (a slow winner and a finisher) build the same document from the same record and markers;
+//! the job then moves FINALIZING → COMPLETE, so COMPLETE means the manifest is there.
 
-use framefleet_core::jobs::{FailedFrame, JobRecord};
-use framefleet_core::message::OutputLayout;
-use framefleet_core::pack::Pack;
-use framefleet_core::pricing::{Cost, PriceTable};
-use framefleet_core::usage::{read_units, write_units, Usage};
-use framefleet_edge::EdgeParams;
+use aws_sdk_s3::primitives::ByteStream;
 use serde::Serialize;
+use sha2::Digest;
+
+use crate::aws::{describe, is_transient};
+use crate::jobs::{
+    failures_fit_marker, BatchMarkers, FailedFrame, JobRecord, JobStatus, JobTable, JobTableError,
+    Transition,
+};
+use crate::message::OutputLayout;
+use crate::pack::Pack;
+use crate::pricing::{Cost, PriceTable};
+use crate::usage::{read_units, write_units, Usage};
+use crate::video::VideoId;
+use framefleet_edge::EdgeParams;
 
 /// The manifest document.
 #[derive(Debug, Clone, Serialize)]
@@ -173,7 +195,7 @@ pub fn build(
     let finished = record
         .finished_at
         .clone()
-        .unwrap_or_else(framefleet_core::jobs::now_rfc3339);
+        .unwrap_or_else(crate::jobs::now_rfc3339);
     Manifest {
         video_id: record.video_id.to_string(),
         status: "COMPLETE".into(),
@@ -295,11 +317,258 @@ fn job_usage(record: &JobRecord, packs: &[String]) -> JobUsage {
     }
 }
 
+/// `<video id>/manifest.json` in the processed bucket.
+pub fn manifest_key(video_id: &VideoId) -> String {
+    format!("{video_id}/manifest.json")
+}
+
+/// A batch's failure log: the full list of its failed frames, for a batch whose list does not
+/// fit its marker. `None` when it fits (the common case: nothing extra is written).
+///
+/// The key is `<video id>/failures/<batch index, six digits>-<first 16 hex digits of the
+/// body's SHA-256>.json` and the body a JSON array of [`FailedFrame`]: a redelivery that
+/// failed the same frames for the same reasons rewrites the same object, one that failed
+/// differently writes another, and the marker of the delivery that was counted names its own.
+pub fn failure_log(
+    video_id: &VideoId,
+    batch_index: u32,
+    failed: &[FailedFrame],
+) -> Option<(String, Vec<u8>)> {
+    if failures_fit_marker(failed) {
+        return None;
+    }
+    let body = serde_json::to_vec(failed).unwrap_or_default();
+    let digest = hex::encode(sha2::Sha256::digest(&body));
+    let key = format!(
+        "{video_id}/failures/{batch_index:06}-{}.json",
+        &digest[..16]
+    );
+    Some((key, body))
+}
+
+/// Writing a manifest failed; the caller keeps its message (or its reconciler pass) to try
+/// again.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The job table failed.
+    #[error(transparent)]
+    Jobs(#[from] JobTableError),
+    /// Reading a failure log or writing the manifest failed.
+    #[error("s3://{bucket}/{key}: {message}")]
+    Storage {
+        /// The processed bucket.
+        bucket: String,
+        /// The failure log or the manifest.
+        key: String,
+        /// Code and message.
+        message: String,
+        /// True when another try may succeed (throttling, 5xx, I/O).
+        retryable: bool,
+    },
+}
+
+impl ManifestError {
+    /// True when another try may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Jobs(error) => error.is_retryable(),
+            Self::Storage { retryable, .. } => *retryable,
+        }
+    }
+}
+
+/// What [`ManifestWriter::finish_job`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finish {
+    /// This call wrote the manifest and completed the job (the record as it was FINALIZING).
+    Completed(Box<JobRecord>),
+    /// The job is not FINALIZING (or does not exist): nothing to finish.
+    NotFinalizing,
+    /// The manifest was written, and another finisher had completed the job first.
+    CompletedElsewhere,
+}
+
+/// Writes the manifests of FINALIZING jobs and completes them.
+#[derive(Debug, Clone)]
+pub struct ManifestWriter {
+    s3: aws_sdk_s3::Client,
+    jobs: JobTable,
+    processed_bucket: String,
+    pricing: PriceTable,
+}
+
+impl ManifestWriter {
+    /// A writer of manifests into `processed_bucket`, pricing the cost with `pricing`.
+    pub fn new(
+        s3: aws_sdk_s3::Client,
+        jobs: JobTable,
+        processed_bucket: &str,
+        pricing: PriceTable,
+    ) -> Self {
+        Self {
+            s3,
+            jobs,
+            processed_bucket: processed_bucket.to_string(),
+            pricing,
+        }
+    }
+
+    /// Writes the manifest of a FINALIZING job and marks it COMPLETE: what the winner of the
+    /// completion does, and what a redelivery of a counted batch or the reconciler does for a
+    /// winner that died.
+    ///
+    /// A winner that is only slow races such a finisher: both may write the manifest, and the
+    /// loser of `complete` finds the job COMPLETE and is done, not failed. Both build it from
+    /// the job as it stands FINALIZING (every batch counted: counts, usage, markers and
+    /// `finished_at` no longer move), so the copies agree; the only fields that may still
+    /// change under them (`fanned_out`, `updated_at`, by a late `mark_fanned_out`) feed
+    /// nothing but the estimate of the job item's size in the manifest's own usage.
+    pub async fn finish_job(
+        &self,
+        video_id: &VideoId,
+        params: &EdgeParams,
+    ) -> Result<Finish, ManifestError> {
+        let Some(record) = self.jobs.get(video_id).await? else {
+            return Ok(Finish::NotFinalizing);
+        };
+        if record.status != JobStatus::Finalizing {
+            tracing::info!(status = %record.status, "the job is not FINALIZING; nothing to finish");
+            return Ok(Finish::NotFinalizing);
+        }
+        let markers = self.jobs.markers(video_id).await?;
+        let failed = self.failed_frames(&markers).await?;
+        let document = build(&record, params, &self.processed_bucket, failed)
+            .with_packs(&markers.packs)
+            .with_cost(&record, &markers.packs, &self.pricing);
+        let key = manifest_key(video_id);
+        let body = serde_json::to_vec_pretty(&document).unwrap_or_default();
+        self.s3
+            .put_object()
+            .bucket(&self.processed_bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|error| self.storage_error(&key, &error))?;
+        if self.jobs.complete(video_id, &key).await? == Transition::NotApplicable {
+            let now = self.jobs.get(video_id).await?.map(|r| r.status);
+            if now == Some(JobStatus::Complete) {
+                tracing::info!(manifest = %key, "another finisher completed the job first");
+                return Ok(Finish::CompletedElsewhere);
+            }
+            // The job left FINALIZING for anything but COMPLETE (only an emulator loses writes
+            // like that): report it retryable so the caller finalizes the job again.
+            return Err(ManifestError::Jobs(JobTableError {
+                table: self.jobs.name().to_string(),
+                operation: "complete",
+                video_id: video_id.to_string(),
+                message: "the job is not FINALIZING after winning its completion".into(),
+                retryable: true,
+                source: None,
+            }));
+        }
+        tracing::info!(manifest = %key, "manifest written; job COMPLETE");
+        Ok(Finish::Completed(Box::new(record)))
+    }
+
+    /// Every failed frame in batch order: the markers' lists, with each failure log read in
+    /// its batch's place.
+    async fn failed_frames(
+        &self,
+        markers: &BatchMarkers,
+    ) -> Result<Vec<FailedFrame>, ManifestError> {
+        let mut failed = Vec::with_capacity(markers.failed.len());
+        let mut from = 0;
+        for log in &markers.failure_logs {
+            failed.extend_from_slice(&markers.failed[from..log.at.min(markers.failed.len())]);
+            from = log.at.min(markers.failed.len());
+            failed.extend(self.read_failure_log(&log.key).await?);
+        }
+        failed.extend_from_slice(&markers.failed[from..]);
+        Ok(failed)
+    }
+
+    async fn read_failure_log(&self, key: &str) -> Result<Vec<FailedFrame>, ManifestError> {
+        let out = self
+            .s3
+            .get_object()
+            .bucket(&self.processed_bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|error| self.storage_error(key, &error))?;
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|error| ManifestError::Storage {
+                bucket: self.processed_bucket.clone(),
+                key: key.to_string(),
+                message: error.to_string(),
+                retryable: true,
+            })?
+            .into_bytes();
+        // Written by our own workers; one that does not parse is a bug, not outside input, and
+        // retrying will not fix it: say so rather than write a manifest missing failures.
+        serde_json::from_slice(&bytes).map_err(|error| ManifestError::Storage {
+            bucket: self.processed_bucket.clone(),
+            key: key.to_string(),
+            message: format!("not a failure log: {error}"),
+            retryable: false,
+        })
+    }
+
+    fn storage_error<E, R>(
+        &self,
+        key: &str,
+        error: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+    ) -> ManifestError
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+        R: crate::aws::HasStatus,
+    {
+        ManifestError::Storage {
+            bucket: self.processed_bucket.clone(),
+            key: key.to_string(),
+            message: describe(error),
+            retryable: is_transient(error),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use framefleet_core::video::VideoId;
-
     use super::*;
+
+    #[test]
+    fn only_lists_too_long_for_a_marker_get_a_log() {
+        let id = VideoId::from_raw("v-1");
+        let few = vec![FailedFrame {
+            key: "v-1/a.0000001.jpg".into(),
+            reason: "corrupt".into(),
+        }];
+        assert!(failure_log(&id, 3, &few).is_none());
+        let many: Vec<FailedFrame> = (0..1000)
+            .map(|i| FailedFrame {
+                key: format!("v-1/a.{i:07}.jpg"),
+                reason: "r".repeat(500),
+            })
+            .collect();
+        let (key, body) = failure_log(&id, 3, &many).unwrap();
+        assert!(key.starts_with("v-1/failures/000003-"), "{key}");
+        assert!(key.ends_with(".json") && key.len() == "v-1/failures/000003-".len() + 21);
+        assert_eq!(
+            serde_json::from_slice::<Vec<FailedFrame>>(&body).unwrap(),
+            many
+        );
+        // Same list, same key; another list, another key.
+        assert_eq!(failure_log(&id, 3, &many).unwrap().0, key);
+        let mut other = many.clone();
+        other[0].reason = "different".into();
+        assert_ne!(failure_log(&id, 3, &other).unwrap().0, key);
+    }
 
     #[test]
     fn durations_come_from_the_record() {
@@ -365,7 +634,7 @@ mod tests {
         };
         let pack = Pack {
             key: "v-1/packs/000000.tar".into(),
-            frames: vec![framefleet_core::pack::PackedFrame {
+            frames: vec![crate::pack::PackedFrame {
                 name: "a.0000000.jpg".into(),
                 offset: 512,
                 length: 10,
