@@ -23,6 +23,16 @@ https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html
 https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPartCopy.html
 https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html
 
+CopyObject reads its source as S3 authorises it: `s3:GetObject` on the source, or
+`s3:GetObjectVersion` when the copy source names a version, and, when the tagging directive is
+COPY (the default) and the source has tags, `s3:GetObjectTagging` (`s3:GetObjectVersionTagging`)
+on the source and `s3:PutObjectTagging` on the target ("CopyObject", Permissions, Amazon S3 API
+Reference; "Categorizing your storage using tags", Amazon S3 User Guide,
+https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-tagging.html). moto checks only
+`s3:PutObject` on the target, so a role missing any of these passed locally and was refused on
+AWS; while IAM is enforced this launcher checks them with moto's own policy evaluation.
+UploadPartCopy is checked for its source read the same way (it copies no tags).
+
 Arguments are moto_server's (-H HOST -p PORT).
 """
 
@@ -35,7 +45,11 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.s3 import notifications as s3_notifications
 from moto.s3.exceptions import MissingKey, PreconditionFailed
 from moto.s3.responses import S3Response
+from moto import settings as moto_settings
+from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.responses import BaseResponse
+from moto.iam.access_control import S3IAMRequest
+from moto.s3 import notifications as s3_notifications
 from moto.server import main
 
 _LOCK = threading.RLock()
@@ -55,6 +69,42 @@ for _name, _member in list(vars(DynamoDBBackend).items()):
         setattr(DynamoDBBackend, _name, _serialised(_member))
 
 
+def _iam_enforced():
+    return (
+        ActionAuthenticatorMixin.request_count
+        >= moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
+    )
+
+
+def _authorize_copy(response, bucket, key, version_id, found):
+    """Checks the permissions a copy needs beyond moto's s3:PutObject on the target."""
+    if not _iam_enforced():
+        return
+    source = f"arn:aws:s3:::{bucket}/{key}"
+    target = f"arn:aws:s3:::{response.bucket_name}/{response.parse_key_name()}"
+    needed = [("GetObjectVersion" if version_id else "GetObject", source)]
+    is_part = "uploadId" in response.querystring or "partNumber" in response.querystring
+    directive = (response.headers.get("x-amz-tagging-directive") or "COPY").upper()
+    if not is_part and directive == "COPY":
+        tags = response.backend.get_object_tagging(found).get("Tags") or []
+        if tags:
+            needed.append(
+                ("GetObjectVersionTagging" if version_id else "GetObjectTagging", source)
+            )
+            needed.append(("PutObjectTagging", target))
+    for action, resource in needed:
+        request = S3IAMRequest(
+            account_id=response.current_account,
+            method=response.method,
+            path=urlparse(response.uri).path,
+            data=response.data,
+            body=response.raw_body,
+            headers=response.headers,
+            action=action,
+        )
+        request.check_action_permitted(resource)
+
+
 def _copy_source_if_match(method):
     """Runs `method` (a copy handler) only when the copy source exists and, if the request
     carries `x-amz-copy-source-if-match`, its eTag is the one named."""
@@ -71,6 +121,7 @@ def _copy_source_if_match(method):
             found = self.backend.get_object(bucket, key, version_id=version_id)
             if found is None:
                 raise MissingKey(key=key)
+            _authorize_copy(self, bucket, key, version_id, found)
             wanted = self.headers.get("x-amz-copy-source-if-match")
             if wanted is not None and wanted.strip('"') != found.etag.strip('"'):
                 raise PreconditionFailed(failed_condition="x-amz-copy-source-If-Match")

@@ -1,5 +1,13 @@
 //! `framefleet submit`: uploads each video to the ingress bucket and prints the video id the
-//! dispatcher will derive from the S3 notification (bucket, key, eTag).
+//! dispatcher will derive from the S3 notification: from (bucket, key, version id) on a
+//! versioned bucket, (bucket, key, eTag) otherwise, by the one rule both use
+//! ([`VideoId::of_upload`]). The version id comes back from PutObject and
+//! CompleteMultipartUpload as `x-amz-version-id` ("PutObject", "CompleteMultipartUpload",
+//! Amazon S3 API Reference,
+//! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html>,
+//! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html>), the
+//! same value the ObjectCreated notification carries as `versionId`. Uploading the same file
+//! again to a versioned bucket makes a new version, so a new job.
 //!
 //! Large files go up as a multipart upload with parts sent in parallel. S3's limits ("Amazon
 //! S3 multipart upload limits",
@@ -66,6 +74,9 @@ pub struct Submitted {
     pub key: String,
     /// The eTag S3 returned (multipart: `…-N`).
     pub etag: String,
+    /// The version S3 returned, on a versioned ingress bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
     /// Bytes uploaded.
     pub size: u64,
     /// The id the dispatcher derives.
@@ -124,18 +135,24 @@ pub async fn run(context: &Context, args: &SubmitArgs, interval: Duration) -> Re
             .progress_chars("=> "),
         );
         bar.set_prefix(key.clone());
-        let etag = if size >= args.multipart_threshold && size > 0 {
+        let Stored { etag, version_id } = if size >= args.multipart_threshold && size > 0 {
             upload_multipart(context, args, &path, &key, size, &bar).await?
         } else {
             upload_single(context, &path, &key, &bar).await?
         };
         bar.finish_and_clear();
-        let video_id = VideoId::derive(&context.resources.ingress_bucket, &key, &etag);
+        let video_id = VideoId::of_upload(
+            &context.resources.ingress_bucket,
+            &key,
+            &etag,
+            version_id.as_deref(),
+        );
         let done = Submitted {
             file: path.display().to_string(),
             bucket: context.resources.ingress_bucket.clone(),
             key,
             etag,
+            version_id,
             size,
             video_id,
         };
@@ -181,12 +198,27 @@ where
     CliError::aws(format!("s3://{bucket}/{key}"), error)
 }
 
+/// What S3 answered for a stored object: the two values the video id may come from.
+struct Stored {
+    etag: String,
+    version_id: Option<String>,
+}
+
+impl Stored {
+    fn new(etag: Option<&str>, version_id: Option<&str>) -> Self {
+        Self {
+            etag: etag.unwrap_or_default().trim_matches('"').to_string(),
+            version_id: version_id.map(ToString::to_string),
+        }
+    }
+}
+
 async fn upload_single(
     context: &Context,
     path: &Path,
     key: &str,
     bar: &ProgressBar,
-) -> Result<String, CliError> {
+) -> Result<Stored, CliError> {
     let body = ByteStream::from_path(path)
         .await
         .map_err(|e| CliError::InputFile {
@@ -204,11 +236,7 @@ async fn upload_single(
         .await
         .map_err(|e| s3_error(context, key, e))?;
     bar.inc(bar.length().unwrap_or_default());
-    Ok(out
-        .e_tag()
-        .unwrap_or_default()
-        .trim_matches('"')
-        .to_string())
+    Ok(Stored::new(out.e_tag(), out.version_id()))
 }
 
 async fn upload_multipart(
@@ -218,7 +246,7 @@ async fn upload_multipart(
     key: &str,
     size: u64,
     bar: &ProgressBar,
-) -> Result<String, CliError> {
+) -> Result<Stored, CliError> {
     let bucket = &context.resources.ingress_bucket;
     let part_size = part_size_for(size, args.part_size);
     let parts = size.div_ceil(part_size);
@@ -289,11 +317,7 @@ async fn upload_multipart(
         .send()
         .await
         .map_err(|e| s3_error(context, key, e))?;
-    Ok(out
-        .e_tag()
-        .unwrap_or_default()
-        .trim_matches('"')
-        .to_string())
+    Ok(Stored::new(out.e_tag(), out.version_id()))
 }
 
 async fn read_part(path: &Path, offset: u64, length: u64) -> Result<Vec<u8>, CliError> {

@@ -153,6 +153,10 @@ pub struct JobRecord {
     pub source_key: String,
     /// eTag of the uploaded video.
     pub source_etag: String,
+    /// S3 version id of the upload on a versioned ingress bucket (the notification's
+    /// `versionId`): the video id is derived from it, and the reconciler re-registers exactly
+    /// this version. `None` on an unversioned bucket, where the eTag names the content.
+    pub source_version_id: Option<String>,
     /// Size of the upload in bytes.
     pub source_size: u64,
     /// MediaConvert job id, once created.
@@ -213,6 +217,7 @@ impl JobRecord {
             source_bucket: bucket.to_string(),
             source_key: key.to_string(),
             source_etag: etag.trim_matches('"').to_string(),
+            source_version_id: None,
             source_size: size,
             mediaconvert_job_id: None,
             capture_rate: None,
@@ -543,6 +548,9 @@ impl JobTable {
         item.insert("source_key".into(), s(&record.source_key));
         item.insert("source_etag".into(), s(&record.source_etag));
         item.insert("source_size".into(), n(record.source_size));
+        if let Some(version_id) = &record.source_version_id {
+            item.insert("source_version_id".into(), s(version_id));
+        }
         item.insert("processed_frames".into(), n(0));
         item.insert("failed_frames".into(), n(0));
         item.insert("done_frames".into(), n(0));
@@ -1181,30 +1189,41 @@ impl JobTable {
     /// Records that the reconciler acted on a job still in `expected`: counts the attempt,
     /// says what it did in `last_error`, and moves `updated_at`, so the job is looked at again
     /// only after another stale period.
+    ///
+    /// `attempts_read` is the `reconcile_attempts` the reconciler read before acting; the
+    /// count is set to one more than that, on condition that it is still that value. An
+    /// `ADD 1` would not be idempotent: when the answer to an applied update is lost, the
+    /// SDK's retry (or the next pass) would count the same attempt twice, and
+    /// `reconcile.max_attempts` would fail a job early. A retried write now finds the count
+    /// already moved and answers [`Transition::NotApplicable`].
     pub async fn note_reconcile(
         &self,
         video_id: &VideoId,
         expected: JobStatus,
+        attempts_read: u64,
         note: &str,
     ) -> Result<Transition, JobTableError> {
+        // A job the reconciler never acted on has no `reconcile_attempts` attribute yet.
+        let unchanged = if attempts_read == 0 {
+            "(attribute_not_exists(#attempts) OR #attempts = :read)"
+        } else {
+            "#attempts = :read"
+        };
         let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(video_id, JOB_SK)))
-            .update_expression(
-                "SET #attempts = if_not_exists(#attempts, :zero) + :one, #error = :note, updated_at = :now",
-            )
-            .condition_expression("#status = :expected")
+            .update_expression("SET #attempts = :next, #error = :note, updated_at = :now")
+            .condition_expression(format!("#status = :expected AND {unchanged}"))
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#attempts", "reconcile_attempts")
             .expression_attribute_names("#error", "last_error")
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":read", n(attempts_read))
+            .expression_attribute_values(":next", n(attempts_read + 1))
             .expression_attribute_values(":note", s(note))
             .expression_attribute_values(":now", s(now_rfc3339()))
-            .expression_attribute_values(":expected", s(expected.as_str()))
-            ;
+            .expression_attribute_values(":expected", s(expected.as_str()));
         self.conditional_update("note_reconcile", video_id, update)
             .await
     }
@@ -1316,6 +1335,7 @@ fn record_from_item(item: &Item) -> JobRecord {
         source_bucket: get_s(item, "source_bucket").unwrap_or_default(),
         source_key: get_s(item, "source_key").unwrap_or_default(),
         source_etag: get_s(item, "source_etag").unwrap_or_default(),
+        source_version_id: get_s(item, "source_version_id"),
         source_size: get_n(item, "source_size").unwrap_or_default(),
         mediaconvert_job_id: get_s(item, "mediaconvert_job_id"),
         capture_rate: get_s(item, "capture_rate"),

@@ -55,6 +55,18 @@ pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchErro
                     recorded_job_id = own,
                     "event of a MediaConvert job that is not the one recorded for this video; ignoring"
                 );
+                // Still running (any event but its last): stop it.
+                if !matches!(
+                    event.state,
+                    JobState::Complete { .. } | JobState::Error { .. } | JobState::Canceled
+                ) {
+                    crate::mediaconvert::cancel_stray_job(
+                        &inner.clients.mediaconvert,
+                        &video_id,
+                        &event.job_id,
+                    )
+                    .await?;
+                }
                 return Ok(());
             }
         }

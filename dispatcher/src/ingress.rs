@@ -61,10 +61,16 @@ pub(crate) async fn register_upload(
     } else {
         (object.etag.clone(), object.size)
     };
-    let content_tag = object.version_id.clone().unwrap_or_else(|| etag.clone());
-    let video_id = VideoId::derive(&object.bucket, &object.key, &content_tag);
+    // The same rule `framefleet submit` applies to what PutObject answered.
+    let video_id = VideoId::of_upload(
+        &object.bucket,
+        &object.key,
+        &etag,
+        object.version_id.as_deref(),
+    );
     tracing::Span::current().record("video_id", video_id.as_str());
     let mut record = JobRecord::new(video_id.clone(), &object.bucket, &object.key, &etag, size);
+    record.source_version_id = object.version_id.clone();
     record.traceparent = propagation::traceparent(&tracing::Span::current());
     let mut traceparent = record.traceparent.clone();
     match inner.jobs.register(&record).await? {
@@ -128,10 +134,24 @@ pub(crate) async fn register_upload(
             return Ok(());
         }
     };
-    inner
+    let started = inner
         .jobs
         .start_capture(&video_id, &job_id, &rate.to_string())
         .await?;
+    if started == Transition::NotApplicable {
+        // The job left REGISTERED while CreateJob ran: canceled by the user (`framefleet
+        // cancel` found no capture to cancel yet), failed, or started by another dispatcher.
+        // Unless the record names the job just created (the same token within its window),
+        // that job is nobody's: cancel it.
+        let now = inner.jobs.get(&video_id).await?;
+        let recorded = now.as_ref().and_then(|r| r.mediaconvert_job_id.as_deref());
+        if recorded != Some(job_id.as_str()) {
+            tracing::warn!(status = ?now.as_ref().map(|r| r.status), recorded_job_id = ?recorded, mediaconvert_job_id = %job_id, "job moved on during CreateJob; canceling the capture just created");
+            crate::mediaconvert::cancel_stray_job(&inner.clients.mediaconvert, &video_id, &job_id)
+                .await?;
+            return Ok(());
+        }
+    }
     tracing::info!(mediaconvert_job_id = %job_id, capture_rate = %rate, "frame capture started");
     Ok(())
 }
@@ -148,6 +168,7 @@ async fn pin(
         bucket: &object.bucket,
         key: &object.key,
         etag,
+        version_id: object.version_id.as_deref(),
         size,
     };
     let frames_bucket = &inner.settings.resources.frames_bucket;
@@ -250,6 +271,7 @@ async fn head(inner: &Inner, object: &ObjectCreated) -> Result<(String, u64), Di
         .head_object()
         .bucket(&object.bucket)
         .key(&object.key)
+        .set_version_id(object.version_id.clone())
         .send()
         .await
         .map_err(|e| DispatchError::s3(&object.bucket, &object.key, &e))?;

@@ -18,7 +18,7 @@ use aws_sdk_mediaconvert::types::{
     VideoCodecSettings, VideoDescription,
 };
 use framefleet_core::aws::{describe, is_transient};
-use framefleet_core::video::VideoId;
+use framefleet_core::video::{capture_token, VideoId};
 
 use crate::rate::CaptureRate;
 use crate::settings::DispatcherConfig;
@@ -155,8 +155,11 @@ impl<'a> CaptureJob<'a> {
     }
 }
 
-/// Creates the capture job and returns its id. The request token is derived from the video id,
-/// so a retried call within MediaConvert's idempotency window returns the same job.
+/// Creates the capture job and returns its id. The request token is derived from the video id
+/// and the attempt ([`capture_token`], at most 64 characters for every id), so a retried call
+/// within MediaConvert's idempotency window (one minute) returns the same job. A retry later
+/// than that creates a second job: only the job recorded on the video's record counts (its
+/// events are the only ones applied), and [`cancel_stray_job`] stops the other.
 pub async fn create_capture_job(
     client: &aws_sdk_mediaconvert::Client,
     config: &DispatcherConfig,
@@ -173,10 +176,11 @@ pub async fn create_capture_job(
         .settings(capture_job_settings(&job))
         .user_metadata("application", "framefleet")
         .user_metadata("video_id", request.video_id.as_str())
-        .client_request_token(match request.attempt {
-            0 => format!("framefleet-{}", request.video_id),
-            n => format!("framefleet-{}-r{n}", request.video_id),
-        })
+        .client_request_token(capture_token(
+            request.video_id,
+            None,
+            u32::try_from(request.attempt).unwrap_or(u32::MAX),
+        ))
         .status_update_interval(StatusUpdateInterval::Seconds10);
     if !config.mediaconvert_queue.is_empty() {
         call = call.queue(&config.mediaconvert_queue);
@@ -205,6 +209,38 @@ pub async fn create_capture_job(
             message: describe(&error),
             retryable: is_transient(&error),
         }),
+    }
+}
+
+/// Cancels a MediaConvert job that is not (or no longer) the one the video's record names: a
+/// second job for the same capture, created by a retry after the one-minute token window or by
+/// a registration that lost the race to a cancel. Its events are ignored anyway (only the
+/// recorded job speaks for a video); canceling it stops the minutes it bills and the frames it
+/// would write over the recorded job's.
+///
+/// `CancelJob` (`DELETE /2017-08-29/jobs/{id}`, "Jobs id", MediaConvert API Reference,
+/// <https://docs.aws.amazon.com/mediaconvert/latest/apireference/jobs-id.html>) refuses a job
+/// that has already finished, which is the outcome wanted, so that answer is not an error;
+/// a transient failure is returned for the caller's redelivery.
+pub async fn cancel_stray_job(
+    client: &aws_sdk_mediaconvert::Client,
+    video_id: &VideoId,
+    job_id: &str,
+) -> Result<(), CreateJobError> {
+    match client.cancel_job().id(job_id).send().await {
+        Ok(_) => {
+            tracing::warn!(video_id = %video_id, mediaconvert_job_id = job_id, "canceled a second MediaConvert job for the video");
+            Ok(())
+        }
+        Err(error) if is_transient(&error) => Err(CreateJobError {
+            video_id: video_id.to_string(),
+            message: format!("CancelJob {job_id}: {}", describe(&error)),
+            retryable: true,
+        }),
+        Err(error) => {
+            tracing::info!(video_id = %video_id, mediaconvert_job_id = job_id, error = %describe(&error), "second MediaConvert job not canceled (finished already)");
+            Ok(())
+        }
     }
 }
 

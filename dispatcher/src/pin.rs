@@ -29,7 +29,9 @@
 use std::collections::HashMap;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, MetadataDirective, TaggingDirective,
+};
 use aws_smithy_runtime_api::client::result::SdkError;
 use framefleet_core::aws::{describe, is_transient, HasStatus};
 use framefleet_core::video::VideoId;
@@ -102,6 +104,10 @@ pub struct Upload<'a> {
     pub key: &'a str,
     /// eTag the job was registered for (quotes optional).
     pub etag: &'a str,
+    /// Version the job was registered for, on a versioned bucket: the copy reads exactly that
+    /// version, so an overwrite of the key before the pin leaves the registered bytes
+    /// reachable (and `s3:GetObjectVersion` is what S3 authorises that read as).
+    pub version_id: Option<&'a str>,
     /// Size in bytes from the notification; decides between one copy and a multipart copy.
     pub size: u64,
 }
@@ -210,11 +216,7 @@ pub async fn pin_upload(
         s3,
         upload: Upload { etag, ..upload },
         quoted_etag: format!("\"{etag}\""),
-        copy_source: format!(
-            "{}/{}",
-            upload.bucket,
-            utf8_percent_encode(upload.key, COPY_SOURCE)
-        ),
+        copy_source: copy_source(upload.bucket, upload.key, upload.version_id),
         pinned: PinnedSource::location(frames_bucket, video_id, upload.key),
     };
     let copied = if upload.size > limits.multipart_threshold.min(MAX_SINGLE_COPY) {
@@ -231,6 +233,18 @@ pub async fn pin_upload(
         }
         Err(error) => Err(error),
     }
+}
+
+/// `x-amz-copy-source`: `bucket/key` with the key percent-encoded, and `?versionId=` when the
+/// registration named a version ("CopyObject", `x-amz-copy-source`: "To copy a specific version
+/// of an object, append `?versionId=<version-id>`").
+fn copy_source(bucket: &str, key: &str, version_id: Option<&str>) -> String {
+    let mut source = format!("{bucket}/{}", utf8_percent_encode(key, COPY_SOURCE));
+    if let Some(version) = version_id.filter(|v| !v.is_empty() && *v != "null") {
+        source.push_str("?versionId=");
+        source.push_str(&utf8_percent_encode(version, COPY_SOURCE).to_string());
+    }
+    source
 }
 
 impl Pin<'_> {
@@ -286,6 +300,13 @@ impl Pin<'_> {
             .copy_source_if_match(&self.quoted_etag)
             .metadata_directive(MetadataDirective::Replace)
             .set_metadata(Some(self.metadata()))
+            // The default, COPY, copies the upload's tags, which S3 authorises as
+            // s3:GetObjectTagging on the source and s3:PutObjectTagging on the copy: a tagged
+            // upload would be refused to a role without them. The copy needs no tags, so it
+            // gets none, and the role needs no tagging permission (least privilege).
+            // UploadPartCopy carries no tagging directive: a multipart copy's tags are the
+            // ones CreateMultipartUpload sets, here none.
+            .tagging_directive(TaggingDirective::Replace)
             .send()
             .await
             .map(|_| ())
@@ -456,5 +477,20 @@ mod tests {
     fn copy_source_encodes_the_key() {
         let encoded = utf8_percent_encode("a dir/ü+%#?.mp4", COPY_SOURCE).to_string();
         assert_eq!(encoded, "a%20dir/%C3%BC%2B%25%23%3F.mp4");
+        assert_eq!(
+            copy_source("in", "a dir/ü+%#?.mp4", None),
+            "in/a%20dir/%C3%BC%2B%25%23%3F.mp4"
+        );
+    }
+
+    #[test]
+    fn copy_source_names_the_registered_version() {
+        assert_eq!(
+            copy_source("in", "clip.mp4", Some("3/L4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY")),
+            "in/clip.mp4?versionId=3/L4kqtJlcpXroDTDmJ%2BrmSpXd3dIbrHY"
+        );
+        // `null` is the version of an object written while versioning was off: no version.
+        assert_eq!(copy_source("in", "clip.mp4", Some("null")), "in/clip.mp4");
+        assert_eq!(copy_source("in", "clip.mp4", None), "in/clip.mp4");
     }
 }

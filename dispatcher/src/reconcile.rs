@@ -7,7 +7,8 @@
 //! reads the open-jobs index (one Query per shard, never a scan) for jobs older than the
 //! shortest threshold, re-reads each consistently, and acts by state:
 //!
-//! - REGISTERED: the registration is run again (pin, probe, CreateJob are idempotent).
+//! - REGISTERED: the registration is run again (pin, probe, CreateJob are idempotent) for the
+//!   object version the job recorded, so it derives the same video id.
 //! - CAPTURING: MediaConvert is asked (`GetJob`) and its state applied: COMPLETE fans out
 //!   (listing the frames, since `GetJob` names no output files), ERROR and CANCELED fail the
 //!   job with MediaConvert's reason; a job MediaConvert no longer knows is created again, up to
@@ -165,7 +166,9 @@ async fn reregister(inner: &Inner, record: &JobRecord) -> Result<Action, Dispatc
         key: record.source_key.clone(),
         size: record.source_size,
         etag: record.source_etag.clone(),
-        version_id: None,
+        // The version the job was registered (and pinned) for: the same video id again, not
+        // a twin under the eTag's id.
+        version_id: record.source_version_id.clone(),
     };
     crate::ingress::register_upload(inner, &object).await?;
     Ok(Action::Reregistered)
@@ -241,7 +244,7 @@ async fn capturing(inner: &Inner, record: JobRecord) -> Result<Option<Action>, D
             );
             inner
                 .jobs
-                .note_reconcile(&video_id, JobStatus::Capturing, &note)
+                .note_reconcile(&video_id, JobStatus::Capturing, attempts, &note)
                 .await?;
         }
         return Ok(Some(Action::Recaptured(new_job)));
@@ -337,7 +340,7 @@ async fn processing(inner: &Inner, record: JobRecord) -> Result<Action, Dispatch
     );
     inner
         .jobs
-        .note_reconcile(&video_id, JobStatus::Processing, &note)
+        .note_reconcile(&video_id, JobStatus::Processing, attempts, &note)
         .await?;
     Ok(Action::Resent(missing))
 }

@@ -482,11 +482,11 @@ impl Stack {
             .send()
             .await
             .with_context(|| format!("upload {key}"))?;
-        let content = out.version_id().or(out.e_tag()).unwrap_or_default();
-        Ok(VideoId::derive(
+        Ok(VideoId::of_upload(
             &self.resources.ingress_bucket,
             key,
-            content,
+            out.e_tag().unwrap_or_default(),
+            out.version_id(),
         ))
     }
 
@@ -627,6 +627,26 @@ impl Stack {
         let key = format!("{video_id}/manifest.json");
         let bytes = self.get(&self.resources.processed_bucket, &key).await?;
         serde_json::from_slice(&bytes).with_context(|| format!("parse {key}"))
+    }
+
+    /// Turns on versioning on the ingress bucket, as the template does
+    /// (`VersioningConfiguration: Enabled`): every upload then has a version id, which every
+    /// ObjectCreated notification carries and the video id is derived from.
+    pub async fn version_ingress_bucket(&self) -> anyhow::Result<()> {
+        use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+        self.clients
+            .s3
+            .put_bucket_versioning()
+            .bucket(&self.resources.ingress_bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .context("versioning the ingress bucket")?;
+        Ok(())
     }
 
     /// Turns on versioning on the processed bucket, so every write of a key leaves a version:

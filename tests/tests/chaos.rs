@@ -181,6 +181,7 @@ async fn pin_copies_the_registered_bytes_in_parts_and_refuses_others() {
         bucket: &ingress,
         key,
         etag: &etag,
+        version_id: None,
         size,
     };
     let id = VideoId::from_raw("big-1");

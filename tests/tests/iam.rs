@@ -72,6 +72,8 @@ fn each_role_grants_exactly_the_actions_its_code_calls() {
             // The upload (GetObject, HeadObject, the pinned copy's source), the pinned copy,
             // and the listing of frames when MediaConvert names no last output.
             "s3:GetObject",
+            // The pinned copy reads the registered version of a versioned upload.
+            "s3:GetObjectVersion",
             "s3:PutObject",
             "s3:AbortMultipartUpload",
             "s3:ListBucket",
@@ -84,6 +86,8 @@ fn each_role_grants_exactly_the_actions_its_code_calls() {
             "dynamodb:Query",
             "mediaconvert:GetJob",
             "mediaconvert:CreateJob",
+            // A second capture job of one video is canceled (dispatcher/src/mediaconvert.rs).
+            "mediaconvert:CancelJob",
             "iam:PassRole",
         ])
     );
