@@ -85,6 +85,9 @@ fn each_role_grants_exactly_the_actions_its_code_calls() {
             "mediaconvert:GetJob",
             "mediaconvert:CreateJob",
             "iam:PassRole",
+            // The scaler (dispatcher/src/scaler.rs): the worker service's desired count.
+            "ecs:DescribeServices",
+            "ecs:UpdateService",
         ])
     );
     assert_eq!(
