@@ -174,7 +174,8 @@ async fn the_desired_count_follows_the_known_work_into_ecs() {
         .await
         .unwrap();
     let view: serde_json::Value =
-        serde_json::from_slice(shown.stdout.split(|&b| b == b'\n').next().unwrap()).unwrap();
+        serde_json::from_slice(shown.stdout.split(|&b| b == b'\n').next().unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&shown.stderr)));
     assert_eq!(
         view["workers"]["desired"].as_i64(),
         Some(i64::from(expected)),
@@ -247,6 +248,18 @@ async fn a_job_scales_the_local_fleet_out_and_back_in_with_nothing_lost() {
         .await
         .unwrap();
 
+    // The fleet acts once the dispatcher knows the whole job: its scaler has asked for more
+    // than one worker before any runs, so the scale-out does not depend on timing.
+    stack.wait_processing(&id).await.unwrap();
+    let service = worker_service(&stack).await;
+    let asked = Instant::now() + Duration::from_secs(60);
+    while service.desired_count().await.unwrap() < 2 {
+        assert!(
+            Instant::now() < asked,
+            "the dispatcher never asked for 2 workers"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut stopped = 0;
     let mut finished = false;
