@@ -32,6 +32,45 @@ pub struct Context {
     pub jobs: JobTable,
     /// How to print.
     pub output: Output,
+    /// The worker service, when `--cluster` and `--worker-service` name it.
+    pub fleet: Option<WorkerFleet>,
+}
+
+/// The worker service whose task counts `status` and `watch` show.
+#[derive(Debug, Clone)]
+pub struct WorkerFleet {
+    ecs: aws_sdk_ecs::Client,
+    cluster: String,
+    service: String,
+}
+
+/// The worker service's task counts (`DescribeServices`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct WorkerCounts {
+    /// Tasks the service wants.
+    pub desired: i32,
+    /// Tasks running.
+    pub running: i32,
+}
+
+impl WorkerFleet {
+    /// The counts now; `None` when they cannot be read (no permission, no such service): the
+    /// job's progress is shown without them.
+    pub async fn counts(&self) -> Option<WorkerCounts> {
+        let out = self
+            .ecs
+            .describe_services()
+            .cluster(&self.cluster)
+            .services(&self.service)
+            .send()
+            .await
+            .ok()?;
+        let service = out.services().first()?;
+        Some(WorkerCounts {
+            desired: service.desired_count(),
+            running: service.running_count(),
+        })
+    }
 }
 
 impl Context {
@@ -62,7 +101,18 @@ impl Context {
         } else {
             Output::Plain
         };
+        let fleet = match (&args.cluster, &args.worker_service) {
+            (Some(cluster), Some(service)) if !cluster.is_empty() && !service.is_empty() => {
+                Some(WorkerFleet {
+                    ecs: aws_sdk_ecs::Client::new(&sdk),
+                    cluster: cluster.clone(),
+                    service: service.clone(),
+                })
+            }
+            _ => None,
+        };
         Self {
+            fleet,
             jobs: JobTable::new(clients.dynamodb.clone(), &resources.jobs_table),
             clients,
             resources,

@@ -98,6 +98,13 @@ pub struct GlobalArgs {
         default_value = "framefleet-jobs"
     )]
     pub jobs_table: String,
+    /// ECS cluster of the worker service: with `--worker-service`, `status` and `watch` show
+    /// how many workers run (`DescribeServices`; needs `ecs:DescribeServices` on it).
+    #[arg(long, global = true, env = "FRAMEFLEET__SCALING__CLUSTER")]
+    pub cluster: Option<String>,
+    /// The worker service in `--cluster`.
+    #[arg(long, global = true, env = "FRAMEFLEET__SCALING__SERVICE")]
+    pub worker_service: Option<String>,
     /// How often `watch` and `--wait` re-read a job, in milliseconds.
     #[arg(long, global = true, default_value_t = 1000)]
     pub interval_ms: u64,

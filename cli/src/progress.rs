@@ -13,6 +13,7 @@ use framefleet_core::video::VideoId;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::context::WorkerCounts;
 use crate::{exit, CliError, Context, Output};
 
 /// What is shown of a job at one moment.
@@ -36,6 +37,9 @@ pub struct JobView {
     pub eta_seconds: Option<u64>,
     /// Why it FAILED or was CANCELED.
     pub last_error: Option<String>,
+    /// The worker service's desired and running tasks, when the CLI names the service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<WorkerCounts>,
 }
 
 fn parse_time(text: &str) -> Option<time::OffsetDateTime> {
@@ -73,6 +77,7 @@ impl JobView {
             frames_per_second,
             eta_seconds,
             last_error: record.last_error.clone(),
+            workers: None,
         }
     }
 
@@ -87,6 +92,7 @@ impl JobView {
             frames_per_second: None,
             eta_seconds: None,
             last_error: None,
+            workers: None,
         }
     }
 
@@ -113,6 +119,9 @@ impl JobView {
                     line.push_str(&format!(" ETA {eta}s"));
                 }
             }
+        }
+        if let Some(workers) = self.workers {
+            line.push_str(&format!(" workers {}/{}", workers.running, workers.desired));
         }
         line
     }
@@ -285,7 +294,11 @@ pub async fn status(context: &Context, video_id: &VideoId) -> Result<u8, CliErro
             video_id: video_id.to_string(),
             table: context.resources.jobs_table.clone(),
         })?;
-    print_view(context, &JobView::of(&record));
+    let mut view = JobView::of(&record);
+    if let Some(fleet) = &context.fleet {
+        view.workers = fleet.counts().await;
+    }
+    print_view(context, &view);
     if record.status.is_final() {
         crate::out!("{}", summary(context, &record).await?);
     }
@@ -304,7 +317,11 @@ fn draw(bar: &ProgressBar, view: &JobView) {
             bar.set_style(bar_style("{prefix:.bold} {msg:10} [{bar:30}] {pos:>3}%"));
             bar.set_length(100);
             bar.set_position(view.capture_percent.unwrap_or_default());
-            bar.set_message(view.status.clone());
+            let mut message = view.status.clone();
+            if let Some(w) = view.workers {
+                message.push_str(&format!(" workers {}/{}", w.running, w.desired));
+            }
+            bar.set_message(message);
         }
         Some(total) => {
             bar.set_style(bar_style(
@@ -318,6 +335,9 @@ fn draw(bar: &ProgressBar, view: &JobView) {
             }
             if let Some(eta) = view.eta_seconds {
                 message.push_str(&format!(" ETA {eta}s"));
+            }
+            if let Some(w) = view.workers {
+                message.push_str(&format!(" workers {}/{}", w.running, w.desired));
             }
             bar.set_message(message);
         }
@@ -345,14 +365,19 @@ pub async fn follow(
     let mut ticker = tokio::time::interval(interval);
     while codes.len() < ids.len() {
         ticker.tick().await;
+        let workers = match &context.fleet {
+            Some(fleet) => fleet.counts().await,
+            None => None,
+        };
         for id in ids {
             if codes.contains_key(id) {
                 continue;
             }
             let record = context.jobs.get(id).await?;
-            let view = record
+            let mut view = record
                 .as_ref()
                 .map_or_else(|| JobView::waiting(id), JobView::of);
+            view.workers = workers;
             let Some((bar, last)) = shown.get_mut(id) else {
                 continue;
             };
@@ -398,6 +423,22 @@ mod tests {
         assert_eq!(
             view.line(),
             "v-1 PROCESSING frames 100/200 failed 10 10 fps ETA 10s"
+        );
+        let view = JobView {
+            workers: Some(WorkerCounts {
+                desired: 3,
+                running: 2,
+            }),
+            ..view
+        };
+        assert_eq!(
+            view.line(),
+            "v-1 PROCESSING frames 100/200 failed 10 10 fps ETA 10s workers 2/3"
+        );
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(
+            json["workers"],
+            serde_json::json!({"desired": 3, "running": 2})
         );
     }
 }

@@ -175,6 +175,10 @@ pub struct JobRecord {
     pub fanned_out: bool,
     /// MediaConvert's last reported progress, percent.
     pub capture_progress: Option<u64>,
+    /// Frames the capture is expected to produce (the probe's duration × the capture rate),
+    /// when known before capture completes; the scaler counts them as work about to land
+    /// (`note_expected_frames`).
+    pub expected_frames: Option<u64>,
     /// Key of the manifest, once written.
     pub manifest_key: Option<String>,
     /// The last error, for FAILED jobs.
@@ -227,6 +231,7 @@ impl JobRecord {
             batches: None,
             fanned_out: false,
             capture_progress: None,
+            expected_frames: None,
             manifest_key: None,
             last_error: None,
             created_at: now.clone(),
@@ -1349,6 +1354,7 @@ fn record_from_item(item: &Item) -> JobRecord {
             .copied()
             .unwrap_or(false),
         capture_progress: get_n(item, "capture_progress"),
+        expected_frames: get_n(item, "expected_frames"),
         manifest_key: get_s(item, "manifest_key"),
         last_error: get_s(item, "last_error"),
         created_at: get_s(item, "created_at").unwrap_or_default(),
@@ -1476,6 +1482,24 @@ impl JobTable {
             }
         }
         Ok(found)
+    }
+
+    /// Records how many frames a job's capture is expected to produce (REGISTERED or
+    /// CAPTURING only: once fan-out starts the stored total is exact), so the scaler can start
+    /// tasks for them before the capture completes.
+    pub async fn note_expected_frames(
+        &self,
+        video_id: &VideoId,
+        frames: u64,
+    ) -> Result<Transition, JobTableError> {
+        self.transition(
+            "note_expected_frames",
+            video_id,
+            &[JobStatus::Registered, JobStatus::Capturing],
+            vec![("expected_frames", n(frames))],
+            None,
+        )
+        .await
     }
 
     /// Every unfinished job, from the open-jobs index (one Query per shard, never a scan).

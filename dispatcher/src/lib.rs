@@ -15,6 +15,7 @@
 //!   sent).
 //! - [`redrive`]: `dispatcher redrive`, dead-lettered messages back to their queue.
 //! - [`reconcile`]: finds jobs that stopped moving and makes each one end.
+//! - [`scaler`]: the worker service's desired count from the known work (ECS UpdateService).
 //! - [`service`]: the two consumer loops and their `run_once`; each message is handled on a
 //!   task of its own (a panic fails that message only), `ingress` and `fanout` hold what each
 //!   message kind does, and `context` what the loops and handlers share.
@@ -31,6 +32,7 @@ pub mod pin;
 pub mod rate;
 pub mod reconcile;
 pub mod redrive;
+pub mod scaler;
 pub mod service;
 pub mod settings;
 pub mod source;

@@ -77,10 +77,11 @@ impl Feed {
 }
 
 /// Every loop's heartbeat, for the healthcheck.
-pub const HEARTBEATS: [&str; 3] = [
+pub const HEARTBEATS: [&str; 4] = [
     "dispatcher-ingress",
     "dispatcher-job-events",
     "dispatcher-reconciler",
+    crate::scaler::HEARTBEAT,
 ];
 
 /// The dispatcher. Cheap to clone; clones share clients.
@@ -154,7 +155,8 @@ impl Dispatcher {
         let ingress = self.clone().run_loop(Feed::Ingress, shutdown.clone());
         let events = self.clone().run_loop(Feed::JobEvents, shutdown.clone());
         let reconciler = self.clone().run_reconciler(shutdown.clone());
-        tokio::join!(ingress, events, reconciler);
+        let scaler = self.clone().run_scaler(shutdown.clone());
+        tokio::join!(ingress, events, reconciler, scaler);
         tracing::info!("dispatcher stopped");
         Ok(())
     }

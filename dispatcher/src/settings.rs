@@ -23,6 +23,8 @@ pub struct DispatcherSettings {
     pub kernel: KernelConfig,
     /// Finding jobs that stopped moving and making them end.
     pub reconcile: ReconcileConfig,
+    /// Setting the worker service's desired count from the known work (the `scaler` module).
+    pub scaling: ScalingConfig,
     /// Prices of what a job uses, for the cost in the manifests the reconciler finishes; keep
     /// it equal to the workers' `[pricing]`.
     pub pricing: PriceTable,
@@ -173,6 +175,114 @@ impl Default for ReconcileConfig {
             finalizing_after_secs: 300,
             max_attempts: 3,
         }
+    }
+}
+
+/// Scaling the worker fleet on known work (see the `scaler` module): every `period_secs` the
+/// dispatcher sets the worker service's desired count to
+/// `ceil(known batches / backlog_per_task)` within `[min_tasks, max_tasks]`. Keep `min_tasks`,
+/// `max_tasks` and `backlog_per_task` equal to the template's `WorkerMinTasks`,
+/// `WorkerMaxTasks` and `BacklogPerTaskTarget` (the template passes them through).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScalingConfig {
+    /// Run the scaler loop in this dispatcher. Off by default: it needs an ECS service to
+    /// scale (`cluster`, `service`) and `ecs:UpdateService` on it; without it queue-depth
+    /// target tracking alone scales the workers.
+    pub enabled: bool,
+    /// Name or ARN of the ECS cluster the worker service runs in.
+    pub cluster: String,
+    /// Name or ARN of the worker service whose desired count is set.
+    pub service: String,
+    /// Fewest worker tasks (the scalable target's `MinCapacity`), 0..=1000.
+    pub min_tasks: u32,
+    /// Most worker tasks (the scalable target's `MaxCapacity`), `min_tasks`..=1000.
+    pub max_tasks: u32,
+    /// Frame-batch messages one task should have waiting for it (the target tracking
+    /// policy's `TargetValue`), greater than 0.
+    pub backlog_per_task: f64,
+    /// Frames per batch for work not yet planned (capturing jobs); planned jobs use their
+    /// stored plan's batch size. Empty: `dispatcher.batch_size`.
+    pub batch_size: Option<usize>,
+    /// Seconds between two computations of the desired count (1..=300).
+    pub period_secs: u64,
+    /// Seconds ahead a capture's frames count as known work: about a task's start-up (a
+    /// Fargate task takes 30 to 60 s to start), so tasks are running as the frames land
+    /// (0..=3600).
+    pub look_ahead_secs: u64,
+}
+
+impl Default for ScalingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            cluster: String::new(),
+            service: String::new(),
+            min_tasks: 0,
+            max_tasks: 10,
+            backlog_per_task: 250.0,
+            batch_size: None,
+            period_secs: 10,
+            look_ahead_secs: 45,
+        }
+    }
+}
+
+impl ScalingConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.enabled {
+            for (key, value) in [
+                ("scaling.cluster", &self.cluster),
+                ("scaling.service", &self.service),
+            ] {
+                if value.trim().is_empty() {
+                    return Err(ConfigError::rule(
+                        key,
+                        "must name the worker service's ECS cluster and service when scaling is enabled",
+                    ));
+                }
+            }
+        }
+        if self.min_tasks > 1000 {
+            return Err(ConfigError::rule(
+                "scaling.min_tasks",
+                "must be between 0 and 1000",
+            ));
+        }
+        if !(self.min_tasks.max(1)..=1000).contains(&self.max_tasks) {
+            return Err(ConfigError::rule(
+                "scaling.max_tasks",
+                "must be between max(1, scaling.min_tasks) and 1000",
+            ));
+        }
+        if !(self.backlog_per_task.is_finite() && self.backlog_per_task > 0.0) {
+            return Err(ConfigError::rule(
+                "scaling.backlog_per_task",
+                "must be a number greater than 0",
+            ));
+        }
+        if self
+            .batch_size
+            .is_some_and(|size| !(1..=1000).contains(&size))
+        {
+            return Err(ConfigError::rule(
+                "scaling.batch_size",
+                "must be between 1 and 1000",
+            ));
+        }
+        if !(1..=300).contains(&self.period_secs) {
+            return Err(ConfigError::rule(
+                "scaling.period_secs",
+                "must be between 1 and 300",
+            ));
+        }
+        if self.look_ahead_secs > 3600 {
+            return Err(ConfigError::rule(
+                "scaling.look_ahead_secs",
+                "must be between 0 and 3600",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -374,6 +484,7 @@ impl DispatcherSettings {
                 "must be between 1 and 3600",
             ));
         }
+        self.scaling.validate()?;
         self.pricing.validate()?;
         self.kernel
             .params()
@@ -503,6 +614,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("pricing.fargate_gb_hour"), "{err}");
+        let err = load(&[("FRAMEFLEET__SCALING__ENABLED", "true")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("scaling.cluster"), "{err}");
+        let err = load(&[
+            ("FRAMEFLEET__SCALING__MIN_TASKS", "5"),
+            ("FRAMEFLEET__SCALING__MAX_TASKS", "4"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("scaling.max_tasks"), "{err}");
+        let err = load(&[("FRAMEFLEET__SCALING__BACKLOG_PER_TASK", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("scaling.backlog_per_task"), "{err}");
+        let err = load(&[("FRAMEFLEET__SCALING__PERIOD_SECS", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("scaling.period_secs"), "{err}");
+        let settings = load(&[
+            ("FRAMEFLEET__SCALING__ENABLED", "true"),
+            ("FRAMEFLEET__SCALING__CLUSTER", "framefleet"),
+            ("FRAMEFLEET__SCALING__SERVICE", "worker"),
+            ("FRAMEFLEET__SCALING__BATCH_SIZE", "25"),
+        ])
+        .unwrap();
+        assert_eq!(settings.scaling.batch_size, Some(25));
         let err = load(&[("FRAMEFLEET__DISPATCHER__BATCH_SIZ", "3")])
             .unwrap_err()
             .to_string();

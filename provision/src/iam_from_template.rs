@@ -32,6 +32,9 @@ use crate::policy::{PolicyDocument, PolicyError};
 /// The template the stack is deployed with, as built into this binary.
 pub const TEMPLATE: &str = include_str!("../../deploy/framefleet.yaml");
 
+/// The worker service's name, as the template's `WorkerService` names it.
+pub const WORKER_SERVICE: &str = "worker";
+
 /// moto's default account, which every local ARN names.
 pub const LOCAL_ACCOUNT_ID: &str = "123456789012";
 
@@ -129,6 +132,14 @@ impl LocalNames {
         })
     }
 
+    /// The ARN of the worker service in the local cluster (the template's `WorkerService`).
+    pub fn worker_service_arn(&self) -> String {
+        format!(
+            "arn:aws:ecs:{}:{}:service/{}/{WORKER_SERVICE}",
+            self.region, self.account_id, self.cluster
+        )
+    }
+
     /// `Ref` and attributes of a logical id, or `None` when the local stack has no such thing.
     fn resource(&self, logical_id: &str) -> Option<LocalResource> {
         let r = &self.resources;
@@ -181,6 +192,11 @@ impl LocalNames {
                     "Arn",
                     format!("arn:aws:ecs:{region}:{account}:cluster/{}", self.cluster),
                 )]),
+            },
+            // Ref of an AWS::ECS::Service is its ARN.
+            "WorkerService" => LocalResource {
+                reference: self.worker_service_arn(),
+                attributes: HashMap::from([("Name", WORKER_SERVICE.to_string())]),
             },
             "MediaConvertJobEventsRule" => LocalResource {
                 reference: format!("{}-job-events", self.prefix),

@@ -205,6 +205,11 @@ impl PolicyDocument {
     /// - moto authorises DynamoDB requests against the resource `*` (its DynamoDB handler
     ///   names no resource), so a statement scoped to the table would never match: DynamoDB
     ///   statements get `Resource: *` locally. Their actions are still enforced.
+    /// - moto authorises ECS requests against the resource `*` too (its ECS handler names no
+    ///   resource), so ECS statements (the dispatcher's DescribeServices and UpdateService on
+    ///   the worker service) get `Resource: *` locally; their actions are still enforced, and
+    ///   the service ARN is checked against the template's policy with [`decide`] in
+    ///   `tests/tests/scaling.rs`.
     /// - moto's SQS handler finds the queue of GetQueueUrl from a `QueueUrl` parameter the
     ///   call does not have, and authorises against `*`: `sqs:GetQueueUrl` is allowed on `*`
     ///   for an identity that has it on any queue.
@@ -237,11 +242,10 @@ impl PolicyDocument {
                     statement.actions.push("dynamodb:TransactWriteItems".into());
                 }
             }
-            if statement
-                .actions
-                .iter()
-                .any(|a| a.to_ascii_lowercase().starts_with("dynamodb:"))
-            {
+            if statement.actions.iter().any(|a| {
+                let a = a.to_ascii_lowercase();
+                a.starts_with("dynamodb:") || a.starts_with("ecs:")
+            }) {
                 statement.resources = vec!["*".into()];
             }
             statements.push(statement);

@@ -650,7 +650,7 @@ impl State {
         let sink = self
             .plan
             .sqs_sink_forward_every
-            .is_some_and(|every| number % every != 0);
+            .is_some_and(|every| !number.is_multiple_of(every));
         log.sunk_calls += u64::from(sink);
         sink
     }

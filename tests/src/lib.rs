@@ -5,12 +5,14 @@
 //! S3's missing-key answer depend on `s3:ListBucket` as on AWS; [`ecs_agent`] stands in for
 //! the ECS agent's task scale-in protection endpoint; [`fault_proxy`] sits between the services
 //! and moto when a test wants AWS's failures; [`processes`] runs the services as processes for
-//! the chaos suite; [`fleet_bench`] is `bench-fleet`, one worker process timed against its
+//! the chaos suite; [`local_fleet`] runs worker processes under the local fleet supervisor;
+//! [`fleet_bench`] is `bench-fleet`, one worker process timed against its
 //! kernel.
 
 pub mod ecs_agent;
 pub mod fault_proxy;
 pub mod fleet_bench;
+pub mod local_fleet;
 pub mod media;
 pub mod moto;
 pub mod otlp;

@@ -89,6 +89,9 @@ fn each_role_grants_exactly_the_actions_its_code_calls() {
             // A second capture job of one video is canceled (dispatcher/src/mediaconvert.rs).
             "mediaconvert:CancelJob",
             "iam:PassRole",
+            // The scaler (dispatcher/src/scaler.rs): the worker service's desired count.
+            "ecs:DescribeServices",
+            "ecs:UpdateService",
         ])
     );
     assert_eq!(
