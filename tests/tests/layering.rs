@@ -20,6 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("framefleet-cli", &["framefleet-core", "framefleet-edge"]),
     ("framefleet-provision", &["framefleet-core"]),
     ("mediaconvert-standin", &["framefleet-core"]),
+    ("framefleet-fleet", &["framefleet-core"]),
     (
         "framefleet-fuzz-entry",
         &[
@@ -38,6 +39,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "framefleet-provision",
             "mediaconvert-standin",
             "framefleet-cli",
+            "framefleet-fleet",
         ],
     ),
 ];
