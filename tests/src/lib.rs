@@ -9,6 +9,7 @@
 //! [`fleet_bench`] is `bench-fleet`, one worker process timed against its
 //! kernel.
 
+mod binaries;
 pub mod ecs_agent;
 pub mod fault_proxy;
 pub mod fleet_bench;

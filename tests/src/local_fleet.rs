@@ -76,7 +76,7 @@ pub fn worker_env(stack: &Stack) -> Vec<(String, String)> {
 /// A supervisor of `stack`'s worker service (created in moto with `bounds.min_tasks`), whose
 /// workers log to `target/fleet-logs/<run>/`. The `worker` binary must be built.
 pub async fn supervisor(stack: &Stack, bounds: ScalingBounds) -> anyhow::Result<Supervisor> {
-    let bin_dir = crate::processes::bin_dir()?;
+    let bin_dir = crate::binaries::bin_dir()?;
     let worker_program = bin_dir.join("worker");
     anyhow::ensure!(
         worker_program.is_file(),

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use tokio::process::{Child, Command};
 
+use crate::binaries::bin_dir;
 use crate::stack::Stack;
 
 /// Which binary a process runs.
@@ -63,16 +64,6 @@ pub struct Fleet {
     keys: HashMap<Service, Vec<(String, String)>>,
     extra: HashMap<Service, Vec<(String, String)>>,
     children: HashMap<String, (Service, Child)>,
-}
-
-/// The directory holding the workspace's binaries: the test binary runs from `<target>/<profile>/deps/`.
-pub(crate) fn bin_dir() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let profile = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .context("the test binary is not in a target directory")?;
-    Ok(profile.to_path_buf())
 }
 
 impl Fleet {

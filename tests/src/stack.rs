@@ -588,7 +588,7 @@ impl Stack {
     /// and the admin identity's keys (a user's own credentials, not a task role: IAM is
     /// enforced).
     pub async fn framefleet(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
-        let binary = crate::processes::bin_dir()?.join("framefleet");
+        let binary = crate::binaries::bin_dir()?.join("framefleet");
         if !binary.is_file() {
             bail!(
                 "{} is missing: build it first (cargo build --workspace --bins)",

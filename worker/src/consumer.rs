@@ -27,10 +27,7 @@ use crate::direct_s3::DirectS3;
 use crate::metrics;
 use crate::pipeline::{Pipeline, Ticket};
 use crate::protection::ScaleInProtection;
-use crate::settings::{S3Client, WorkerSettings};
-
-/// The long-poll wait of the service loop's receives (SQS's longest).
-pub const RECEIVE_WAIT: Duration = Duration::from_secs(20);
+use crate::settings::{S3Client, WorkerSettings, RECEIVE_WAIT};
 
 /// What a receive round did, for tests and logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -103,13 +103,17 @@ impl Default for WorkerConfig {
     }
 }
 
+/// The long-poll wait of the consumer's receives (SQS's longest), which the stop budget lets
+/// finish alongside the drain.
+pub const RECEIVE_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 impl WorkerConfig {
     /// How the time between SIGTERM and SIGKILL is spent: the receive under way (a 20 s long
     /// poll) finishes alongside the drain, then the process exits.
     pub fn stop_budget(&self) -> Result<framefleet_core::shutdown::StopBudget, String> {
         framefleet_core::shutdown::StopBudget::receive_alongside_drain(
             std::time::Duration::from_secs(self.stop_timeout_secs),
-            crate::consumer::RECEIVE_WAIT,
+            RECEIVE_WAIT,
             std::time::Duration::from_secs(self.drain_timeout_secs),
         )
     }
