@@ -105,10 +105,17 @@ async fn submit_wait_then_fetch_checks_counts_and_resumes() {
         .send()
         .await
         .unwrap();
-    let id = VideoId::derive(
+    // The template versions the ingress bucket: the id comes from the version the upload
+    // made, as the dispatcher derives it from the notification.
+    assert!(
+        head.version_id().is_some(),
+        "the ingress bucket is versioned"
+    );
+    let id = VideoId::of_upload(
         &stack.resources.ingress_bucket,
         "uploads/my clip.mp4",
         head.e_tag().unwrap(),
+        head.version_id(),
     );
     assert_eq!(submitted["video_id"], id.as_str());
     // The dispatcher registered the job under the id the command printed.
