@@ -43,7 +43,6 @@
 use std::time::Duration;
 
 use aws_sdk_ecs::error::ProvideErrorMetadata;
-use framefleet_core::health::Heartbeat;
 use framefleet_core::jobs::{JobRecord, JobStatus, JobTableError};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -325,21 +324,28 @@ impl Dispatcher {
         scale_once(&self.inner, &service).await
     }
 
-    /// The scaler loop: a pass every `scaling.period_secs` while `scaling.enabled`, a
-    /// heartbeat either way.
+    /// The scaler loop: a pass every `scaling.period_secs` while `scaling.enabled`, and a
+    /// heartbeat, in the service's heartbeat directory, at least three times within the health
+    /// check's window (however long the period), enabled or not.
     pub(crate) async fn run_scaler(self, shutdown: CancellationToken) {
         let rule = &self.inner.settings.scaling;
-        let heartbeat = Heartbeat::new(HEARTBEAT);
+        let heartbeat = self.heartbeat(HEARTBEAT);
         let service =
             WorkerService::new(aws_sdk_ecs::Client::new(&self.inner.clients.config), rule);
-        let mut ticker = tokio::time::interval(Duration::from_secs(rule.period_secs));
+        let period = Duration::from_secs(rule.period_secs);
+        let window = self.inner.settings.dispatcher.heartbeat_max_age_secs;
+        let beat_every = Duration::from_secs((window / 3).max(1)).min(period);
+        let mut ticker = tokio::time::interval(beat_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_pass: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = ticker.tick() => {}
             }
-            if rule.enabled {
+            let due = last_pass.is_none_or(|at| at.elapsed() >= period);
+            if rule.enabled && due {
+                last_pass = Some(tokio::time::Instant::now());
                 // A pass is a few reads and at most one write, each safe to cut off and repeat.
                 if let Err(error) = scale_once(&self.inner, &service).await {
                     tracing::warn!(error = %error, "scaler pass failed; next period");

@@ -133,7 +133,7 @@ impl Dispatcher {
     }
 
     /// The heartbeat of the loop named `name` (one of [`HEARTBEATS`]).
-    fn heartbeat(&self, name: &str) -> Heartbeat {
+    pub(crate) fn heartbeat(&self, name: &str) -> Heartbeat {
         Heartbeat::in_dir(
             &self.heartbeat_dir,
             name,
