@@ -149,11 +149,14 @@ async fn reconcile_job(
         return Ok(None);
     }
     match record.status {
-        JobStatus::Registered => reregister(inner, &record).await.map(Some),
-        JobStatus::Capturing => capturing(inner, record).await,
-        JobStatus::Processing => processing(inner, record).await.map(Some),
+        // Each state's work is boxed: their futures (a registration with its pin and probe, a
+        // fan-out) are large, and inlined into one they overflowed a debug build's 2 MiB
+        // worker-thread stack.
+        JobStatus::Registered => Box::pin(reregister(inner, &record)).await.map(Some),
+        JobStatus::Capturing => Box::pin(capturing(inner, record)).await,
+        JobStatus::Processing => Box::pin(processing(inner, record)).await.map(Some),
         JobStatus::Finalizing => {
-            finish(inner, &record).await?;
+            Box::pin(finish(inner, &record)).await?;
             Ok(Some(Action::Completed))
         }
         JobStatus::Complete | JobStatus::Failed | JobStatus::Canceled => Ok(None),
