@@ -3,20 +3,25 @@
 //! errors MediaConvert would answer with.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use aws_sdk_mediaconvert::error::ProvideErrorMetadata;
+use aws_sdk_mediaconvert::types::{InputClipping, InputTimecodeSource, JobSettings};
 use aws_sdk_mediaconvert::types::{JobStatus, VideoCodec, VideoCodecSettings, VideoDescription};
 use aws_sdk_s3::primitives::ByteStream;
 use framefleet_core::aws::describe;
 use framefleet_dispatcher::mediaconvert::{
     capture_job_settings, CaptureJob, PreviewJob, PREVIEW_MAX_BITRATE, PREVIEW_QVBR_QUALITY,
 };
+use framefleet_dispatcher::rate::CaptureRate;
 use framefleet_dispatcher::settings::DispatcherConfig;
+use framefleet_dispatcher::timecode::{plan_segments, Notation, Timebase};
 use framefleet_e2e::media::{count_frames, make_faststart_video, make_video};
 use framefleet_e2e::moto::MotoServer;
-use mediaconvert_standin::{Standin, StandinConfig};
+use mediaconvert_standin::{Fault, FaultRule, Standin, StandinConfig};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -38,10 +43,21 @@ struct Env {
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
     work: tempfile::TempDir,
+    /// Inputs the stand-in downloaded from S3.
+    downloads: Arc<AtomicU64>,
 }
 
 impl Env {
     async fn start(max_concurrent_jobs: usize) -> anyhow::Result<Self> {
+        Self::start_with(StandinConfig {
+            max_concurrent_jobs,
+            ..StandinConfig::default()
+        })
+        .await
+    }
+
+    /// A stand-in with `config` (its listen address and events queue are the test's).
+    async fn start_with(config: StandinConfig) -> anyhow::Result<Self> {
         let moto = MotoServer::start().await?;
         let sdk = framefleet_e2e::sdk_config(moto.endpoint());
         let s3 = aws_sdk_s3::Client::from_conf(
@@ -70,13 +86,13 @@ impl Env {
             StandinConfig {
                 listen: "127.0.0.1:0".into(),
                 events_queue: EVENTS.into(),
-                max_concurrent_jobs,
-                ..StandinConfig::default()
+                ..config
             },
             s3.clone(),
             sqs.clone(),
         )
         .await?;
+        let downloads = standin.input_downloads();
         let endpoint = format!("http://{}", standin.local_addr());
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(standin.run(shutdown.clone()));
@@ -95,6 +111,7 @@ impl Env {
             shutdown,
             server,
             work: tempfile::tempdir()?,
+            downloads,
         })
     }
 
@@ -902,5 +919,595 @@ async fn preview_fits_the_box_with_audio_only_from_a_source_that_has_it() -> any
         );
         assert_eq!(audio, has_sound, "{key}");
     }
+    env.stop().await
+}
+
+/// How a test job reads its input: clip timecodes and the input's timecode source.
+#[derive(Debug, Clone, Default)]
+struct Clip {
+    start: Option<String>,
+    end: Option<String>,
+    source: Option<InputTimecodeSource>,
+    timecode_start: Option<String>,
+    /// Send a clip entry even with neither timecode (`{}`).
+    empty_entry: bool,
+}
+
+impl Clip {
+    /// Frames `start..=end` (either side `None`: to the input's first or last frame), labelled
+    /// from zero.
+    fn zerobased(start: Option<&str>, end: Option<&str>) -> Self {
+        Self {
+            start: start.map(String::from),
+            end: end.map(String::from),
+            source: Some(InputTimecodeSource::Zerobased),
+            timecode_start: None,
+            empty_entry: false,
+        }
+    }
+}
+
+/// The dispatcher's job settings for `s3://inputs/<key>` with `clip` applied to its input.
+fn clipped_settings(key: &str, destination: &str, rate: (i32, i32), clip: &Clip) -> JobSettings {
+    let input = format!("s3://{INPUTS}/{key}");
+    let preview = preview_destination(destination);
+    let mut job = capture_job(&input, destination, rate, 10_000_000, 80);
+    job.preview = Some(preview_job(&preview, false));
+    let mut settings = capture_job_settings(&job);
+    let input = &mut settings.inputs.as_mut().expect("the job has an input")[0];
+    if clip.start.is_some() || clip.end.is_some() || clip.empty_entry {
+        input.input_clippings = Some(vec![InputClipping::builder()
+            .set_start_timecode(clip.start.clone())
+            .set_end_timecode(clip.end.clone())
+            .build()]);
+    }
+    input.timecode_source = clip.source.clone();
+    input.timecode_start = clip.timecode_start.clone();
+    settings
+}
+
+impl Env {
+    /// Submits a clipped frame-capture job carrying `metadata`; returns its id.
+    async fn submit_clip(
+        &self,
+        key: &str,
+        destination: &str,
+        rate: (i32, i32),
+        clip: &Clip,
+        metadata: &[(&str, &str)],
+    ) -> anyhow::Result<String> {
+        let mut request = self
+            .mediaconvert
+            .create_job()
+            .role(ROLE)
+            .settings(clipped_settings(key, destination, rate, clip));
+        for (k, v) in metadata {
+            request = request.user_metadata(*k, *v);
+        }
+        let job = request
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("CreateJob: {}", describe(&e)))?;
+        job.job()
+            .and_then(|j| j.id())
+            .map(String::from)
+            .context("CreateJob returned no job id")
+    }
+
+    /// The bytes of every capture under `prefix`, in index order.
+    async fn captures(&self, prefix: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+        let mut frames = Vec::new();
+        for key in self.frame_keys(prefix).await? {
+            if !key.ends_with(".jpg") {
+                continue;
+            }
+            let object = self.s3.get_object().bucket(FRAMES).key(&key).send().await?;
+            frames.push(object.body.collect().await?.into_bytes().to_vec());
+        }
+        Ok(frames)
+    }
+
+    /// The preview MP4 of a job whose frames went to `s3://frames/<prefix>`, downloaded.
+    async fn preview(&self, prefix: &str) -> anyhow::Result<std::path::PathBuf> {
+        let key = format!("{prefix}preview.mp4");
+        let object = self
+            .s3
+            .get_object()
+            .bucket(PROCESSED)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("GetObject {key}: {}", describe(&e)))?;
+        let path = self.work.path().join(key.replace('/', "_"));
+        tokio::fs::write(&path, object.body.collect().await?.into_bytes()).await?;
+        Ok(path)
+    }
+
+    /// Runs an unclipped capture of `key` at `rate` and returns its frames, checked to be
+    /// pairwise different (so "equal bytes" below means "the same source frame").
+    async fn reference(&mut self, key: &str, rate: (i32, i32)) -> anyhow::Result<Vec<Vec<u8>>> {
+        let prefix = format!("{}/whole/", key.replace('.', "-"));
+        let id = self
+            .submit(key, &format!("s3://{FRAMES}/{prefix}"), rate, 10_000_000)
+            .await?;
+        self.wait_for(&id, "COMPLETE").await?;
+        let frames = self.captures(&prefix).await?;
+        let distinct: std::collections::HashSet<&Vec<u8>> = frames.iter().collect();
+        anyhow::ensure!(
+            distinct.len() == frames.len(),
+            "the test video repeats frames"
+        );
+        Ok(frames)
+    }
+}
+
+/// A clip's first capture is the frame its start timecode names and its last the frame its
+/// end timecode names, both included, at 25, 30 and 29.97 fps, in either notation (labels
+/// agree within the first minute at 29.97); the preview is clipped too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clipped_captures_are_exactly_the_frames_between_their_timecodes() -> anyhow::Result<()> {
+    let mut env = Env::start(2).await?;
+    for (rate, fps, cases) in [
+        ("25", (25, 1), vec![("00:00:01:03", "00:00:02:24", 28, 74)]),
+        ("30", (30, 1), vec![("00:00:00:29", "00:00:01:00", 29, 30)]),
+        (
+            "30000/1001",
+            (30000, 1001),
+            vec![
+                ("00:00:01:01", "00:00:03:05", 31, 95),
+                ("00:00:01;01", "00:00:03;05", 31, 95),
+                ("00:00:00:00", "00:00:00:00", 0, 0),
+            ],
+        ),
+    ] {
+        let key = format!("clip-{}.mp4", rate.replace('/', "-"));
+        env.upload_video(&key, rate, 4.0).await?;
+        let whole = env.reference(&key, fps).await?;
+        for (n, (start, end, first, last)) in cases.into_iter().enumerate() {
+            let prefix = format!("{key}/clip{n}/");
+            let clip = Clip::zerobased(Some(start), Some(end));
+            let id = env
+                .submit_clip(&key, &format!("s3://{FRAMES}/{prefix}"), fps, &clip, &[])
+                .await?;
+            let events = env.wait_for(&id, "COMPLETE").await?;
+            let frames = env.captures(&prefix).await?;
+            assert_eq!(
+                frames.len(),
+                last - first + 1,
+                "{rate} {start}..{end}: {} captures",
+                frames.len()
+            );
+            assert!(
+                frames == whole[first..=last],
+                "{rate} {start}..{end}: the captures are not source frames {first}..={last}"
+            );
+            // 0-based within the clip.
+            let paths = last_capture(find(&events, "COMPLETE"));
+            assert_eq!(
+                paths,
+                [format!(
+                    "s3://{FRAMES}/{prefix}{}.{:07}.jpg",
+                    key.trim_end_matches(".mp4"),
+                    last - first
+                )]
+            );
+            let preview = env.preview(&prefix).await?;
+            assert_eq!(
+                count_frames(&preview).await?,
+                (last - first + 1) as u64,
+                "{rate}: the preview is clipped too"
+            );
+        }
+    }
+    // One side blank: from the start, or to the end.
+    let key = "clip-25.mp4";
+    let whole = env.reference(key, (25, 1)).await?;
+    for (n, clip, range) in [
+        (0, Clip::zerobased(None, Some("00:00:00:09")), 0..=9),
+        (
+            1,
+            Clip::zerobased(Some("00:00:03:20"), None),
+            95..=whole.len() - 1,
+        ),
+    ] {
+        let prefix = format!("open/{n}/");
+        let id = env
+            .submit_clip(key, &format!("s3://{FRAMES}/{prefix}"), (25, 1), &clip, &[])
+            .await?;
+        env.wait_for(&id, "COMPLETE").await?;
+        assert!(
+            env.captures(&prefix).await? == whole[range.clone()],
+            "{clip:?}"
+        );
+    }
+    env.stop().await
+}
+
+/// N segment jobs planned by the dispatcher's timecode module, run at once, concatenate to the
+/// unclipped capture frame for frame; the input is downloaded once for all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn segments_concatenate_to_the_unclipped_capture() -> anyhow::Result<()> {
+    let mut env = Env::start_with(StandinConfig {
+        max_concurrent_jobs: 3,
+        speed: 4,
+        startup_delay_ms: 200,
+        ..StandinConfig::default()
+    })
+    .await?;
+    for (rate, fps) in [("30000/1001", (30000, 1001)), ("25", (25, 1))] {
+        let key = format!("segments-{}.mp4", rate.replace('/', "-"));
+        env.upload_video(&key, rate, 5.0).await?;
+        let before = env.downloads.load(Ordering::Relaxed);
+        let whole = env.reference(&key, fps).await?;
+        let timebase = Timebase::new(CaptureRate::parse(rate)?)?;
+        let bounds = plan_segments(whole.len() as u64, 4);
+        let mut ids = Vec::new();
+        for (k, &(first, last)) in bounds.iter().enumerate() {
+            let label = |i: u64| timebase.format(i, Notation::NonDrop);
+            let clip = Clip::zerobased(
+                Some(label(first)?.as_str()).filter(|_| k > 0),
+                Some(label(last)?.as_str()).filter(|_| k + 1 < bounds.len()),
+            );
+            let prefix = format!("{key}/s{k}/");
+            let segment = k.to_string();
+            ids.push((
+                prefix.clone(),
+                env.submit_clip(
+                    &key,
+                    &format!("s3://{FRAMES}/{prefix}"),
+                    fps,
+                    &clip,
+                    &[("segment", &segment)],
+                )
+                .await?,
+            ));
+        }
+        let mut joined = Vec::new();
+        for (prefix, id) in &ids {
+            env.wait_for(id, "COMPLETE").await?;
+            joined.extend(env.captures(prefix).await?);
+        }
+        assert_eq!(joined.len(), whole.len(), "{rate}");
+        assert!(
+            joined == whole,
+            "{rate}: segments differ from the whole capture"
+        );
+        assert_eq!(
+            env.downloads.load(Ordering::Relaxed) - before,
+            1,
+            "{rate}: one download for the whole capture and {} segments",
+            ids.len()
+        );
+    }
+    env.stop().await
+}
+
+/// With a speed, a job lasts as long as its clip at that speed: a long job started first
+/// completes after a short one started second, as MediaConvert's concurrent jobs do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_jobs_complete_in_order_of_their_video_length() -> anyhow::Result<()> {
+    let mut env = Env::start_with(StandinConfig {
+        max_concurrent_jobs: 2,
+        speed: 2,
+        ..StandinConfig::default()
+    })
+    .await?;
+    env.upload_video("paced.mp4", "25", 10.0).await?;
+    let long = env
+        .submit_clip(
+            "paced.mp4",
+            "s3://frames/long/",
+            (25, 1),
+            &Clip::zerobased(None, Some("00:00:09:24")),
+            &[],
+        )
+        .await?;
+    env.wait_for(&long, "PROGRESSING").await?;
+    let short = env
+        .submit_clip(
+            "paced.mp4",
+            "s3://frames/short/",
+            (25, 1),
+            &Clip::zerobased(None, Some("00:00:00:04")),
+            &[],
+        )
+        .await?;
+    env.wait_for(&long, "COMPLETE").await?;
+    let completions: Vec<&Value> = env
+        .events
+        .iter()
+        .filter(|e| e["detail"]["status"] == "COMPLETE")
+        .collect();
+    let order: Vec<&str> = completions
+        .iter()
+        .filter_map(|e| e["detail"]["jobId"].as_str())
+        .collect();
+    assert_eq!(order, [short.as_str(), long.as_str()]);
+    env.stop().await
+}
+
+/// EMBEDDED reads the input's own start timecode (a QuickTime `tmcd` track), or starts at
+/// zero without one; SPECIFIEDSTART takes `timecodeStart`; ZEROBASED ignores the track.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn timecode_sources_move_the_clip() -> anyhow::Result<()> {
+    let mut env = Env::start(2).await?;
+    // A 4-second 25 fps MOV whose timecode track starts at 00:00:01:00 (frame 25).
+    let mov = env.work.path().join("tc.mov");
+    let status = tokio::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc2=size=96x64:rate=25:duration=4")
+        .args([
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-timecode",
+            "00:00:01:00",
+        ])
+        .arg(&mov)
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "ffmpeg could not make the MOV");
+    env.upload("tc.mov", ByteStream::from_path(&mov).await?)
+        .await?;
+    env.upload_video("plain.mp4", "25", 4.0).await?;
+    let whole = env.reference("tc.mov", (25, 1)).await?;
+    let plain = env.reference("plain.mp4", (25, 1)).await?;
+    let at = |start: &str, source: InputTimecodeSource, timecode_start: Option<&str>| Clip {
+        start: Some(start.into()),
+        end: None,
+        source: Some(source),
+        timecode_start: timecode_start.map(String::from),
+        empty_entry: false,
+    };
+    for (n, key, clip, first, reference) in [
+        (
+            0,
+            "tc.mov",
+            at("00:00:02:00", InputTimecodeSource::Embedded, None),
+            25,
+            &whole,
+        ),
+        (
+            1,
+            "tc.mov",
+            at("00:00:02:00", InputTimecodeSource::Zerobased, None),
+            50,
+            &whole,
+        ),
+        (
+            2,
+            "tc.mov",
+            at(
+                "00:00:02:00",
+                InputTimecodeSource::Specifiedstart,
+                Some("00:00:01:10"),
+            ),
+            15,
+            &whole,
+        ),
+        (
+            3,
+            "plain.mp4",
+            at("00:00:02:00", InputTimecodeSource::Embedded, None),
+            50,
+            &plain,
+        ),
+    ] {
+        let prefix = format!("sources/{n}/");
+        let id = env
+            .submit_clip(key, &format!("s3://{FRAMES}/{prefix}"), (25, 1), &clip, &[])
+            .await?;
+        env.wait_for(&id, "COMPLETE").await?;
+        assert!(
+            env.captures(&prefix).await? == reference[first..],
+            "{n}: {clip:?} should start at frame {first}"
+        );
+    }
+    // Before the embedded start there is no frame.
+    let id = env
+        .submit_clip(
+            "tc.mov",
+            "s3://frames/sources/early/",
+            (25, 1),
+            &at("00:00:00:10", InputTimecodeSource::Embedded, None),
+            &[],
+        )
+        .await?;
+    let events = env.wait_for(&id, "ERROR").await?;
+    let error = find(&events, "ERROR");
+    assert_eq!(
+        error["detail"]["errorCode"],
+        mediaconvert_standin::ERROR_INVALID_CLIP
+    );
+    let message = error["detail"]["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("before the input's first frame"),
+        "{message}"
+    );
+    env.stop().await
+}
+
+/// What MediaConvert refuses: timecodes off the API model's pattern, a clip with neither end,
+/// an end before its start (400s, named by path); a frame number the input's rate does not
+/// have, drop-frame at 25 fps, a clip past the input's end (job errors, since only the input
+/// tells the rate); and idempotency tokens that are not 1 to 64 ASCII characters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_clips_and_tokens_are_refused() -> anyhow::Result<()> {
+    let mut env = Env::start(2).await?;
+    env.upload_video("bad.mp4", "25", 2.0).await?;
+    let refused = |clip: Clip| {
+        let request = env
+            .mediaconvert
+            .create_job()
+            .role(ROLE)
+            .settings(clipped_settings(
+                "bad.mp4",
+                "s3://frames/bad/",
+                (25, 1),
+                &clip,
+            ));
+        async move {
+            let error = request.send().await.unwrap_err().into_service_error();
+            assert!(error.is_bad_request_exception(), "{clip:?}: {error:?}");
+            error.message().unwrap_or_default().to_string()
+        }
+    };
+    for bad in [
+        "0:00:01:00",
+        "25:00:00:00",
+        "00:00:60:00",
+        "00:00:01.00",
+        "00:00:01:0",
+    ] {
+        let message = refused(Clip::zerobased(Some(bad), None)).await;
+        assert!(
+            message.starts_with("/settings/inputs/0/inputClippings/0/startTimecode"),
+            "{message}"
+        );
+        let message = refused(Clip::zerobased(None, Some(bad))).await;
+        assert!(
+            message.starts_with("/settings/inputs/0/inputClippings/0/endTimecode"),
+            "{message}"
+        );
+    }
+    let message = refused(Clip {
+        empty_entry: true,
+        ..Clip::zerobased(None, None)
+    })
+    .await;
+    assert!(message.contains("but not both"), "{message}");
+    let message = refused(Clip::zerobased(Some("00:00:01:05"), Some("00:00:01:04"))).await;
+    assert!(message.contains("before the start"), "{message}");
+
+    for (n, clip, says) in [
+        (0, Clip::zerobased(Some("00:00:00:25"), None), "frame 25"),
+        (1, Clip::zerobased(Some("00:00:00;05"), None), "drop-frame"),
+        (
+            2,
+            Clip::zerobased(Some("00:00:05:00"), None),
+            "after the end of the input",
+        ),
+    ] {
+        let id = env
+            .submit_clip(
+                "bad.mp4",
+                &format!("s3://frames/bad{n}/"),
+                (25, 1),
+                &clip,
+                &[],
+            )
+            .await?;
+        let events = env.wait_for(&id, "ERROR").await?;
+        let error = find(&events, "ERROR");
+        assert_eq!(
+            error["detail"]["errorCode"],
+            mediaconvert_standin::ERROR_INVALID_CLIP
+        );
+        let message = error["detail"]["errorMessage"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{n}: {message}");
+    }
+
+    // ClientRequestToken: 1 to 64 ASCII characters (API model, CreateJob).
+    for (token, ok) in [
+        ("a".repeat(64), true),
+        ("a".repeat(65), false),
+        ("tökén".to_string(), false),
+    ] {
+        let sent = frame_capture(
+            &env.mediaconvert,
+            "bad.mp4",
+            "s3://frames/tok/",
+            (25, 1),
+            1,
+            80,
+        )
+        .client_request_token(&token)
+        .send()
+        .await;
+        match (sent, ok) {
+            (Ok(_), true) => {}
+            (Err(e), false) => {
+                let e = e.into_service_error();
+                assert!(e.is_bad_request_exception(), "{token}: {e:?}");
+                assert!(e
+                    .message()
+                    .unwrap_or_default()
+                    .contains("/clientRequestToken"));
+            }
+            (sent, _) => panic!("{token}: {sent:?}"),
+        }
+    }
+    env.stop().await
+}
+
+/// Fault hooks: the job of one segment errors with a chosen code; another's first frame moves
+/// by one, so it captures one frame fewer and starts one later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fault_hooks_error_a_job_or_shift_its_boundary() -> anyhow::Result<()> {
+    let mut env = Env::start_with(StandinConfig {
+        max_concurrent_jobs: 2,
+        faults: vec![
+            FaultRule {
+                metadata_key: "segment".into(),
+                metadata_value: "2".into(),
+                fault: Fault::Error { code: 1999 },
+                times: 1,
+            },
+            FaultRule {
+                metadata_key: "segment".into(),
+                metadata_value: "1".into(),
+                fault: Fault::ShiftStart { frames: 1 },
+                times: 0,
+            },
+        ],
+        ..StandinConfig::default()
+    })
+    .await?;
+    env.upload_video("faults.mp4", "25", 2.0).await?;
+    let whole = env.reference("faults.mp4", (25, 1)).await?;
+    let clip = Clip::zerobased(Some("00:00:00:10"), Some("00:00:00:19"));
+    let failed = env
+        .submit_clip(
+            "faults.mp4",
+            "s3://frames/f2a/",
+            (25, 1),
+            &clip,
+            &[("segment", "2")],
+        )
+        .await?;
+    let events = env.wait_for(&failed, "ERROR").await?;
+    assert_eq!(find(&events, "ERROR")["detail"]["errorCode"], 1999);
+    // `times: 1`: the retry goes through.
+    let retried = env
+        .submit_clip(
+            "faults.mp4",
+            "s3://frames/f2b/",
+            (25, 1),
+            &clip,
+            &[("segment", "2")],
+        )
+        .await?;
+    env.wait_for(&retried, "COMPLETE").await?;
+    assert!(env.captures("f2b/").await? == whole[10..=19]);
+    let shifted = env
+        .submit_clip(
+            "faults.mp4",
+            "s3://frames/f1/",
+            (25, 1),
+            &clip,
+            &[("segment", "1")],
+        )
+        .await?;
+    env.wait_for(&shifted, "COMPLETE").await?;
+    assert!(env.captures("f1/").await? == whole[11..=19]);
     env.stop().await
 }
