@@ -244,19 +244,37 @@ async fn send(
             .await
             .map_err(|error| error.to_string());
     }
+    sdk_put(to, key, body, content_type, false)
+        .await
+        .map(|_| ())
+        .map_err(|error| describe(&error))
+}
+
+/// The SDK's PutObject of `body`, its payload signed or not as the worker is configured, and
+/// with `If-None-Match: *` when `if_absent`.
+async fn sdk_put(
+    to: &Destination<'_>,
+    key: &str,
+    body: Vec<u8>,
+    content_type: &str,
+    if_absent: bool,
+) -> Result<
+    aws_sdk_s3::operation::put_object::PutObjectOutput,
+    aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::put_object::PutObjectError>,
+> {
     let request = to
         .s3
         .put_object()
         .bucket(to.bucket)
         .key(key)
         .content_type(content_type)
+        .set_if_none_match(if_absent.then(|| "*".to_string()))
         .body(ByteStream::from(body));
-    let result = if to.sign_payloads {
+    if to.sign_payloads {
         request.send().await
     } else {
         request.customize().disable_payload_signing().send().await
-    };
-    result.map(|_| ()).map_err(|error| describe(&error))
+    }
 }
 
 /// PUTs `body` unless an object has `key` already: true when written, false when one was
@@ -279,20 +297,7 @@ async fn put_if_absent(
                 .await
                 .map_err(|error| error.to_string());
         }
-        let request = to
-            .s3
-            .put_object()
-            .bucket(to.bucket)
-            .key(key)
-            .content_type(content_type)
-            .if_none_match("*")
-            .body(ByteStream::from(body));
-        let sent = if to.sign_payloads {
-            request.send().await
-        } else {
-            request.customize().disable_payload_signing().send().await
-        };
-        match sent {
+        match sdk_put(to, key, body, content_type, true).await {
             Ok(_) => Ok(true),
             Err(error)
                 if error
