@@ -856,10 +856,11 @@ fn intrinsic(value: &Yaml) -> Option<(String, &Yaml)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn names() -> LocalNames {
+    /// Local names with the prefix `t`, for the provisioner's tests.
+    pub(crate) fn names() -> LocalNames {
         LocalNames::new(
             Resources {
                 ingress_bucket: "t-ingress".into(),

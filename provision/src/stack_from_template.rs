@@ -936,26 +936,9 @@ pub fn audit(template: &Template) -> Vec<Drift> {
 
 #[cfg(test)]
 mod tests {
-    use framefleet_core::config::Resources;
-
     use super::*;
+    use crate::iam_from_template::tests::names;
     use crate::iam_from_template::TEMPLATE;
-
-    fn names() -> LocalNames {
-        LocalNames::new(
-            Resources {
-                ingress_bucket: "t-ingress".into(),
-                frames_bucket: "t-frames".into(),
-                processed_bucket: "t-processed".into(),
-                ingress_queue: "t-ingress".into(),
-                job_events_queue: "t-job-events".into(),
-                frames_queue: "t-frames".into(),
-                jobs_table: "t-jobs".into(),
-            },
-            "us-east-1",
-            "t",
-        )
-    }
 
     fn deployed() -> Template {
         Template::parse(TEMPLATE, names()).unwrap()

@@ -18,6 +18,7 @@ pub mod media;
 pub mod moto;
 pub mod otlp;
 pub mod processes;
+pub mod reconciling;
 pub mod stack;
 pub mod strict_s3;
 

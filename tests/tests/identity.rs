@@ -21,11 +21,12 @@ use framefleet_core::jobs::{JobRecord, JobStatus, JobTable};
 use framefleet_core::video::{VideoId, MAX_VIDEO_ID_LEN};
 use framefleet_dispatcher::mediaconvert::{create_capture_job, CaptureRequest};
 use framefleet_dispatcher::rate::CaptureRate;
-use framefleet_dispatcher::reconcile::{Action, ReconcileReport};
+use framefleet_dispatcher::reconcile::Action;
 use framefleet_dispatcher::settings::ReconcileConfig;
 use framefleet_dispatcher::{Dispatcher, Feed};
 use framefleet_e2e::fault_proxy::{Fault, FaultPlan, FaultRule, Gate, Service, Trigger};
 use framefleet_e2e::media::{count_frames, make_video};
+use framefleet_e2e::reconciling::reconcile_until_acted;
 use framefleet_e2e::stack::{spawn_stack_with, Stack, StackOptions};
 
 /// A generated clip: its bytes and frame count.
@@ -64,22 +65,6 @@ where
     while !condition().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Runs reconciler passes until one acts on `id`; returns what it did.
-async fn reconcile_until_acted(dispatcher: &Dispatcher, id: &VideoId) -> Action {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ReconcileReport { actions, .. } = dispatcher.reconcile_once().await.unwrap();
-        if let Some((_, action)) = actions.into_iter().find(|(v, _)| v == id) {
-            return action;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the reconciler never acted on {id}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use framefleet_core::jobs::{BatchOutcome, JobRecord, JobStatus};
 use framefleet_core::video::VideoId;
-use framefleet_dispatcher::reconcile::{Action, ReconcileReport};
+use framefleet_dispatcher::reconcile::Action;
 use framefleet_dispatcher::settings::ReconcileConfig;
 use framefleet_dispatcher::{Dispatcher, Feed};
 use framefleet_e2e::media::{count_frames, make_video};
+use framefleet_e2e::reconciling::reconcile_until_acted;
 use framefleet_e2e::stack::{spawn_stack_with, Stack, StackOptions};
 
 /// A dispatcher on `stack` whose reconciler acts on one second of silence, at most `attempts`
@@ -53,22 +54,6 @@ async fn register(stack: &Stack, dispatcher: &Dispatcher, name: &str) -> (VideoI
             .unwrap();
     }
     (id, frames)
-}
-
-/// Runs reconciler passes until one acts on `id`; returns what it did.
-async fn reconcile_until_acted(dispatcher: &Dispatcher, id: &VideoId) -> Action {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ReconcileReport { actions, .. } = dispatcher.reconcile_once().await.unwrap();
-        if let Some((_, action)) = actions.into_iter().find(|(v, _)| v == id) {
-            return action;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the reconciler never acted on {id}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// Deletes every message on `url` (events or batches that got lost).
