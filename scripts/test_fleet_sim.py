@@ -369,6 +369,30 @@ class TemplateCapture(unittest.TestCase):
             },
         )
 
+    def test_the_dispatcher_gets_the_parameters_the_model_reads(self):
+        """The four parameters reach the dispatcher's container as its settings' environment
+        names, so what the model reads is what the dispatcher segments by."""
+        template = sim.load_template(read("deploy", "framefleet.yaml"))
+        dispatcher = template["Resources"]["DispatcherTaskDefinition"]["Properties"]
+        container = next(
+            c for c in dispatcher["ContainerDefinitions"] if c["Name"] == "dispatcher"
+        )
+        environment = {
+            e["Name"]: e["Value"] for e in container["Environment"] if isinstance(e, dict)
+        }
+        expected = {
+            "FRAMEFLEET__DISPATCHER__SEGMENT_SECS": "SegmentSeconds",
+            "FRAMEFLEET__DISPATCHER__SEGMENT_MIN_DURATION_SECS": "SegmentMinDurationSeconds",
+            "FRAMEFLEET__DISPATCHER__MAX_SEGMENTS": "MaxSegments",
+            "FRAMEFLEET__DISPATCHER__SEGMENTS_IN_FLIGHT": "SegmentsInFlight",
+        }
+        self.assertEqual(set(expected.values()), set(sim.CAPTURE_PARAMETERS))
+        for name, parameter in expected.items():
+            with self.subTest(name=name):
+                # `!Ref Parameter`, kept as its argument by the loader.
+                self.assertEqual(environment.get(name), parameter)
+        self.assertEqual(template["Parameters"]["MaxSegments"]["MaxValue"], 99)
+
     def test_a_template_without_segments_or_sampling_frames_captures_one_job(self):
         template = read("deploy", "framefleet.yaml")
         before = template.replace("  SegmentSeconds:\n", "  UnusedSeconds:\n")
