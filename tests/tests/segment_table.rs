@@ -781,8 +781,8 @@ async fn cancel_cancels_every_running_segment() {
     // SUBMITTED, where CancelJob takes them, however fast ffmpeg is.
     let blocker = stack.occupy_mediaconvert(long.clone()).await.unwrap();
     let mut job_ids = Vec::new();
-    for _ in 0..3 {
-        job_ids.push(stack.occupy_mediaconvert(long.clone()).await.unwrap());
+    for k in 0..3 {
+        job_ids.push(segment_job(&stack, k).await);
     }
     let jobs = &stack.jobs;
     let id = segmented(jobs, "cancel.mp4", &[10, 10, 10]).await;
@@ -847,4 +847,29 @@ async fn cancel_cancels_every_running_segment() {
             .send()
             .await;
     }
+}
+
+/// A real capture job in the stand-in for segment `k` of the cancel test, of the video
+/// `occupy_mediaconvert` put under `sources/blocker/` (each with its own token: one per
+/// video id).
+async fn segment_job(stack: &framefleet_e2e::stack::Stack, k: u32) -> String {
+    use framefleet_dispatcher::mediaconvert::{create_capture_job, CaptureRequest};
+    use framefleet_dispatcher::rate::CaptureRate;
+    let frames_bucket = &stack.resources.frames_bucket;
+    create_capture_job(
+        &stack.clients.mediaconvert,
+        &stack.dispatcher_settings.dispatcher,
+        &CaptureRequest {
+            video_id: &VideoId::from_raw(format!("segment-{k}")),
+            input_url: format!("s3://{frames_bucket}/sources/blocker/long.mp4"),
+            destination: format!("s3://{frames_bucket}/segment-frames/s{k:04}/"),
+            preview_destination: format!("s3://{frames_bucket}/segment-preview/preview-s{k:04}"),
+            rate: CaptureRate::parse("30").unwrap(),
+            attempt: 0,
+            source_has_audio: false,
+            traceparent: None,
+        },
+    )
+    .await
+    .unwrap()
 }
