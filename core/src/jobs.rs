@@ -2592,6 +2592,92 @@ mod tests {
     }
 
     #[test]
+    fn segment_states_round_trip() {
+        for state in [
+            SegmentState::Pending,
+            SegmentState::Submitted,
+            SegmentState::Complete,
+            SegmentState::FannedOut,
+            SegmentState::Failed,
+        ] {
+            assert_eq!(SegmentState::parse(state.as_str()), Some(state));
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+        }
+        assert_eq!(SegmentState::parse("DONE"), None);
+    }
+
+    #[test]
+    fn a_segment_reads_back_from_its_item() {
+        let id = VideoId::from_raw("v-1");
+        let mut segment = SegmentRecord::pending(3, 300, 100, 75, 25);
+        segment.start_timecode = Some("00:00:12:00".into());
+        segment.mediaconvert_job_id = Some("mc-3".into());
+        segment.captured = Some(100);
+        segment.fanout_next = Some(7);
+        segment.state = SegmentState::Complete;
+        let item = segment_item(&id, &segment);
+        assert_eq!(get_s(&item, "sk").as_deref(), Some("segment#0003"));
+        assert!(get_n(&item, "expires_at").is_some());
+        let mut read = segment_from_item(&item).unwrap();
+        read.updated_at.clone_from(&segment.updated_at);
+        assert_eq!(read, segment);
+        // A batch marker is not a segment.
+        assert_eq!(segment_from_item(&JobTable::key(&id, "batch#000001")), None);
+    }
+
+    #[test]
+    fn a_failed_condition_in_any_item_means_not_applicable() {
+        use Refusal::*;
+        let cases: [(&[Option<&str>], Refusal); 6] = [
+            (
+                &[Some("ConditionalCheckFailed"), Some("None")],
+                ConditionFailed,
+            ),
+            (
+                &[Some("None"), Some("ConditionalCheckFailed")],
+                ConditionFailed,
+            ),
+            (
+                &[Some("TransactionConflict"), Some("ConditionalCheckFailed")],
+                ConditionFailed,
+            ),
+            (&[Some("None"), Some("TransactionConflict")], Retry),
+            (&[Some("ValidationError"), Some("None")], Refused),
+            (&[], Refused),
+        ];
+        for (codes, expected) in cases {
+            assert_eq!(
+                classify_refusal(codes.iter().copied()),
+                expected,
+                "{codes:?}"
+            );
+        }
+        assert!(request_token().len() <= 36);
+    }
+
+    #[test]
+    fn an_item_without_segment_attributes_reads_as_a_single_job() {
+        let mut item = JobTable::key(&VideoId::from_raw("v-1"), JOB_SK);
+        item.insert("status".into(), s("CAPTURING"));
+        let record = record_from_item(&item);
+        assert_eq!(record.segments_total, None);
+        assert_eq!(record.segments_complete, 0);
+        assert_eq!(record.captured_frames, 0);
+        assert_eq!(record.planned_frames, None);
+        assert_eq!(record.capture_note, None);
+        assert_eq!(record.fallback, None);
+        item.insert("segments_total".into(), n(4));
+        item.insert("segments_complete".into(), n(2));
+        item.insert("captured_frames".into(), n(50));
+        item.insert("fallback".into(), s("segment 1 short"));
+        let record = record_from_item(&item);
+        assert_eq!(record.segments_total, Some(4));
+        assert_eq!((record.segments_complete, record.captured_frames), (2, 50));
+        assert_eq!(record.fallback.as_deref(), Some("segment 1 short"));
+    }
+
+    #[test]
     fn record_reads_back_from_item() {
         let mut item = JobTable::key(&VideoId::from_raw("v-1"), JOB_SK);
         item.insert("status".into(), s("PROCESSING"));

@@ -485,6 +485,18 @@ async fn processing_starts_only_when_every_segment_captured_its_plan() {
         );
     }
     assert_eq!(job(&jobs, &short).await.status, JobStatus::Capturing);
+
+    // A segment that over-captured makes the frames add up to F before every segment is
+    // complete: still refused.
+    let over = segmented(&jobs, "over.mp4", &[8, 5]).await;
+    jobs.submit_segment(&over, 0, 0).await.unwrap();
+    jobs.complete_segment(&over, 0, "mc-0", 13).await.unwrap();
+    let record = job(&jobs, &over).await;
+    assert_eq!((record.segments_complete, record.captured_frames), (1, 13));
+    assert_eq!(
+        jobs.start_segmented_processing(&over, 13).await.unwrap(),
+        NotApplicable
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
