@@ -462,6 +462,7 @@ impl Stack {
                 attempt: 0,
                 source_has_audio: false,
                 traceparent: None,
+                part: None,
             },
         )
         .await?;
