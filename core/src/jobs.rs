@@ -209,6 +209,12 @@ pub struct JobRecord {
     /// W3C traceparent of the span that registered the job: every later step (capture events,
     /// batches, the reconciler) joins this trace. `None` for jobs registered without tracing.
     pub traceparent: Option<String>,
+    /// N, the number of segments of a segmented capture (N ≥ 2); `None` for a job captured
+    /// by one MediaConvert job.
+    pub segments_total: Option<u32>,
+    /// Why a segmented capture fell back to one unsegmented job (set once); `None` when it
+    /// did not.
+    pub fallback: Option<String>,
 }
 
 impl JobRecord {
@@ -245,6 +251,8 @@ impl JobRecord {
             reconcile_attempts: 0,
             usage: Usage::default(),
             traceparent: None,
+            segments_total: None,
+            fallback: None,
         }
     }
 }
@@ -1368,6 +1376,8 @@ fn record_from_item(item: &Item) -> JobRecord {
         reconcile_attempts: get_n(item, "reconcile_attempts").unwrap_or_default(),
         usage: Usage::from_attributes(|name| get_n(item, name)),
         traceparent: get_s(item, "traceparent"),
+        segments_total: get_n(item, "segments_total").and_then(|n| u32::try_from(n).ok()),
+        fallback: get_s(item, "fallback"),
     }
 }
 
@@ -1736,5 +1746,15 @@ mod tests {
         assert_eq!(record.total_frames, Some(10));
         assert_eq!(record.processed_frames, 4);
         assert!(record.fanned_out);
+        // Items written before segmented capture read as one job's.
+        assert_eq!((record.segments_total, record.fallback), (None, None));
+        item.insert("segments_total".into(), n(4));
+        item.insert("fallback".into(), s("segment 2 captured 9 frames, planned 10"));
+        let record = record_from_item(&item);
+        assert_eq!(record.segments_total, Some(4));
+        assert_eq!(
+            record.fallback.as_deref(),
+            Some("segment 2 captured 9 frames, planned 10")
+        );
     }
 }

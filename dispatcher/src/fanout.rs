@@ -303,6 +303,7 @@ impl StoredBatches {
             batch_base: 0,
             params: &self.plan.params,
             layout: self.plan.layout,
+            first_index: None,
         }
     }
 }
