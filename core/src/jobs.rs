@@ -1749,7 +1749,10 @@ mod tests {
         // Items written before segmented capture read as one job's.
         assert_eq!((record.segments_total, record.fallback), (None, None));
         item.insert("segments_total".into(), n(4));
-        item.insert("fallback".into(), s("segment 2 captured 9 frames, planned 10"));
+        item.insert(
+            "fallback".into(),
+            s("segment 2 captured 9 frames, planned 10"),
+        );
         let record = record_from_item(&item);
         assert_eq!(record.segments_total, Some(4));
         assert_eq!(

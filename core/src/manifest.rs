@@ -643,7 +643,11 @@ mod tests {
         let json = serde_json::to_value(&manifest).unwrap();
         assert_eq!(json["preview"]["bucket"], "out");
         assert_eq!(json["preview"]["key"], "v-1/preview.mp4");
-        assert!(json["preview"].get("parts").is_none(), "{}", json["preview"]);
+        assert!(
+            json["preview"].get("parts").is_none(),
+            "{}",
+            json["preview"]
+        );
         assert_eq!(json["output"]["layout"], "objects");
         assert!(json["output"].get("packs").is_none());
     }
@@ -766,7 +770,11 @@ mod tests {
         );
         let json = serde_json::to_value(&manifest).unwrap();
         assert_eq!(json["preview"]["key"], "v-1/preview.mp4");
-        assert!(json["preview"].get("parts").is_none(), "{}", json["preview"]);
+        assert!(
+            json["preview"].get("parts").is_none(),
+            "{}",
+            json["preview"]
+        );
         assert_eq!(manifest.usage.capture.s3_put_requests, 100 + 1);
     }
 }

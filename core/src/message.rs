@@ -474,11 +474,12 @@ mod tests {
             let body = batch.to_body();
             assert!(body.len() <= MAX_MESSAGE_BYTES, "batch {i}: {}", body.len());
             assert_eq!(FrameBatch::parse(&body).unwrap(), *batch);
-            // Full: the next key would not have fitted (within the index-digit slack).
+            // Full: the next key would not have fitted (within the slack kept for the index
+            // digits and a first_index).
             if let Some(next) = batches.get(i + 1) {
                 let next_cost = serde_json::to_string(&next.frame_keys[0]).unwrap().len() + 1;
                 assert!(
-                    body.len() + next_cost > MAX_MESSAGE_BYTES - 32,
+                    body.len() + next_cost > MAX_MESSAGE_BYTES - 32 - FIRST_INDEX_RESERVE.len(),
                     "batch {i} is {} bytes; the next key costs {next_cost}",
                     body.len()
                 );
@@ -683,6 +684,9 @@ mod tests {
                     );
                 }
                 // The eager planner cuts the same batches, and they stay under with the field.
+                if base_len % 25 != 0 {
+                    continue;
+                }
                 let keys: Vec<String> = (0..per * 2).map(|i| series.key(i)).collect();
                 for mut batch in plan_batches(&id, "f", keys, 1000, &params, layout) {
                     batch.batch_index = u32::MAX;

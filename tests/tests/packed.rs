@@ -435,12 +435,8 @@ async fn a_segments_batch_names_its_edge_maps_by_global_index_in_both_layouts() 
     let processed = stack.resources.processed_bucket.clone();
     let jpegs = jpeg_frames(7).await;
     let n = jpegs.len() as u64;
-    let processor = BatchProcessor::new(
-        stack.clients.s3.clone(),
-        stack.jobs.clone(),
-        &processed,
-        2,
-    );
+    let processor =
+        BatchProcessor::new(stack.clients.s3.clone(), stack.jobs.clone(), &processed, 2);
     for layout in [OutputLayout::Objects, OutputLayout::Packed] {
         let plan = BatchPlan {
             batch_size: 50,
@@ -556,7 +552,11 @@ async fn a_segments_batch_names_its_edge_maps_by_global_index_in_both_layouts() 
         // And each is the kernel's edge map of the frame with that global index.
         for (i, jpeg) in jpegs.iter().enumerate() {
             let offline = framefleet_edge::process(jpeg, &EdgeParams::default()).unwrap();
-            assert!(from_segment[&expected[i]] == offline.bytes, "{}", expected[i]);
+            assert!(
+                from_segment[&expected[i]] == offline.bytes,
+                "{}",
+                expected[i]
+            );
         }
         // The manifest lists the segment's frames (the frames bucket's keys) as counted.
         let manifest = stack.manifest(segmented.as_str()).await.unwrap();

@@ -67,9 +67,7 @@ pub fn edge_map_stem(frame_key: &str, global_index: Option<u64>) -> Cow<'_, str>
         return Cow::Borrowed(stem);
     };
     let base = match stem.rsplit_once('.') {
-        Some((base, digits))
-            if digits.len() >= 7 && digits.bytes().all(|b| b.is_ascii_digit()) =>
-        {
+        Some((base, digits)) if digits.len() >= 7 && digits.bytes().all(|b| b.is_ascii_digit()) => {
             base
         }
         _ => stem,
@@ -435,8 +433,14 @@ mod tests {
         );
         // A name outside MediaConvert's contract keeps its stem as the base.
         assert_eq!(edge_map_stem("v-1/s0001/odd.jpg", Some(5)), "odd.0000005");
-        assert_eq!(edge_map_stem("v-1/s0001/odd.12.jpg", Some(5)), "odd.12.0000005");
-        assert_eq!(edge_map_stem("bare", Some(u64::MAX)), "bare.18446744073709551615");
+        assert_eq!(
+            edge_map_stem("v-1/s0001/odd.12.jpg", Some(5)),
+            "odd.12.0000005"
+        );
+        assert_eq!(
+            edge_map_stem("bare", Some(u64::MAX)),
+            "bare.18446744073709551615"
+        );
     }
 
     #[test]
