@@ -2690,5 +2690,18 @@ mod tests {
         assert_eq!(record.total_frames, Some(10));
         assert_eq!(record.processed_frames, 4);
         assert!(record.fanned_out);
+        // Items written before segmented capture read as one job's.
+        assert_eq!((record.segments_total, record.fallback), (None, None));
+        item.insert("segments_total".into(), n(4));
+        item.insert(
+            "fallback".into(),
+            s("segment 2 captured 9 frames, planned 10"),
+        );
+        let record = record_from_item(&item);
+        assert_eq!(record.segments_total, Some(4));
+        assert_eq!(
+            record.fallback.as_deref(),
+            Some("segment 2 captured 9 frames, planned 10")
+        );
     }
 }
