@@ -224,8 +224,8 @@ async fn complete(
         traceparent.as_deref(),
         Checkpoint::Job,
     )
-        .instrument(span)
-        .await?;
+    .instrument(span)
+    .await?;
     if sent == Sent::Stopped {
         return Ok(());
     }

@@ -118,13 +118,7 @@ pub(crate) async fn register_upload(
     }
     match crate::segments::choose(inner, header.as_ref(), rate) {
         Ok(plan) => {
-            return crate::segments::start(
-                inner,
-                &video_id,
-                &plan,
-                source_has_audio,
-            )
-            .await;
+            return crate::segments::start(inner, &video_id, &plan, source_has_audio).await;
         }
         Err(why) => {
             inner
@@ -338,13 +332,23 @@ fn expected_frames(header: &VideoHeader, rate: CaptureRate) -> Option<u64> {
         }
     }
     let ms = header.duration_ms?;
-    Some(u64::try_from(u128::from(ms) * u128::from(rate.numerator) / (1000 * u128::from(rate.denominator).max(1))).unwrap_or(u64::MAX))
+    Some(
+        u64::try_from(
+            u128::from(ms) * u128::from(rate.numerator)
+                / (1000 * u128::from(rate.denominator).max(1)),
+        )
+        .unwrap_or(u64::MAX),
+    )
 }
 
 /// The capture rate and whether the upload has sound. A container whose header is not read
 /// (AVI, MPEG-TS, …) gets `dispatcher.fallback_rate` and a silent preview: the preview only
 /// asks MediaConvert for sound the header showed.
-async fn choose_rate(inner: &Inner, pinned: &PinnedSource, size: u64) -> Result<Probed, RateChoice> {
+async fn choose_rate(
+    inner: &Inner,
+    pinned: &PinnedSource,
+    size: u64,
+) -> Result<Probed, RateChoice> {
     let config = &inner.settings.dispatcher;
     let fallback = || {
         CaptureRate::parse(&config.fallback_rate).map_err(|e| RateChoice::Unusable(e.to_string()))

@@ -13,9 +13,9 @@ use aws_sdk_mediaconvert::types::{
     AacCodingMode, AacSettings, AudioCodec, AudioCodecSettings, AudioDefaultSelection,
     AudioDescription, AudioSelector, ContainerSettings, ContainerType, FileGroupSettings,
     FrameCaptureSettings, H264QvbrSettings, H264RateControlMode, H264SceneChangeDetect,
-    H264Settings, Input, InputClipping, InputTimecodeSource, JobSettings, Mp4MoovPlacement, Mp4Settings, Output, OutputGroup,
-    OutputGroupSettings, OutputGroupType, ScalingBehavior, StatusUpdateInterval, VideoCodec,
-    VideoCodecSettings, VideoDescription,
+    H264Settings, Input, InputClipping, InputTimecodeSource, JobSettings, Mp4MoovPlacement,
+    Mp4Settings, Output, OutputGroup, OutputGroupSettings, OutputGroupType, ScalingBehavior,
+    StatusUpdateInterval, VideoCodec, VideoCodecSettings, VideoDescription,
 };
 use framefleet_core::aws::{describe, is_transient};
 use framefleet_core::video::{capture_token, VideoId};

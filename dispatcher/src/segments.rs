@@ -187,9 +187,18 @@ pub(crate) async fn start(
         note: &note,
         segments: &segments,
     };
-    match inner.jobs.start_segmented_capture(video_id, &capture).await? {
+    match inner
+        .jobs
+        .start_segmented_capture(video_id, &capture)
+        .await?
+    {
         Transition::Applied => {
-            tracing::info!(segments = segments.len(), frames = plan.frames, batches = base, "{note}");
+            tracing::info!(
+                segments = segments.len(),
+                frames = plan.frames,
+                batches = base,
+                "{note}"
+            );
         }
         Transition::NotApplicable => {
             let now = inner.jobs.get(video_id).await?;
@@ -419,7 +428,10 @@ pub(crate) async fn on_event(
 ) -> Result<(), DispatchError> {
     let video_id = record.video_id.clone();
     if record.segments_total.is_none() {
-        tracing::warn!(part, "event of a segment for a job that is not segmented; ignoring");
+        tracing::warn!(
+            part,
+            "event of a segment for a job that is not segmented; ignoring"
+        );
         return stop_if_running(inner, &video_id, event).await;
     }
     if part == FALLBACK_PART {
@@ -435,20 +447,33 @@ pub(crate) async fn on_event(
     }
     let segments = inner.jobs.segments(&video_id).await?;
     let Some(segment) = segments.into_iter().find(|s| s.index == index) else {
-        tracing::warn!(segment = index, "event of a segment the job does not have; ignoring");
+        tracing::warn!(
+            segment = index,
+            "event of a segment the job does not have; ignoring"
+        );
         return Ok(());
     };
     if let Some(own) = segment.mediaconvert_job_id.as_deref() {
         if own != event.job_id {
-            tracing::warn!(segment = index, recorded_job_id = own, "event of a MediaConvert job the segment does not record; ignoring");
+            tracing::warn!(
+                segment = index,
+                recorded_job_id = own,
+                "event of a MediaConvert job the segment does not record; ignoring"
+            );
             return stop_if_running(inner, &video_id, event).await;
         }
     }
     match &event.state {
         JobState::Progress { .. } | JobState::Other(_) => Ok(()),
         JobState::Complete { last_output } => {
-            segment_complete(inner, &record, segment, &event.job_id, last_output.as_deref())
-                .await
+            segment_complete(
+                inner,
+                &record,
+                segment,
+                &event.job_id,
+                last_output.as_deref(),
+            )
+            .await
         }
         JobState::Error { code, message } => {
             segment_error(inner, &record, &segment, code, message).await
@@ -495,7 +520,10 @@ pub(crate) async fn segment_complete(
         SegmentState::Submitted => {}
         SegmentState::Complete => {
             // Counted before, its fan-out cut short: resume it.
-            tracing::info!(segment = k, "duplicate COMPLETE; resuming the segment's fan-out");
+            tracing::info!(
+                segment = k,
+                "duplicate COMPLETE; resuming the segment's fan-out"
+            );
             return fan_out_and_sweep(inner, video_id, &segment).await;
         }
         state => {
@@ -521,7 +549,11 @@ pub(crate) async fn segment_complete(
             "segment {k} (frames {}..={}) captured {captured} frames{}, planned {}",
             segment.first,
             segment.first + segment.frames - 1,
-            if named_as_planned { "" } else { " under another name" },
+            if named_as_planned {
+                ""
+            } else {
+                " under another name"
+            },
             segment.frames
         );
         return fall_back(inner, record, &reason).await;
@@ -537,14 +569,18 @@ pub(crate) async fn segment_complete(
                 // What `framefleet status` shows while the rest capture.
                 let total = u64::from(now.segments_total.unwrap_or(1)).max(1);
                 let percent = now.segments_complete.min(total) * 100 / total;
-                inner.jobs.record_capture_progress(video_id, percent).await?;
+                inner
+                    .jobs
+                    .record_capture_progress(video_id, percent)
+                    .await?;
             }
         }
         Transition::NotApplicable => {
             let again = inner.jobs.segments(video_id).await?;
             let now = again.into_iter().find(|s| s.index == k);
             let ours = now.as_ref().is_some_and(|s| {
-                s.state == SegmentState::Complete && s.mediaconvert_job_id.as_deref() == Some(job_id)
+                s.state == SegmentState::Complete
+                    && s.mediaconvert_job_id.as_deref() == Some(job_id)
             });
             if !ours {
                 tracing::info!(segment = k, state = ?now.map(|s| s.state), "segment not counted (the job moved on, or another handler did it)");
@@ -555,7 +591,9 @@ pub(crate) async fn segment_complete(
     let now = inner.jobs.get(video_id).await?;
     if let Some(now) = &now {
         if now.status == JobStatus::Capturing
-            && now.segments_total.is_some_and(|n| u64::from(n) == now.segments_complete)
+            && now
+                .segments_total
+                .is_some_and(|n| u64::from(n) == now.segments_complete)
         {
             start_processing(inner, now).await?;
         }
@@ -580,7 +618,10 @@ async fn start_processing(inner: &Inner, record: &JobRecord) -> Result<(), Dispa
         .await?
         == Transition::Applied
     {
-        tracing::info!(total_frames = total, "every segment captured; job PROCESSING");
+        tracing::info!(
+            total_frames = total,
+            "every segment captured; job PROCESSING"
+        );
     }
     Ok(())
 }
@@ -678,7 +719,12 @@ async fn fan_out_and_sweep(
         .jobs
         .mark_segment_fanned_out(video_id, segment.index)
         .await?;
-    tracing::info!(segment = segment.index, batches = batches.len(), first_batch = segment.batch_base, "segment fanned out");
+    tracing::info!(
+        segment = segment.index,
+        batches = batches.len(),
+        first_batch = segment.batch_base,
+        "segment fanned out"
+    );
     finish_fan_out(inner, video_id).await
 }
 
@@ -735,7 +781,13 @@ async fn segment_error(
             .await?
             == Transition::Applied
         {
-            tracing::warn!(segment = segment.index, code, message, attempt = next, "segment capture failed transiently; creating it again");
+            tracing::warn!(
+                segment = segment.index,
+                code,
+                message,
+                attempt = next,
+                "segment capture failed transiently; creating it again"
+            );
             let source = Source::of(inner, record, None).await?;
             create(inner, record, &source, segment, next).await?;
         }
@@ -761,7 +813,10 @@ pub(crate) async fn fall_back(
     let video_id = &record.video_id;
     match inner.jobs.fall_back(video_id, reason).await? {
         Transition::Applied => {
-            tracing::warn!(reason, "segment count mismatch; falling back to one capture of the whole video");
+            tracing::warn!(
+                reason,
+                "segment count mismatch; falling back to one capture of the whole video"
+            );
         }
         Transition::NotApplicable => {
             let now = inner.jobs.get(video_id).await?;
@@ -866,7 +921,10 @@ async fn on_fallback_event(
             if record.status.is_final() {
                 return Ok(());
             }
-            let reason = format!("MediaConvert job {} (the fallback capture) was canceled", event.job_id);
+            let reason = format!(
+                "MediaConvert job {} (the fallback capture) was canceled",
+                event.job_id
+            );
             fail_all(inner, &video_id, &reason).await
         }
     }
@@ -881,9 +939,9 @@ pub(crate) async fn fallback_complete(
     last_output: Option<&str>,
 ) -> Result<(), DispatchError> {
     let video_id = &record.video_id;
-    if record.status != JobStatus::Capturing
-        && !(record.status == JobStatus::Processing && !record.fanned_out)
-    {
+    let unsent = record.status == JobStatus::Capturing
+        || (record.status == JobStatus::Processing && !record.fanned_out);
+    if !unsent {
         return Ok(());
     }
     let prefix = fallback_prefix(video_id);
@@ -906,7 +964,11 @@ pub(crate) async fn fallback_complete(
     let total = captured.max(planned);
     if record.status == JobStatus::Capturing {
         if captured != planned {
-            tracing::warn!(captured, planned, "the whole-video capture counted other than the header");
+            tracing::warn!(
+                captured,
+                planned,
+                "the whole-video capture counted other than the header"
+            );
         }
         inner
             .jobs
@@ -932,8 +994,15 @@ pub(crate) async fn fallback_complete(
             });
         };
         let batches = cut.batches(inner, video_id, segment.batch_base, segment.first);
-        if send_batches(inner, video_id, &batches, 0, traceparent.as_deref(), Checkpoint::None)
-            .await?
+        if send_batches(
+            inner,
+            video_id,
+            &batches,
+            0,
+            traceparent.as_deref(),
+            Checkpoint::None,
+        )
+        .await?
             == Sent::Stopped
         {
             return Ok(());
@@ -958,8 +1027,15 @@ pub(crate) async fn fallback_complete(
         };
         if let Some(cut) = SegmentBatches::of(&now, &tail, true) {
             let batches = cut.batches(inner, video_id, tail.batch_base, tail.first);
-            send_batches(inner, video_id, &batches, 0, traceparent.as_deref(), Checkpoint::None)
-                .await?;
+            send_batches(
+                inner,
+                video_id,
+                &batches,
+                0,
+                traceparent.as_deref(),
+                Checkpoint::None,
+            )
+            .await?;
         }
     }
     inner.jobs.mark_fanned_out(video_id).await?;
@@ -1100,12 +1176,14 @@ pub(crate) async fn reconcile_capturing(
                 Action::FannedOut
             }
             Asked::Error(code, message) => {
-                let reason = format!("MediaConvert error {code} on the fallback capture: {message}");
+                let reason =
+                    format!("MediaConvert error {code} on the fallback capture: {message}");
                 fail_all(inner, &video_id, &reason).await?;
                 Action::Failed(reason)
             }
             Asked::Canceled => {
-                let reason = format!("MediaConvert job {job_id} (the fallback capture) was canceled");
+                let reason =
+                    format!("MediaConvert job {job_id} (the fallback capture) was canceled");
                 fail_all(inner, &video_id, &reason).await?;
                 Action::Failed(reason)
             }
@@ -1131,35 +1209,40 @@ pub(crate) async fn reconcile_capturing(
     for segment in inner.jobs.segments(&video_id).await? {
         let k = segment.index;
         match (segment.state, segment.mediaconvert_job_id.clone()) {
-            (SegmentState::Submitted, Some(job_id)) => match ask(inner, &video_id, &job_id).await? {
-                Asked::Complete => {
-                    segment_complete(inner, &record, segment, &job_id, None).await?;
-                    action = Some(Action::FannedOut);
-                }
-                Asked::Error(code, message) => {
-                    segment_error(inner, &record, &segment, &code, &message).await?;
-                    action = Some(Action::Recaptured(format!("segment {k}")));
-                }
-                Asked::Canceled => {
-                    let reason = format!("MediaConvert job {job_id} of segment {k} was canceled");
-                    fail_all(inner, &video_id, &reason).await?;
-                    return Ok(Some(Action::Failed(reason)));
-                }
-                Asked::Gone => {
-                    let next = segment.attempt + 1;
-                    if u64::from(next) > max {
-                        let reason = format!("MediaConvert no longer knows job {job_id} of segment {k}, after {} attempts", segment.attempt + 1);
+            (SegmentState::Submitted, Some(job_id)) => {
+                match ask(inner, &video_id, &job_id).await? {
+                    Asked::Complete => {
+                        segment_complete(inner, &record, segment, &job_id, None).await?;
+                        action = Some(Action::FannedOut);
+                    }
+                    Asked::Error(code, message) => {
+                        segment_error(inner, &record, &segment, &code, &message).await?;
+                        action = Some(Action::Recaptured(format!("segment {k}")));
+                    }
+                    Asked::Canceled => {
+                        let reason =
+                            format!("MediaConvert job {job_id} of segment {k} was canceled");
                         fail_all(inner, &video_id, &reason).await?;
                         return Ok(Some(Action::Failed(reason)));
                     }
-                    if inner.jobs.submit_segment(&video_id, k, next).await? == Transition::Applied {
-                        let source = Source::of(inner, &record, None).await?;
-                        create(inner, &record, &source, &segment, next).await?;
-                        action = Some(Action::Recaptured(format!("segment {k}")));
+                    Asked::Gone => {
+                        let next = segment.attempt + 1;
+                        if u64::from(next) > max {
+                            let reason = format!("MediaConvert no longer knows job {job_id} of segment {k}, after {} attempts", segment.attempt + 1);
+                            fail_all(inner, &video_id, &reason).await?;
+                            return Ok(Some(Action::Failed(reason)));
+                        }
+                        if inner.jobs.submit_segment(&video_id, k, next).await?
+                            == Transition::Applied
+                        {
+                            let source = Source::of(inner, &record, None).await?;
+                            create(inner, &record, &source, &segment, next).await?;
+                            action = Some(Action::Recaptured(format!("segment {k}")));
+                        }
                     }
+                    Asked::Running => {}
                 }
-                Asked::Running => {}
-            },
+            }
             (SegmentState::Complete, _) => {
                 fan_out_and_sweep(inner, &video_id, &segment).await?;
                 action = Some(Action::FannedOut);
@@ -1170,7 +1253,9 @@ pub(crate) async fn reconcile_capturing(
     if let Some(now) = inner.jobs.get(&video_id).await? {
         if now.status == JobStatus::Capturing
             && now.fallback.is_none()
-            && now.segments_total.is_some_and(|n| u64::from(n) == now.segments_complete)
+            && now
+                .segments_total
+                .is_some_and(|n| u64::from(n) == now.segments_complete)
         {
             start_processing(inner, &now).await?;
             finish_fan_out(inner, &video_id).await?;

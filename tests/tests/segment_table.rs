@@ -880,6 +880,7 @@ async fn segment_job(stack: &framefleet_e2e::stack::Stack, k: u32) -> String {
             attempt: 0,
             source_has_audio: false,
             traceparent: None,
+            part: None,
         },
     )
     .await
