@@ -23,8 +23,12 @@ pub struct JobView {
     pub video_id: String,
     /// Its status, or `WAITING` before the dispatcher registered it.
     pub status: String,
-    /// MediaConvert's progress, percent.
+    /// MediaConvert's progress, percent (for a segmented capture, the share of segments
+    /// captured).
     pub capture_percent: Option<u64>,
+    /// A segmented capture: `(segments captured, segments)`; `None` for one MediaConvert job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segments: Option<(u64, u32)>,
     /// Frames captured (known once processing starts).
     pub total_frames: Option<u64>,
     /// Edge maps written.
@@ -71,6 +75,10 @@ impl JobView {
             video_id: record.video_id.to_string(),
             status: record.status.to_string(),
             capture_percent: record.capture_progress,
+            segments: record
+                .segments_total
+                .filter(|_| record.fallback.is_none())
+                .map(|total| (record.segments_complete, total)),
             total_frames: record.total_frames,
             processed_frames: record.processed_frames,
             failed_frames: record.failed_frames,
@@ -86,6 +94,7 @@ impl JobView {
             video_id: video_id.to_string(),
             status: "WAITING".into(),
             capture_percent: None,
+            segments: None,
             total_frames: None,
             processed_frames: 0,
             failed_frames: 0,
@@ -101,10 +110,18 @@ impl JobView {
         let mut line = format!("{} {}", self.video_id, self.status);
         match (self.status.as_str(), self.total_frames) {
             ("WAITING", _) => line.push_str(" (not registered yet)"),
-            ("REGISTERED" | "CAPTURING", None) => line.push_str(&format!(
-                " capture {}%",
-                self.capture_percent.unwrap_or_default()
-            )),
+            ("REGISTERED" | "CAPTURING", None) => match self.segments {
+                // Early segments are counted while the rest still capture.
+                Some((captured, total)) => line.push_str(&format!(
+                    " segments {captured}/{total} captured, frames {} counted failed {}",
+                    self.processed_frames + self.failed_frames,
+                    self.failed_frames
+                )),
+                None => line.push_str(&format!(
+                    " capture {}%",
+                    self.capture_percent.unwrap_or_default()
+                )),
+            },
             (_, total) => {
                 line.push_str(&format!(
                     " frames {}/{} failed {}",
@@ -440,5 +457,20 @@ mod tests {
             json["workers"],
             serde_json::json!({"desired": 3, "running": 2})
         );
+
+        // A segmented capture counts early segments while the rest still capture.
+        let mut segmented = JobRecord::new(VideoId::from_raw("v-2"), "in", "a.mp4", "e", 1);
+        segmented.status = JobStatus::Capturing;
+        segmented.segments_total = Some(8);
+        segmented.segments_complete = 3;
+        segmented.processed_frames = 120;
+        let view = JobView::of(&segmented);
+        assert_eq!(view.segments, Some((3, 8)));
+        assert_eq!(
+            view.line(),
+            "v-2 CAPTURING segments 3/8 captured, frames 120 counted failed 0"
+        );
+        segmented.fallback = Some("segment 1 captured 51 frames, planned 50".into());
+        assert_eq!(JobView::of(&segmented).segments, None);
     }
 }

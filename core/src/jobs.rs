@@ -753,16 +753,38 @@ impl JobTable {
         mediaconvert_job_id: &str,
         capture_rate: &str,
     ) -> Result<Transition, JobTableError> {
+        self.start_capture_noting(video_id, mediaconvert_job_id, capture_rate, None, None)
+            .await
+    }
+
+    /// [`JobTable::start_capture`] that also records, in the same write, why the video is one
+    /// MediaConvert job (`capture_note`) and the frames the header promises
+    /// (`expected_frames`, what the scaler reads before the first batch exists).
+    pub async fn start_capture_noting(
+        &self,
+        video_id: &VideoId,
+        mediaconvert_job_id: &str,
+        capture_rate: &str,
+        note: Option<&str>,
+        expected_frames: Option<u64>,
+    ) -> Result<Transition, JobTableError> {
+        let mut set = vec![
+            ("status", s(JobStatus::Capturing.as_str())),
+            ("mediaconvert_job_id", s(mediaconvert_job_id)),
+            ("capture_rate", s(capture_rate)),
+            ("capture_started_at", s(now_rfc3339())),
+        ];
+        if let Some(note) = note {
+            set.push(("capture_note", s(note)));
+        }
+        if let Some(frames) = expected_frames {
+            set.push(("expected_frames", n(frames)));
+        }
         self.transition(
             "start_capture",
             video_id,
             &[JobStatus::Registered],
-            vec![
-                ("status", s(JobStatus::Capturing.as_str())),
-                ("mediaconvert_job_id", s(mediaconvert_job_id)),
-                ("capture_rate", s(capture_rate)),
-                ("capture_started_at", s(now_rfc3339())),
-            ],
+            set,
             None,
         )
         .await
@@ -1993,7 +2015,8 @@ impl JobTable {
             "SET #status = :capturing, capture_rate = :rate, capture_started_at = :now, \
              segments_total = :total, segments_complete = :zero, captured_frames = :zero, \
              planned_frames = :planned, #plan = :plan, batch_frames = :batch_frames, \
-             batches = :batches, capture_note = :note, updated_at = :now",
+             batches = :batches, capture_note = :note, expected_frames = :planned, \
+             updated_at = :now",
             "#status = :registered AND attribute_not_exists(segments_total)",
             &[("#status", "status"), ("#plan", "plan")],
             values,

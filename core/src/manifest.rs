@@ -43,6 +43,10 @@ pub struct Manifest {
     pub source: Source,
     /// MediaConvert job id.
     pub mediaconvert_job_id: Option<String>,
+    /// How the video was captured: segmented into N MediaConvert jobs or one, and why; a
+    /// segmented capture that fell back to one job says why (the job record's `capture_note`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<String>,
     /// Capture rate as `numerator/denominator`.
     pub capture_rate: Option<String>,
     /// Kernel parameters every frame was processed with.
@@ -253,6 +257,7 @@ pub fn build(
             size: record.source_size,
         },
         mediaconvert_job_id: record.mediaconvert_job_id.clone(),
+        capture: record.capture_note.clone(),
         capture_rate: record.capture_rate.clone(),
         parameters: params.clone(),
         counts: Counts {

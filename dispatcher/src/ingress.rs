@@ -112,21 +112,15 @@ pub(crate) async fn register_upload(
         rate,
         has_audio: source_has_audio,
     } = probe;
-    if let Some(frames) = header.as_ref().and_then(|h| expected_frames(h, rate)) {
-        // What the scaler reads to start workers before the first batch exists.
-        inner.jobs.note_expected_frames(&video_id, frames).await?;
-    }
-    match crate::segments::choose(inner, header.as_ref(), rate) {
+    // What the scaler reads to start workers before the first batch exists; written with the
+    // capture's own transition, never as a write of its own before CreateJob.
+    let expected = header.as_ref().and_then(|h| expected_frames(h, rate));
+    let note = match crate::segments::choose(inner, header.as_ref(), rate) {
         Ok(plan) => {
             return crate::segments::start(inner, &video_id, &plan, source_has_audio).await;
         }
-        Err(why) => {
-            inner
-                .jobs
-                .note_capture_plan(&video_id, &format!("one MediaConvert job: {why}"))
-                .await?;
-        }
-    }
+        Err(why) => format!("one MediaConvert job: {why}"),
+    };
     let mut request = capture_request(inner, &video_id, &pinned, rate, source_has_audio, 0);
     request.traceparent = traceparent;
     let capture_span = tracing::info_span!("capture", video_id = %video_id, capture_rate = %rate);
@@ -152,7 +146,7 @@ pub(crate) async fn register_upload(
     };
     let started = inner
         .jobs
-        .start_capture(&video_id, &job_id, &rate.to_string())
+        .start_capture_noting(&video_id, &job_id, &rate.to_string(), Some(&note), expected)
         .await?;
     if started == Transition::NotApplicable {
         // The job left REGISTERED while CreateJob ran: canceled by the user (`framefleet
