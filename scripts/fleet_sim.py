@@ -117,25 +117,41 @@ class Costs:
     fanout_messages_per_s: float = 300.0
     """Frame batches the dispatcher sends per second (SendMessageBatch, 10 a call)."""
     segment_min_s: float | None = None
-    """Segmented capture: a video of at least twice this many seconds is captured as
-    N = clamp(duration / segment_min_s, 1, max_segments) MediaConvert jobs, each clipped to
-    its frames (InputClippings), run at once; None: one job per video, as today."""
+    """Segmented capture, the segment length (the template's SegmentSeconds,
+    `dispatcher.segment_secs`): each segment covers at least this many seconds, so an eligible
+    video is captured as N = min(floor(duration / segment_min_s), max_segments, frames)
+    MediaConvert jobs, each clipped to its frames (InputClippings), run at once; None: one job
+    per video."""
+    segment_min_duration_s: float = 0.0
+    """Shortest video segmented at all (SegmentMinDurationSeconds,
+    `dispatcher.segment_min_duration_secs`)."""
     max_segments: int = 16
-    """Most segments one video is split into."""
+    """Most segments one video is split into (MaxSegments); 1 turns segmentation off."""
     segments_in_flight: int = 16
     """Most MediaConvert jobs of one video running at once (the rest wait their turn)."""
     preview: str = "parts"
     """What the mandatory regular output of a segmented job becomes: `parts` (each segment
-    job writes its part of the preview: no extra job) or `full` (one extra full-length
-    preview job beside the segments, which the manifest waits for)."""
+    job writes its part of the preview: no extra job; what the dispatcher does) or `full`
+    (one extra full-length preview job beside the segments, which the manifest waits for)."""
+
+    def segment_count(self, frames: int) -> int:
+        """How many MediaConvert jobs capture a video of `frames` frames: the dispatcher's rule
+        (dispatcher/src/timecode.rs, `plan_capture`): N = min(floor(duration / segment
+        length), max_segments, frames), and one job unless duration >= the minimum duration
+        and N >= 2. The model's videos are constant-rate MP4s captured at their own rate, the
+        other conditions of that rule."""
+        duration = frames / self.fps
+        if self.segment_min_s is None or self.segment_min_s <= 0:
+            return 1
+        n = min(math.floor(duration / self.segment_min_s), self.max_segments, frames)
+        if duration < self.segment_min_duration_s or n < 2:
+            return 1
+        return n
 
     def plan_segments(self, frames: int) -> list[int]:
         """Frames of each MediaConvert job of a video: [s_k, s_(k+1)) with s_k = floor(k F / N),
-        contiguous and disjoint by construction; one job below twice the minimum duration."""
-        duration = frames / self.fps
-        if self.segment_min_s is None or duration < 2 * self.segment_min_s:
-            return [frames]
-        n = max(1, min(self.max_segments, math.floor(duration / self.segment_min_s)))
+        contiguous and disjoint by construction (`plan_segments` in the dispatcher)."""
+        n = self.segment_count(frames)
         starts = [k * frames // n for k in range(n + 1)]
         return [starts[k + 1] - starts[k] for k in range(n)]
 
@@ -667,6 +683,23 @@ class Simulation:
         )
 
 
+def load_template(template_text: str) -> dict:
+    """deploy/framefleet.yaml as plain data: CloudFormation short-form tags (!Ref, !Sub, ...)
+    kept as their plain argument."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor(
+        "!",
+        lambda loader, suffix, node: loader.construct_scalar(node)
+        if isinstance(node, yaml.ScalarNode)
+        else None,
+    )
+    return yaml.load(template_text, Loader=Loader)
+
+
 def template_fleet(template_text: str, dispatcher_settings_text: str) -> tuple[Fleet, int]:
     """The fleet as deploy/framefleet.yaml deploys it by default, and the worker's batches in
     flight: task size, minimum and maximum, backlog target, cooldowns, the scale-from-zero and
@@ -674,19 +707,7 @@ def template_fleet(template_text: str, dispatcher_settings_text: str) -> tuple[F
     Reading them, rather than repeating them, keeps the simulation on the template."""
     import re
 
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    # CloudFormation short-form tags (!Ref, !Sub, ...): kept as their plain argument.
-    Loader.add_multi_constructor(
-        "!",
-        lambda loader, suffix, node: loader.construct_scalar(node)
-        if isinstance(node, yaml.ScalarNode)
-        else None,
-    )
-    template = yaml.load(template_text, Loader=Loader)
+    template = load_template(template_text)
     parameters = template["Parameters"]
     resources = template["Resources"]
 
@@ -726,6 +747,35 @@ def template_fleet(template_text: str, dispatcher_settings_text: str) -> tuple[F
         known_work=known_work == "true",
     )
     return fleet, int(environment.get("FRAMEFLEET__WORKER__BATCHES_IN_FLIGHT", 2))
+
+
+CAPTURE_PARAMETERS = {
+    "SegmentSeconds": ("segment_min_s", float),
+    "SegmentMinDurationSeconds": ("segment_min_duration_s", float),
+    "MaxSegments": ("max_segments", int),
+    "SegmentsInFlight": ("segments_in_flight", int),
+}
+"""The template's segmented-capture parameters and the `Costs` field each sets."""
+
+
+def template_capture(template_text: str) -> dict:
+    """The capture model's settings as deploy/framefleet.yaml deploys them by default (as
+    `template_fleet` reads the fleet): the four segmented-capture parameters, which the
+    template passes to the dispatcher, and the preview in parts (what the dispatcher writes).
+    A CaptureRate other than `source` samples frames, which the dispatcher never segments;
+    a template without the parameters (before segmented capture) captures one job a video.
+    Returns `Costs` fields to replace."""
+    parameters = load_template(template_text)["Parameters"]
+    if "SegmentSeconds" not in parameters:
+        return {"segment_min_s": None}
+    settings = {
+        field_name: kind(parameters[name]["Default"])
+        for name, (field_name, kind) in CAPTURE_PARAMETERS.items()
+    }
+    settings["preview"] = "parts"
+    if str(parameters.get("CaptureRate", {}).get("Default", "source")) != "source":
+        settings["segment_min_s"] = None
+    return settings
 
 
 def bench_costs(text: str) -> dict[str, float]:
@@ -793,10 +843,12 @@ __all__ = [
     "Simulation",
     "bench_costs",
     "breaching",
+    "load_template",
     "burst",
     "long_video",
     "replace",
     "simulate",
     "target_tracking_capacity",
+    "template_capture",
     "template_fleet",
 ]

@@ -12,6 +12,19 @@ import fleet_sim as sim
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def read(*path):
+    with open(os.path.join(HERE, "..", *path), encoding="utf-8") as f:
+        return f.read()
+
+
+def template_defaults():
+    """Costs and fleet as deploy/framefleet.yaml deploys them by default, as simulate-fleet
+    reads them."""
+    template = read("deploy", "framefleet.yaml")
+    fleet, _ = sim.template_fleet(template, read("dispatcher", "src", "settings.rs"))
+    return sim.replace(sim.Costs(), **sim.template_capture(template)), fleet
+
+
 def minute(end_s, visible, running, in_flight=0):
     return sim.Datapoint(
         minute_end_s=end_s,
@@ -281,6 +294,27 @@ class SegmentedCapture(unittest.TestCase):
         # 5 min: two whole segments of at least two minutes.
         self.assertEqual(len(costs.plan_segments(9_000)), 2)
 
+    def test_eligibility_is_the_dispatchers(self):
+        # plan_capture: N = min(floor(duration / segment), max_segments, frames), and one job
+        # unless duration >= the minimum duration and N >= 2.
+        costs = sim.Costs(segment_min_s=120, segment_min_duration_s=600, fps=30)
+        # 5 min: two whole segments, but under the minimum duration.
+        self.assertEqual(costs.plan_segments(30 * 300), [30 * 300])
+        self.assertEqual(costs.plan_segments(30 * 599), [30 * 599])
+        self.assertEqual(len(costs.plan_segments(30 * 600)), 5)
+        # No minimum duration: still two whole segments at least.
+        costs = sim.replace(costs, segment_min_duration_s=0)
+        self.assertEqual(costs.plan_segments(30 * 240 - 1), [30 * 240 - 1])
+        self.assertEqual(costs.plan_segments(30 * 240), [30 * 120, 30 * 120])
+        # The minimum duration below two segments does not segment shorter videos.
+        costs = sim.replace(costs, segment_min_s=200, segment_min_duration_s=240)
+        self.assertEqual(costs.plan_segments(30 * 300), [30 * 300])
+        # max_segments 1 turns it off.
+        self.assertEqual(sim.replace(costs, max_segments=1).plan_segments(65_000), [65_000])
+        # Never more segments than frames.
+        sparse = sim.Costs(segment_min_s=120, fps=0.005)
+        self.assertEqual(sparse.plan_segments(3), [1, 1, 1])
+
     def test_short_videos_keep_one_job(self):
         costs = sim.Costs(segment_min_s=120, fps=30)
         # Below twice the minimum: one job, so a burst of short clips does not starve the
@@ -319,6 +353,54 @@ class SegmentedCapture(unittest.TestCase):
                 else:
                     self.assertIsNone(job.preview_done_s)
                     self.assertEqual(result.finish_s, job.finished_s)
+
+
+class TemplateCapture(unittest.TestCase):
+    def test_the_template_is_what_the_capture_model_runs(self):
+        capture = sim.template_capture(read("deploy", "framefleet.yaml"))
+        self.assertEqual(
+            capture,
+            {
+                "segment_min_s": 120.0,
+                "segment_min_duration_s": 240.0,
+                "max_segments": 16,
+                "segments_in_flight": 16,
+                "preview": "parts",
+            },
+        )
+
+    def test_the_dispatcher_gets_the_parameters_the_model_reads(self):
+        """The four parameters reach the dispatcher's container as its settings' environment
+        names, so what the model reads is what the dispatcher segments by."""
+        template = sim.load_template(read("deploy", "framefleet.yaml"))
+        dispatcher = template["Resources"]["DispatcherTaskDefinition"]["Properties"]
+        container = next(
+            c for c in dispatcher["ContainerDefinitions"] if c["Name"] == "dispatcher"
+        )
+        environment = {
+            e["Name"]: e["Value"] for e in container["Environment"] if isinstance(e, dict)
+        }
+        expected = {
+            "FRAMEFLEET__DISPATCHER__SEGMENT_SECS": "SegmentSeconds",
+            "FRAMEFLEET__DISPATCHER__SEGMENT_MIN_DURATION_SECS": "SegmentMinDurationSeconds",
+            "FRAMEFLEET__DISPATCHER__MAX_SEGMENTS": "MaxSegments",
+            "FRAMEFLEET__DISPATCHER__SEGMENTS_IN_FLIGHT": "SegmentsInFlight",
+        }
+        self.assertEqual(set(expected.values()), set(sim.CAPTURE_PARAMETERS))
+        for name, parameter in expected.items():
+            with self.subTest(name=name):
+                # `!Ref Parameter`, kept as its argument by the loader.
+                self.assertEqual(environment.get(name), parameter)
+        self.assertEqual(template["Parameters"]["MaxSegments"]["MaxValue"], 99)
+
+    def test_a_template_without_segments_or_sampling_frames_captures_one_job(self):
+        template = read("deploy", "framefleet.yaml")
+        before = template.replace("  SegmentSeconds:\n", "  UnusedSeconds:\n")
+        self.assertNotEqual(before, template)
+        self.assertEqual(sim.template_capture(before), {"segment_min_s": None})
+        sampled = template.replace("    Default: source\n", "    Default: \"5\"\n")
+        self.assertNotEqual(sampled, template)
+        self.assertIsNone(sim.template_capture(sampled)["segment_min_s"])
 
 
 class KnownWork(unittest.TestCase):
@@ -375,6 +457,32 @@ class LongVideoInMinutes(unittest.TestCase):
         self.assertLessEqual(both.finish_s, 3 * 60)
         self.assertLessEqual(both.jobs[0].first_counted_s, 90)
         self.assertLessEqual(both.vcpu_hours(), 1.5 * today.vcpu_hours())
+
+    def test_the_template_defaults_meet_the_targets(self):
+        """Issue 21's targets with what deploy/framefleet.yaml deploys: the long video in 3
+        minutes at most, its first edge maps within 90 s, at most 1.5x today's vCPU-hours;
+        the burst of one-minute clips no slower than today (one job each)."""
+        costs, fleet = template_defaults()
+        long_video = sim.simulate(costs, fleet, sim.long_video())
+        self.assertEqual(len(long_video.jobs[0].segments), 16)
+        today = sim.simulate(sim.Costs(), self.fleet(False), sim.long_video())
+        self.assertLessEqual(long_video.finish_s, 3 * 60)
+        self.assertLessEqual(long_video.jobs[0].first_counted_s, 90)
+        self.assertLessEqual(long_video.vcpu_hours(), 1.5 * today.vcpu_hours())
+        burst = sim.simulate(costs, fleet, sim.burst())
+        self.assertTrue(all(len(j.segments) == 1 for j in burst.jobs))
+        today = sim.simulate(sim.Costs(), self.fleet(False), sim.burst())
+        self.assertLessEqual(burst.finish_s, today.finish_s)
+        # Pinned figures (seconds; vCPU-hours), to notice when the model or the template moves.
+        pinned = (
+            (long_video.jobs[0].first_counted_s, 65.3),
+            (long_video.finish_s, 97.4),
+            (long_video.vcpu_hours(), 0.26),
+            (burst.finish_s, 261.5),
+            (burst.vcpu_hours(), 0.70),
+        )
+        for got, expected in pinned:
+            self.assertAlmostEqual(got, expected, delta=0.05)
 
     def test_the_burst_is_not_slower(self):
         today = sim.simulate(sim.Costs(), self.fleet(False), sim.burst())

@@ -33,6 +33,16 @@ https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-tagging.html). moto
 AWS; while IAM is enforced this launcher checks them with moto's own policy evaluation.
 UploadPartCopy is checked for its source read the same way (it copies no tags).
 
+moto authorises TransactWriteItems as one action of its own (`dynamodb:TransactWriteItems`,
+which the provisioner grants locally to a statement allowing both PutItem and UpdateItem),
+where AWS authorises each item of the transaction as the action it is: Put as
+`dynamodb:PutItem`, Update as `dynamodb:UpdateItem`, Delete as `dynamodb:DeleteItem`,
+ConditionCheck as `dynamodb:ConditionCheckItem` ("Using IAM with DynamoDB transactions",
+Amazon DynamoDB Developer Guide,
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html).
+While IAM is enforced this launcher checks every item's action on its table with moto's own
+policy evaluation, so a role that lacks ConditionCheckItem is refused here as on AWS.
+
 Arguments are moto_server's (-H HOST -p PORT).
 """
 
@@ -42,13 +52,14 @@ import threading
 from urllib.parse import parse_qs, unquote, urlparse
 
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.responses import DynamoHandler
 from moto.s3 import notifications as s3_notifications
 from moto.s3.exceptions import MissingKey, PreconditionFailed
 from moto.s3.responses import S3Response
 from moto import settings as moto_settings
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.responses import BaseResponse
-from moto.iam.access_control import S3IAMRequest
+from moto.iam.access_control import IAMRequest, S3IAMRequest
 from moto.s3 import notifications as s3_notifications
 from moto.server import main
 
@@ -129,6 +140,47 @@ def _copy_source_if_match(method):
 
     return call
 
+
+_TRANSACT_ITEM_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+
+
+def _authorize_transact_items(method):
+    """Checks each item of a TransactWriteItems as the action AWS authorises it as."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        if _iam_enforced():
+            for item in self.body.get("TransactItems", []):
+                for kind, part in item.items():
+                    action = _TRANSACT_ITEM_ACTIONS.get(kind)
+                    if action is None:
+                        continue
+                    request = IAMRequest(
+                        account_id=self.current_account,
+                        method=self.method,
+                        path=urlparse(self.uri).path,
+                        data=self.data,
+                        body=self.raw_body,
+                        headers=self.headers,
+                        action=action,
+                    )
+                    table = part.get("TableName", "*")
+                    request.check_action_permitted(
+                        f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{table}"
+                    )
+        return method(self, *args, **kwargs)
+
+    return call
+
+
+DynamoHandler.transact_write_items = _authorize_transact_items(
+    DynamoHandler.transact_write_items
+)
 
 S3Response.copy_object = _copy_source_if_match(S3Response.copy_object)
 S3Response.upload_part_copy = _copy_source_if_match(S3Response.upload_part_copy)

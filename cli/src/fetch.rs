@@ -462,5 +462,8 @@ mod tests {
         assert!(is_edge_map("v-1/clip.0000003.png"));
         assert!(!is_edge_map("v-1/manifest.json"));
         assert!(!is_edge_map("v-1/preview.mp4"));
+        // A segmented capture's preview parts.
+        assert!(!is_edge_map("v-1/preview-s0000.mp4"));
+        assert!(!is_edge_map("v-1/preview-s0015.mp4"));
     }
 }

@@ -209,6 +209,29 @@ pub struct JobRecord {
     /// W3C traceparent of the span that registered the job: every later step (capture events,
     /// batches, the reconciler) joins this trace. `None` for jobs registered without tracing.
     pub traceparent: Option<String>,
+    /// N, the number of MediaConvert jobs ("segments") of a segmented capture (N ≥ 2), set by
+    /// [`JobTable::start_segmented_capture`]; `None` for a job captured by one MediaConvert job.
+    #[serde(default)]
+    pub segments_total: Option<u32>,
+    /// Segments whose capture completed and was counted ([`JobTable::complete_segment`] ADDs
+    /// one per segment, exactly once); 0 on jobs that were never segmented.
+    #[serde(default)]
+    pub segments_complete: u64,
+    /// Frames the completed segments captured, summed exactly once per segment by
+    /// [`JobTable::complete_segment`]; 0 on jobs that were never segmented.
+    #[serde(default)]
+    pub captured_frames: u64,
+    /// F, the frame count the header promised and the segment plan covers; set by
+    /// [`JobTable::start_segmented_capture`].
+    #[serde(default)]
+    pub planned_frames: Option<u64>,
+    /// Why the video was or was not segmented, or why it fell back (human text).
+    #[serde(default)]
+    pub capture_note: Option<String>,
+    /// Why a segmented capture fell back to one MediaConvert job; set once
+    /// ([`JobTable::fall_back`]).
+    #[serde(default)]
+    pub fallback: Option<String>,
 }
 
 impl JobRecord {
@@ -245,6 +268,12 @@ impl JobRecord {
             reconcile_attempts: 0,
             usage: Usage::default(),
             traceparent: None,
+            segments_total: None,
+            segments_complete: 0,
+            captured_frames: 0,
+            planned_frames: None,
+            capture_note: None,
+            fallback: None,
         }
     }
 }
@@ -1368,6 +1397,12 @@ fn record_from_item(item: &Item) -> JobRecord {
         reconcile_attempts: get_n(item, "reconcile_attempts").unwrap_or_default(),
         usage: Usage::from_attributes(|name| get_n(item, name)),
         traceparent: get_s(item, "traceparent"),
+        segments_total: get_n(item, "segments_total").and_then(|n| u32::try_from(n).ok()),
+        segments_complete: get_n(item, "segments_complete").unwrap_or_default(),
+        captured_frames: get_n(item, "captured_frames").unwrap_or_default(),
+        planned_frames: get_n(item, "planned_frames"),
+        capture_note: get_s(item, "capture_note"),
+        fallback: get_s(item, "fallback"),
     }
 }
 
@@ -1512,6 +1547,839 @@ impl JobTable {
                 created_at: None,
             })
             .collect())
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// Segmented capture: one MediaConvert job per segment of a long video.
+// -------------------------------------------------------------------------------------------
+
+/// The most segments one video may have: [`JobTable::start_segmented_capture`] writes the job
+/// item and every segment item in one `TransactWriteItems`, which takes at most 100 actions
+/// ("TransactWriteItems", Amazon DynamoDB API Reference,
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html>).
+pub const MAX_SEGMENTS: usize = 99;
+
+/// Sort key prefix of the segment items (`segment#NNNN`).
+const SEGMENT_PREFIX: &str = "segment#";
+
+/// The sort key of segment `index`.
+fn segment_sk(index: u32) -> String {
+    format!("{SEGMENT_PREFIX}{index:04}")
+}
+
+/// Where one segment of a segmented capture is. Forward only: PENDING → SUBMITTED (again, with
+/// the next attempt) → COMPLETE → FANNED_OUT, or PENDING / SUBMITTED → FAILED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SegmentState {
+    /// Planned; no MediaConvert job yet.
+    Pending,
+    /// A MediaConvert job was (or is being) created for the segment's current attempt.
+    Submitted,
+    /// Its MediaConvert job completed and its captured frames were counted into the job.
+    Complete,
+    /// Every batch of the segment is on the frames queue.
+    FannedOut,
+    /// The segment cannot be captured; `last_error` says why.
+    Failed,
+}
+
+impl SegmentState {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Submitted => "SUBMITTED",
+            Self::Complete => "COMPLETE",
+            Self::FannedOut => "FANNED_OUT",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    /// The state stored as `text`, if it is one.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "PENDING" => Self::Pending,
+            "SUBMITTED" => Self::Submitted,
+            "COMPLETE" => Self::Complete,
+            "FANNED_OUT" => Self::FannedOut,
+            "FAILED" => Self::Failed,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for SegmentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One segment as stored: item `pk = <video id>`, `sk = "segment#NNNN"`, removed by TTL
+/// (`expires_at`) like the batch markers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentRecord {
+    /// k, 0-based.
+    pub index: u32,
+    /// Global index of the segment's first source frame.
+    pub first: u64,
+    /// Frames the plan gives the segment (`first .. first + frames`).
+    pub frames: u64,
+    /// `InputClippings` start timecode, when clipped by timecode.
+    pub start_timecode: Option<String>,
+    /// `InputClippings` end timecode (inclusive), when clipped by timecode.
+    pub end_timecode: Option<String>,
+    /// Where it is.
+    pub state: SegmentState,
+    /// Submission attempt: 0 for the first MediaConvert job, one more per re-submission.
+    pub attempt: u32,
+    /// The MediaConvert job of the current attempt, once recorded.
+    pub mediaconvert_job_id: Option<String>,
+    /// Frames its MediaConvert job captured, once COMPLETE.
+    pub captured: Option<u64>,
+    /// Index of its first batch.
+    pub batch_base: u32,
+    /// Its number of batches (`batch_base .. batch_base + batches`).
+    pub batches: u64,
+    /// Fan-out checkpoint: the segment's batches before this (local batch number) are on the
+    /// frames queue.
+    pub fanout_next: Option<u64>,
+    /// Why it failed.
+    pub last_error: Option<String>,
+    /// When it last changed (RFC 3339).
+    pub updated_at: String,
+}
+
+impl SegmentRecord {
+    /// A PENDING segment at attempt 0, as [`JobTable::start_segmented_capture`] takes them.
+    pub fn pending(index: u32, first: u64, frames: u64, batch_base: u32, batches: u64) -> Self {
+        Self {
+            index,
+            first,
+            frames,
+            start_timecode: None,
+            end_timecode: None,
+            state: SegmentState::Pending,
+            attempt: 0,
+            mediaconvert_job_id: None,
+            captured: None,
+            batch_base,
+            batches,
+            fanout_next: None,
+            last_error: None,
+            updated_at: now_rfc3339(),
+        }
+    }
+}
+
+/// Everything [`JobTable::start_segmented_capture`] writes.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentedCapture<'a> {
+    /// Capture rate as `numerator/denominator`.
+    pub capture_rate: &'a str,
+    /// F, the header's frame count, which the segments' frames add up to.
+    pub planned_frames: u64,
+    /// How the frames are batched (stored as [`JobTable::start_fan_out`] stores it).
+    pub plan: &'a BatchPlan,
+    /// Frames in every batch of a segment but its last.
+    pub batch_frames: u64,
+    /// B, the job's total number of batches over all segments.
+    pub batches: u64,
+    /// Why the video was segmented (human text).
+    pub note: &'a str,
+    /// The segments, in index order, each PENDING at attempt 0.
+    pub segments: &'a [SegmentRecord],
+}
+
+fn segment_item(video_id: &VideoId, segment: &SegmentRecord) -> Item {
+    let mut item = JobTable::key(video_id, &segment_sk(segment.index));
+    item.insert("segment_index".into(), n(segment.index));
+    item.insert("first".into(), n(segment.first));
+    item.insert("frames".into(), n(segment.frames));
+    if let Some(start) = &segment.start_timecode {
+        item.insert("start_timecode".into(), s(start));
+    }
+    if let Some(end) = &segment.end_timecode {
+        item.insert("end_timecode".into(), s(end));
+    }
+    item.insert("state".into(), s(segment.state.as_str()));
+    item.insert("attempt".into(), n(segment.attempt));
+    if let Some(job_id) = &segment.mediaconvert_job_id {
+        item.insert("mediaconvert_job_id".into(), s(job_id));
+    }
+    if let Some(captured) = segment.captured {
+        item.insert("captured".into(), n(captured));
+    }
+    item.insert("batch_base".into(), n(segment.batch_base));
+    item.insert("batches".into(), n(segment.batches));
+    if let Some(next) = segment.fanout_next {
+        item.insert("fanout_next".into(), n(next));
+    }
+    if let Some(error) = &segment.last_error {
+        item.insert("last_error".into(), s(error));
+    }
+    item.insert("updated_at".into(), s(now_rfc3339()));
+    item.insert(
+        "expires_at".into(),
+        n(time::OffsetDateTime::now_utc().unix_timestamp() + MARKER_TTL_SECS),
+    );
+    item
+}
+
+/// The segment stored as `item`, or `None` when it is not a segment item.
+fn segment_from_item(item: &Item) -> Option<SegmentRecord> {
+    let index = get_s(item, "sk")?
+        .strip_prefix(SEGMENT_PREFIX)?
+        .parse()
+        .ok()?;
+    Some(SegmentRecord {
+        index,
+        first: get_n(item, "first").unwrap_or_default(),
+        frames: get_n(item, "frames").unwrap_or_default(),
+        start_timecode: get_s(item, "start_timecode"),
+        end_timecode: get_s(item, "end_timecode"),
+        state: get_s(item, "state")
+            .and_then(|text| SegmentState::parse(&text))
+            .unwrap_or(SegmentState::Pending),
+        attempt: get_n(item, "attempt")
+            .and_then(|a| u32::try_from(a).ok())
+            .unwrap_or_default(),
+        mediaconvert_job_id: get_s(item, "mediaconvert_job_id"),
+        captured: get_n(item, "captured"),
+        batch_base: get_n(item, "batch_base")
+            .and_then(|b| u32::try_from(b).ok())
+            .unwrap_or_default(),
+        batches: get_n(item, "batches").unwrap_or_default(),
+        fanout_next: get_n(item, "fanout_next"),
+        last_error: get_s(item, "last_error"),
+        updated_at: get_s(item, "updated_at").unwrap_or_default(),
+    })
+}
+
+/// A token for `ClientRequestToken` of one transaction attempt (at most 36 characters): the
+/// SDK's own resend of a request whose answer was lost carries the same token, and DynamoDB
+/// answers it as the success it was instead of evaluating the conditions again
+/// ("TransactWriteItems", ClientRequestToken, Amazon DynamoDB API Reference,
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html>).
+fn request_token() -> String {
+    claim_token().chars().take(32).collect()
+}
+
+/// What a cancelled single-purpose transaction (not the counting one) means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// A condition failed: nothing was written, and the state it wants has passed.
+    ConditionFailed,
+    /// Conflict or throttling only: the same transaction may be sent again.
+    Retry,
+    /// Anything else.
+    Refused,
+}
+
+/// Reads a `TransactionCanceledException`'s per-item reasons: any `ConditionalCheckFailed`
+/// means the transaction cannot apply (transactions are all or nothing, and the conditions here
+/// only ever stop holding as items move forward).
+fn classify_refusal<'a>(codes: impl IntoIterator<Item = Option<&'a str>>) -> Refusal {
+    let codes: Vec<&str> = codes.into_iter().flatten().collect();
+    if codes.contains(&"ConditionalCheckFailed") {
+        return Refusal::ConditionFailed;
+    }
+    let retryable = |code: &str| {
+        matches!(
+            code,
+            "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+        )
+    };
+    if codes.iter().any(|c| retryable(c)) && codes.iter().all(|c| *c == "None" || retryable(c)) {
+        Refusal::Retry
+    } else {
+        Refusal::Refused
+    }
+}
+
+/// Expression attribute names for every attribute the segment updates touch: `state`,
+/// `index`, `first` and others are DynamoDB reserved words ("Reserved words in DynamoDB",
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ReservedWords.html>).
+fn segment_names(names: &[(&str, &str)]) -> HashMap<String, String> {
+    names
+        .iter()
+        .map(|(placeholder, name)| (placeholder.to_string(), name.to_string()))
+        .collect()
+}
+
+impl JobTable {
+    fn invalid(
+        &self,
+        operation: &'static str,
+        video_id: &VideoId,
+        message: String,
+    ) -> JobTableError {
+        JobTableError {
+            table: self.table.clone(),
+            operation,
+            video_id: video_id.to_string(),
+            message,
+            retryable: false,
+            source: None,
+        }
+    }
+
+    /// Sends one TransactWriteItems: `Applied` when it committed, `NotApplicable` when a
+    /// condition failed (nothing was written). Conflicts and throttling are retried in process
+    /// ([`ConflictBackoff`]), each attempt with a fresh `ClientRequestToken`; once the attempts
+    /// are spent the error is retryable.
+    async fn transact(
+        &self,
+        operation: &'static str,
+        video_id: &VideoId,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Transition, JobTableError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        let mut backoff = ConflictBackoff::new();
+        loop {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .client_request_token(request_token())
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => return Ok(Transition::Applied),
+                Err(error) => error,
+            };
+            let verdict = match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(t)) => {
+                    classify_refusal(t.cancellation_reasons().iter().map(|r| r.code()))
+                }
+                _ if is_transaction_conflict(&error) => Refusal::Retry,
+                _ => Refusal::Refused,
+            };
+            match verdict {
+                Refusal::ConditionFailed => return Ok(Transition::NotApplicable),
+                Refusal::Retry if backoff.wait().await => {
+                    tracing::debug!(operation, %video_id, error = %describe(&error), "transaction conflicted; retrying");
+                }
+                Refusal::Retry => {
+                    let mut error = self.error(operation, video_id, error);
+                    error.retryable = true;
+                    return Err(error);
+                }
+                Refusal::Refused => return Err(self.error(operation, video_id, error)),
+            }
+        }
+    }
+
+    /// Sends one conditional UpdateItem of `sk`, retrying transaction conflicts in process:
+    /// `Applied`, or `NotApplicable` when its condition failed.
+    async fn update_item(
+        &self,
+        operation: &'static str,
+        video_id: &VideoId,
+        update: Update,
+    ) -> Result<Transition, JobTableError> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(update.table_name())
+            .set_key(Some(update.key().clone()))
+            .update_expression(update.update_expression())
+            .set_condition_expression(update.condition_expression().map(str::to_string))
+            .set_expression_attribute_names(update.expression_attribute_names().cloned())
+            .set_expression_attribute_values(update.expression_attribute_values().cloned());
+        let mut backoff = ConflictBackoff::new();
+        let result = loop {
+            match request.clone().send().await {
+                Err(error) if is_transaction_conflict(&error) && backoff.wait().await => {
+                    tracing::debug!(operation, %video_id, "transaction conflict; retrying");
+                }
+                result => break result,
+            }
+        };
+        match result {
+            Ok(_) => Ok(Transition::Applied),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Transition::NotApplicable)
+            }
+            Err(error) => Err(self.error(operation, video_id, error)),
+        }
+    }
+
+    /// An Update of item `sk` of the job (SET/ADD/REMOVE in `expression`, guarded by
+    /// `condition`), with `:now` bound to now.
+    #[allow(clippy::too_many_arguments)] // the parts of one UpdateItem, named at each call
+    fn update(
+        &self,
+        operation: &'static str,
+        video_id: &VideoId,
+        sk: &str,
+        expression: &str,
+        condition: &str,
+        names: &[(&str, &str)],
+        mut values: Item,
+    ) -> Result<Update, JobTableError> {
+        values.insert(":now".into(), s(now_rfc3339()));
+        Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(video_id, sk)))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(segment_names(names)))
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(|e| self.build_error(operation, video_id, e))
+    }
+
+    /// Starts a segmented capture: REGISTERED → CAPTURING with the capture rate, N =
+    /// `segments.len()`, F, the plan, B and the note, and every segment item (PENDING,
+    /// attempt 0), all in one transaction, so the segments exist exactly when the job says it
+    /// is segmented.
+    ///
+    /// Exactly once: the job must be REGISTERED and not segmented before, so a duplicate call
+    /// (a repeated event, a second dispatcher) gets `NotApplicable` and writes nothing, and so
+    /// does a job already captured by one MediaConvert job ([`JobTable::start_capture`]).
+    /// Fewer than 2 or more than [`MAX_SEGMENTS`] segments, segments not PENDING at attempt 0
+    /// or not numbered `0..N` are refused with a non-retryable error before anything is sent.
+    pub async fn start_segmented_capture(
+        &self,
+        video_id: &VideoId,
+        capture: &SegmentedCapture<'_>,
+    ) -> Result<Transition, JobTableError> {
+        const OPERATION: &str = "start_segmented_capture";
+        let count = capture.segments.len();
+        if !(2..=MAX_SEGMENTS).contains(&count) {
+            return Err(self.invalid(
+                OPERATION,
+                video_id,
+                format!("{count} segments: a segmented capture has 2 to {MAX_SEGMENTS}"),
+            ));
+        }
+        if let Some((at, bad)) = capture.segments.iter().enumerate().find(|(at, segment)| {
+            segment.state != SegmentState::Pending
+                || segment.attempt != 0
+                || usize::try_from(segment.index).ok() != Some(*at)
+        }) {
+            return Err(self.invalid(
+                OPERATION,
+                video_id,
+                format!(
+                    "segment at position {at} is segment {} in state {} at attempt {}: expected segment {at}, PENDING at attempt 0",
+                    bad.index, bad.state, bad.attempt
+                ),
+            ));
+        }
+        let plan = serde_json::to_string(capture.plan).unwrap_or_default();
+        let values = HashMap::from([
+            (":registered".to_string(), s(JobStatus::Registered.as_str())),
+            (":capturing".to_string(), s(JobStatus::Capturing.as_str())),
+            (":rate".to_string(), s(capture.capture_rate)),
+            (":total".to_string(), n(count)),
+            (":zero".to_string(), n(0)),
+            (":planned".to_string(), n(capture.planned_frames)),
+            (":plan".to_string(), s(plan)),
+            (":batch_frames".to_string(), n(capture.batch_frames)),
+            (":batches".to_string(), n(capture.batches)),
+            (":note".to_string(), s(capture.note)),
+        ]);
+        let job = self.update(
+            OPERATION,
+            video_id,
+            JOB_SK,
+            "SET #status = :capturing, capture_rate = :rate, capture_started_at = :now, \
+             segments_total = :total, segments_complete = :zero, captured_frames = :zero, \
+             planned_frames = :planned, #plan = :plan, batch_frames = :batch_frames, \
+             batches = :batches, capture_note = :note, updated_at = :now",
+            "#status = :registered AND attribute_not_exists(segments_total)",
+            &[("#status", "status"), ("#plan", "plan")],
+            values,
+        )?;
+        let mut items = vec![TransactWriteItem::builder().update(job).build()];
+        for segment in capture.segments {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(segment_item(video_id, segment)))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(|e| self.build_error(OPERATION, video_id, e))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        self.transact(OPERATION, video_id, items).await
+    }
+
+    /// Records why the video was or was not segmented (`capture_note`), while the job is
+    /// REGISTERED or CAPTURING; later it is `NotApplicable`. Overwrites an earlier note.
+    pub async fn note_capture_plan(
+        &self,
+        video_id: &VideoId,
+        note: &str,
+    ) -> Result<Transition, JobTableError> {
+        self.transition(
+            "note_capture_plan",
+            video_id,
+            &[JobStatus::Registered, JobStatus::Capturing],
+            vec![("capture_note", s(note))],
+            None,
+        )
+        .await
+    }
+
+    /// Every segment of the job, sorted by index: one strongly consistent Query of the
+    /// `segment#` items, all pages. Empty for a job that was never segmented.
+    pub async fn segments(&self, video_id: &VideoId) -> Result<Vec<SegmentRecord>, JobTableError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :segment)")
+            .expression_attribute_values(":pk", s(video_id.as_str()))
+            .expression_attribute_values(":segment", s(SEGMENT_PREFIX))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut segments = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| self.error("segments", video_id, e))?;
+            segments.extend(segment_from_item(&item));
+        }
+        segments.sort_by_key(|segment| segment.index);
+        Ok(segments)
+    }
+
+    /// Claims submission `attempt` of segment `index`: PENDING (attempt `attempt`) →
+    /// SUBMITTED, or, for a re-submission, SUBMITTED at `attempt - 1` → SUBMITTED at
+    /// `attempt`, forgetting the earlier attempt's MediaConvert job id; in one transaction with
+    /// a check that the job is CAPTURING and has not fallen back.
+    ///
+    /// Exactly one caller gets `Applied` for each attempt and then creates its MediaConvert
+    /// job; a duplicate (same attempt again), a stale attempt, a COMPLETE / FAILED segment, or a
+    /// job that is canceled, failed or fell back gets `NotApplicable` and changes nothing.
+    pub async fn submit_segment(
+        &self,
+        video_id: &VideoId,
+        index: u32,
+        attempt: u32,
+    ) -> Result<Transition, JobTableError> {
+        const OPERATION: &str = "submit_segment";
+        let check = aws_sdk_dynamodb::types::ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(video_id, JOB_SK)))
+            .condition_expression("#status = :capturing AND attribute_not_exists(fallback)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":capturing", s(JobStatus::Capturing.as_str()))
+            .build()
+            .map_err(|e| self.build_error(OPERATION, video_id, e))?;
+        let mut values = HashMap::from([
+            (":pending".to_string(), s(SegmentState::Pending.as_str())),
+            (
+                ":submitted".to_string(),
+                s(SegmentState::Submitted.as_str()),
+            ),
+            (":a".to_string(), n(attempt)),
+        ]);
+        let condition = match attempt.checked_sub(1) {
+            Some(previous) => {
+                values.insert(":previous".into(), n(previous));
+                "(#state = :pending AND #attempt = :a) OR (#state = :submitted AND #attempt = :previous)"
+            }
+            None => "#state = :pending AND #attempt = :a",
+        };
+        let segment = self.update(
+            OPERATION,
+            video_id,
+            &segment_sk(index),
+            "SET #state = :submitted, #attempt = :a, updated_at = :now REMOVE mediaconvert_job_id",
+            condition,
+            &[("#state", "state"), ("#attempt", "attempt")],
+            values,
+        )?;
+        self.transact(
+            OPERATION,
+            video_id,
+            vec![
+                TransactWriteItem::builder().condition_check(check).build(),
+                TransactWriteItem::builder().update(segment).build(),
+            ],
+        )
+        .await
+    }
+
+    /// Records the MediaConvert job created for `attempt` of segment `index`. Idempotent:
+    /// the same id again is `Applied` (and changes nothing); another id, or an attempt that is
+    /// no longer the segment's, is `NotApplicable`. A COMPLETE event that overtook the create
+    /// call may have recorded the id already ([`JobTable::complete_segment`]).
+    pub async fn record_segment_job(
+        &self,
+        video_id: &VideoId,
+        index: u32,
+        attempt: u32,
+        job_id: &str,
+    ) -> Result<Transition, JobTableError> {
+        const OPERATION: &str = "record_segment_job";
+        let update = self.update(
+            OPERATION,
+            video_id,
+            &segment_sk(index),
+            "SET #job = :id, updated_at = :now",
+            "#attempt = :a AND (attribute_not_exists(#job) OR #job = :id)",
+            &[("#job", "mediaconvert_job_id"), ("#attempt", "attempt")],
+            HashMap::from([
+                (":a".to_string(), n(attempt)),
+                (":id".to_string(), s(job_id)),
+            ]),
+        )?;
+        self.update_item(OPERATION, video_id, update).await
+    }
+
+    /// SUBMITTED → COMPLETE for segment `index` captured by MediaConvert job `job_id`, with
+    /// `captured` frames, and in the same transaction ADD 1 to the job's `segments_complete` and
+    /// `captured` to its `captured_frames`.
+    ///
+    /// Counts exactly once: a duplicate COMPLETE event finds the segment COMPLETE and gets
+    /// `NotApplicable`, adding nothing; so does the event of another MediaConvert job than the
+    /// one recorded for the segment (an earlier attempt's), and any segment of a job that is no
+    /// longer CAPTURING or has fallen back.
+    pub async fn complete_segment(
+        &self,
+        video_id: &VideoId,
+        index: u32,
+        job_id: &str,
+        captured: u64,
+    ) -> Result<Transition, JobTableError> {
+        const OPERATION: &str = "complete_segment";
+        let segment = self.update(
+            OPERATION,
+            video_id,
+            &segment_sk(index),
+            "SET #state = :complete, captured = :c, #job = :id, updated_at = :now",
+            "#state = :submitted AND (attribute_not_exists(#job) OR #job = :id)",
+            &[("#state", "state"), ("#job", "mediaconvert_job_id")],
+            HashMap::from([
+                (":complete".to_string(), s(SegmentState::Complete.as_str())),
+                (
+                    ":submitted".to_string(),
+                    s(SegmentState::Submitted.as_str()),
+                ),
+                (":c".to_string(), n(captured)),
+                (":id".to_string(), s(job_id)),
+            ]),
+        )?;
+        let job = self.update(
+            OPERATION,
+            video_id,
+            JOB_SK,
+            "ADD segments_complete :one, captured_frames :c SET updated_at = :now",
+            "#status = :capturing AND attribute_not_exists(fallback)",
+            &[("#status", "status")],
+            HashMap::from([
+                (":one".to_string(), n(1)),
+                (":c".to_string(), n(captured)),
+                (":capturing".to_string(), s(JobStatus::Capturing.as_str())),
+            ]),
+        )?;
+        self.transact(
+            OPERATION,
+            video_id,
+            vec![
+                TransactWriteItem::builder().update(segment).build(),
+                TransactWriteItem::builder().update(job).build(),
+            ],
+        )
+        .await
+    }
+
+    /// CAPTURING → PROCESSING of a segmented job once every segment is COMPLETE and they
+    /// captured exactly the planned F = `total` frames: sets `total_frames = total` (so
+    /// [`JobTable::try_finalize`] can finish the job once `done_frames` reaches it),
+    /// `processing_started_at` and `capture_progress` 100.
+    ///
+    /// Refused (`NotApplicable`) while a segment is missing, when the captured frames differ
+    /// from `total` or `total` is not the stored `planned_frames`, after a fallback, and on a
+    /// second call (the job is no longer CAPTURING).
+    pub async fn start_segmented_processing(
+        &self,
+        video_id: &VideoId,
+        total: u64,
+    ) -> Result<Transition, JobTableError> {
+        const OPERATION: &str = "start_segmented_processing";
+        let update = self.update(
+            OPERATION,
+            video_id,
+            JOB_SK,
+            "SET #status = :processing, total_frames = :f, processing_started_at = :now, \
+             capture_progress = :hundred, updated_at = :now",
+            "#status = :capturing AND segments_complete = segments_total \
+             AND captured_frames = :f AND planned_frames = :f AND attribute_not_exists(fallback)",
+            &[("#status", "status")],
+            HashMap::from([
+                (":processing".to_string(), s(JobStatus::Processing.as_str())),
+                (":capturing".to_string(), s(JobStatus::Capturing.as_str())),
+                (":f".to_string(), n(total)),
+                (":hundred".to_string(), n(100)),
+            ]),
+        )?;
+        self.update_item(OPERATION, video_id, update).await
+    }
+
+    /// Records that the batches `0..next` of segment `index` (numbered within the segment) are
+    /// on the frames queue, while the segment is COMPLETE. Never moves the checkpoint back: an
+    /// equal or lower `next` is `NotApplicable`, as is a segment not COMPLETE (fanned out or
+    /// never completed).
+    pub async fn record_segment_fanout_progress(
+        &self,
+        video_id: &VideoId,
+        index: u32,
+        next: u64,
+    ) -> Result<Transition, JobTableError> {
+        const OPERATION: &str = "record_segment_fanout_progress";
+        let update = self.update(
+            OPERATION,
+            video_id,
+            &segment_sk(index),
+            "SET fanout_next = :n, updated_at = :now",
+            "#state = :complete AND (attribute_not_exists(fanout_next) OR fanout_next < :n)",
+            &[("#state", "state")],
+            HashMap::from([
+                (":complete".to_string(), s(SegmentState::Complete.as_str())),
+                (":n".to_string(), n(next)),
+            ]),
+        )?;
+        self.update_item(OPERATION, video_id, update).await
+    }
+
+    /// COMPLETE → FANNED_OUT: every batch of segment `index` is on the frames queue. A
+    /// duplicate call (or a segment not COMPLETE) is `NotApplicable`.
+    pub async fn mark_segment_fanned_out(
+        &self,
+        video_id: &VideoId,
+        index: u32,
+    ) -> Result<Transition, JobTableError> {
+        const OPERATION: &str = "mark_segment_fanned_out";
+        let update = self.update(
+            OPERATION,
+            video_id,
+            &segment_sk(index),
+            "SET #state = :fanned_out, updated_at = :now",
+            "#state = :complete",
+            &[("#state", "state")],
+            HashMap::from([
+                (":complete".to_string(), s(SegmentState::Complete.as_str())),
+                (
+                    ":fanned_out".to_string(),
+                    s(SegmentState::FannedOut.as_str()),
+                ),
+            ]),
+        )?;
+        self.update_item(OPERATION, video_id, update).await
+    }
+
+    /// PENDING or SUBMITTED → FAILED for segment `index`, with `reason` in `last_error`. A
+    /// segment already COMPLETE, FANNED_OUT or FAILED is left alone (`NotApplicable`), so a
+    /// late ERROR event of an earlier attempt cannot undo a completed capture.
+    pub async fn fail_segment(
+        &self,
+        video_id: &VideoId,
+        index: u32,
+        reason: &str,
+    ) -> Result<Transition, JobTableError> {
+        const OPERATION: &str = "fail_segment";
+        let update = self.update(
+            OPERATION,
+            video_id,
+            &segment_sk(index),
+            "SET #state = :failed, last_error = :reason, updated_at = :now",
+            "#state IN (:pending, :submitted)",
+            &[("#state", "state")],
+            HashMap::from([
+                (":failed".to_string(), s(SegmentState::Failed.as_str())),
+                (":pending".to_string(), s(SegmentState::Pending.as_str())),
+                (
+                    ":submitted".to_string(),
+                    s(SegmentState::Submitted.as_str()),
+                ),
+                (":reason".to_string(), s(reason)),
+            ]),
+        )?;
+        self.update_item(OPERATION, video_id, update).await
+    }
+
+    /// Gives up the segments of a CAPTURING segmented job for one unsegmented MediaConvert
+    /// job: sets `fallback = reason` and a `capture_note` saying so. Once only: a second call,
+    /// an unsegmented job or a job no longer CAPTURING gets `NotApplicable`. From then on
+    /// [`JobTable::submit_segment`], [`JobTable::complete_segment`] and
+    /// [`JobTable::start_segmented_processing`] refuse the job.
+    pub async fn fall_back(
+        &self,
+        video_id: &VideoId,
+        reason: &str,
+    ) -> Result<Transition, JobTableError> {
+        self.transition(
+            "fall_back",
+            video_id,
+            &[JobStatus::Capturing],
+            vec![
+                ("fallback", s(reason)),
+                (
+                    "capture_note",
+                    s(format!("segmented capture fell back to one job: {reason}")),
+                ),
+            ],
+            Some("attribute_exists(segments_total) AND attribute_not_exists(fallback)"),
+        )
+        .await
+    }
+
+    /// Records the fallback's MediaConvert job `job_id` on a CAPTURING job that fell back.
+    /// Idempotent: the same id again is `Applied`; another id is `NotApplicable`.
+    pub async fn record_fallback_job(
+        &self,
+        video_id: &VideoId,
+        job_id: &str,
+    ) -> Result<Transition, JobTableError> {
+        self.transition(
+            "record_fallback_job",
+            video_id,
+            &[JobStatus::Capturing],
+            vec![("mediaconvert_job_id", s(job_id))],
+            Some(
+                "attribute_exists(fallback) AND (attribute_not_exists(mediaconvert_job_id) \
+                 OR mediaconvert_job_id = :v0)",
+            ),
+        )
+        .await
+    }
+
+    /// CAPTURING → PROCESSING of a job that fell back, when its recorded fallback job
+    /// `job_id` completed: sets `total_frames`, `batches`, `processing_started_at` and
+    /// `capture_progress` 100. `NotApplicable` for another job id (or none recorded), a job
+    /// that did not fall back, and a second call.
+    pub async fn start_fallback_processing(
+        &self,
+        video_id: &VideoId,
+        job_id: &str,
+        total: u64,
+        batches: u64,
+    ) -> Result<Transition, JobTableError> {
+        self.transition(
+            "start_fallback_processing",
+            video_id,
+            &[JobStatus::Capturing],
+            vec![
+                ("mediaconvert_job_id", s(job_id)),
+                ("status", s(JobStatus::Processing.as_str())),
+                ("total_frames", n(total)),
+                ("batches", n(batches)),
+                ("processing_started_at", s(now_rfc3339())),
+                ("capture_progress", n(100)),
+            ],
+            Some("attribute_exists(fallback) AND mediaconvert_job_id = :v0"),
+        )
+        .await
     }
 }
 
@@ -1724,6 +2592,92 @@ mod tests {
     }
 
     #[test]
+    fn segment_states_round_trip() {
+        for state in [
+            SegmentState::Pending,
+            SegmentState::Submitted,
+            SegmentState::Complete,
+            SegmentState::FannedOut,
+            SegmentState::Failed,
+        ] {
+            assert_eq!(SegmentState::parse(state.as_str()), Some(state));
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+        }
+        assert_eq!(SegmentState::parse("DONE"), None);
+    }
+
+    #[test]
+    fn a_segment_reads_back_from_its_item() {
+        let id = VideoId::from_raw("v-1");
+        let mut segment = SegmentRecord::pending(3, 300, 100, 75, 25);
+        segment.start_timecode = Some("00:00:12:00".into());
+        segment.mediaconvert_job_id = Some("mc-3".into());
+        segment.captured = Some(100);
+        segment.fanout_next = Some(7);
+        segment.state = SegmentState::Complete;
+        let item = segment_item(&id, &segment);
+        assert_eq!(get_s(&item, "sk").as_deref(), Some("segment#0003"));
+        assert!(get_n(&item, "expires_at").is_some());
+        let mut read = segment_from_item(&item).unwrap();
+        read.updated_at.clone_from(&segment.updated_at);
+        assert_eq!(read, segment);
+        // A batch marker is not a segment.
+        assert_eq!(segment_from_item(&JobTable::key(&id, "batch#000001")), None);
+    }
+
+    #[test]
+    fn a_failed_condition_in_any_item_means_not_applicable() {
+        use Refusal::*;
+        let cases: [(&[Option<&str>], Refusal); 6] = [
+            (
+                &[Some("ConditionalCheckFailed"), Some("None")],
+                ConditionFailed,
+            ),
+            (
+                &[Some("None"), Some("ConditionalCheckFailed")],
+                ConditionFailed,
+            ),
+            (
+                &[Some("TransactionConflict"), Some("ConditionalCheckFailed")],
+                ConditionFailed,
+            ),
+            (&[Some("None"), Some("TransactionConflict")], Retry),
+            (&[Some("ValidationError"), Some("None")], Refused),
+            (&[], Refused),
+        ];
+        for (codes, expected) in cases {
+            assert_eq!(
+                classify_refusal(codes.iter().copied()),
+                expected,
+                "{codes:?}"
+            );
+        }
+        assert!(request_token().len() <= 36);
+    }
+
+    #[test]
+    fn an_item_without_segment_attributes_reads_as_a_single_job() {
+        let mut item = JobTable::key(&VideoId::from_raw("v-1"), JOB_SK);
+        item.insert("status".into(), s("CAPTURING"));
+        let record = record_from_item(&item);
+        assert_eq!(record.segments_total, None);
+        assert_eq!(record.segments_complete, 0);
+        assert_eq!(record.captured_frames, 0);
+        assert_eq!(record.planned_frames, None);
+        assert_eq!(record.capture_note, None);
+        assert_eq!(record.fallback, None);
+        item.insert("segments_total".into(), n(4));
+        item.insert("segments_complete".into(), n(2));
+        item.insert("captured_frames".into(), n(50));
+        item.insert("fallback".into(), s("segment 1 short"));
+        let record = record_from_item(&item);
+        assert_eq!(record.segments_total, Some(4));
+        assert_eq!((record.segments_complete, record.captured_frames), (2, 50));
+        assert_eq!(record.fallback.as_deref(), Some("segment 1 short"));
+    }
+
+    #[test]
     fn record_reads_back_from_item() {
         let mut item = JobTable::key(&VideoId::from_raw("v-1"), JOB_SK);
         item.insert("status".into(), s("PROCESSING"));
@@ -1736,5 +2690,18 @@ mod tests {
         assert_eq!(record.total_frames, Some(10));
         assert_eq!(record.processed_frames, 4);
         assert!(record.fanned_out);
+        // Items written before segmented capture read as one job's.
+        assert_eq!((record.segments_total, record.fallback), (None, None));
+        item.insert("segments_total".into(), n(4));
+        item.insert(
+            "fallback".into(),
+            s("segment 2 captured 9 frames, planned 10"),
+        );
+        let record = record_from_item(&item);
+        assert_eq!(record.segments_total, Some(4));
+        assert_eq!(
+            record.fallback.as_deref(),
+            Some("segment 2 captured 9 frames, planned 10")
+        );
     }
 }

@@ -77,7 +77,8 @@ pub struct Manifest {
 ///   (register, start capture, start processing, fanned out) and read. Progress events (one
 ///   every 10 s of capture), extra probe reads and retries add to this.
 /// - `capture`: MediaConvert's writes into our buckets: one PUT per captured frame and one for
-///   the preview. MediaConvert's own per-minute charge is not priced here.
+///   the preview, or one per preview part for a segmented capture. MediaConvert's own
+///   per-minute charge is not priced here.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobUsage {
     /// Everything below, summed; what `cost` prices.
@@ -148,14 +149,60 @@ pub struct Output {
 /// refuses frame-capture-only jobs), so a completed job has one.
 pub const PREVIEW_NAME: &str = "preview.mp4";
 
-/// Where the preview is: an H.264 MP4 of the whole video, shrunk to the dispatcher's
+/// Base name of segment `index`'s part of the preview, `preview-s{index:04}`: a segmented
+/// capture's MediaConvert job `k` writes its part of the preview to
+/// `s3://<processed>/<video id>/preview-s{k:04}`, and MediaConvert adds the container's
+/// extension (`.mp4`), as for [`PREVIEW_NAME`].
+pub fn preview_part_base(index: u32) -> String {
+    format!("preview-s{index:04}")
+}
+
+/// Where the preview is: an H.264 MP4 of the video, shrunk to the dispatcher's
 /// `preview_max_width` × `preview_max_height`, with the source's sound if it had any.
-#[derive(Debug, Clone, Serialize)]
+///
+/// A job captured by one MediaConvert job (never segmented, or fallen back to one job) has the
+/// whole preview under `key` and no `parts`. A segmented capture has one part per segment,
+/// in the video's order, under `parts`, and no `key`: each segment's job wrote the preview of
+/// its own stretch of the video (no job encodes the whole video again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Preview {
     /// The processed bucket.
     pub bucket: String,
+    /// `<video id>/preview.mp4`, the whole video's preview; absent for a segmented capture.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `<video id>/preview-s0000.mp4`, `<video id>/preview-s0001.mp4`, …: a segmented
+    /// capture's parts in order; absent (empty) otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
+}
+
+impl Preview {
+    /// Where `record`'s preview is in `processed_bucket`: its parts when it was captured in
+    /// segments (`segments_total = Some(n)`) and did not fall back to one job, else the one
     /// `<video id>/preview.mp4`.
-    pub key: String,
+    pub fn of(record: &JobRecord, processed_bucket: &str) -> Self {
+        let video_id = &record.video_id;
+        match (record.segments_total, &record.fallback) {
+            (Some(n), None) => Self {
+                bucket: processed_bucket.to_string(),
+                key: None,
+                parts: (0..n)
+                    .map(|k| format!("{video_id}/{}.mp4", preview_part_base(k)))
+                    .collect(),
+            },
+            _ => Self {
+                bucket: processed_bucket.to_string(),
+                key: Some(format!("{video_id}/{PREVIEW_NAME}")),
+                parts: Vec::new(),
+            },
+        }
+    }
+
+    /// How many objects the preview is: one PUT by MediaConvert each.
+    pub fn objects(&self) -> u64 {
+        self.parts.len() as u64 + u64::from(self.key.is_some())
+    }
 }
 
 /// Timestamps (RFC 3339) and phase durations (seconds).
@@ -219,10 +266,7 @@ pub fn build(
             layout: record.plan.as_ref().map(|p| p.layout).unwrap_or_default(),
             packs: Vec::new(),
         },
-        preview: Preview {
-            bucket: processed_bucket.to_string(),
-            key: format!("{}/{PREVIEW_NAME}", record.video_id),
-        },
+        preview: Preview::of(record, processed_bucket),
         failed_frames,
         timings: Timings {
             capture_s: seconds_between(
@@ -304,8 +348,10 @@ fn job_usage(record: &JobRecord, packs: &[String]) -> JobUsage {
         dynamodb_write_units: 2 + 2 * write_units(job_bytes, false),
         worker_cpu_ms: 0,
     };
+    // The preview's PUTs: one per part, or one for the whole (the bucket does not matter).
+    let previews = Preview::of(record, "").objects();
     let capture = Usage {
-        s3_put_requests: record.total_frames.unwrap_or_default() + 1,
+        s3_put_requests: record.total_frames.unwrap_or_default() + previews,
         ..Usage::default()
     };
     JobUsage {
@@ -597,6 +643,11 @@ mod tests {
         let json = serde_json::to_value(&manifest).unwrap();
         assert_eq!(json["preview"]["bucket"], "out");
         assert_eq!(json["preview"]["key"], "v-1/preview.mp4");
+        assert!(
+            json["preview"].get("parts").is_none(),
+            "{}",
+            json["preview"]
+        );
         assert_eq!(json["output"]["layout"], "objects");
         assert!(json["output"].get("packs").is_none());
     }
@@ -674,5 +725,56 @@ mod tests {
         let json = serde_json::to_value(&manifest).unwrap();
         assert_eq!(json["cost"]["prices_read_on"], "2026-11-30");
         assert!(json["cost"]["total_usd"].as_f64().unwrap() > 0.0);
+    }
+    #[test]
+    fn preview_part_bases_are_numbered_by_segment() {
+        assert_eq!(preview_part_base(0), "preview-s0000");
+        assert_eq!(preview_part_base(3), "preview-s0003");
+        assert_eq!(preview_part_base(98), "preview-s0098");
+    }
+
+    #[test]
+    fn a_segmented_capture_lists_its_preview_parts_and_no_key() {
+        let mut record = JobRecord::new(VideoId::from_raw("v-1"), "in", "a.mp4", "e", 10);
+        record.total_frames = Some(100);
+        record.segments_total = Some(3);
+        let manifest = build(&record, &EdgeParams::default(), "out", Vec::new()).with_cost(
+            &record,
+            &[],
+            &PriceTable::default(),
+        );
+        assert_eq!(
+            manifest.preview,
+            Preview {
+                bucket: "out".into(),
+                key: None,
+                parts: vec![
+                    "v-1/preview-s0000.mp4".into(),
+                    "v-1/preview-s0001.mp4".into(),
+                    "v-1/preview-s0002.mp4".into(),
+                ],
+            }
+        );
+        let json = serde_json::to_value(&manifest).unwrap();
+        assert!(json["preview"].get("key").is_none(), "{}", json["preview"]);
+        assert_eq!(json["preview"]["parts"][2], "v-1/preview-s0002.mp4");
+        // One preview PUT per part.
+        assert_eq!(manifest.usage.capture.s3_put_requests, 100 + 3);
+
+        // Fallen back to one job: the whole preview, as an unsegmented job's.
+        record.fallback = Some("segment 1 captured 7 frames, planned 8".into());
+        let manifest = build(&record, &EdgeParams::default(), "out", Vec::new()).with_cost(
+            &record,
+            &[],
+            &PriceTable::default(),
+        );
+        let json = serde_json::to_value(&manifest).unwrap();
+        assert_eq!(json["preview"]["key"], "v-1/preview.mp4");
+        assert!(
+            json["preview"].get("parts").is_none(),
+            "{}",
+            json["preview"]
+        );
+        assert_eq!(manifest.usage.capture.s3_put_requests, 100 + 1);
     }
 }

@@ -32,6 +32,13 @@ pub struct FrameBatch {
     /// messages, so they read exactly as before the field existed, and absent means per-frame.
     #[serde(default, skip_serializing_if = "OutputLayout::is_objects")]
     pub layout: OutputLayout,
+    /// The global frame index of `frame_keys[0]` when the keys are a segment's (numbered from
+    /// 0 under `<video id>/s<k>/`): the keys are consecutive frames, and the worker names the
+    /// edge map of the `i`-th key by frame `first_index + i` (see [`FrameBatch::frame_index`]).
+    /// Absent for an unsegmented batch, whose body then reads exactly as before the field
+    /// existed (and whose edge maps keep their frames' names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_index: Option<u64>,
 }
 
 /// How a job's edge maps are stored in the processed bucket, chosen per job by the dispatcher.
@@ -85,6 +92,14 @@ impl FrameBatch {
     pub fn to_body(&self) -> String {
         serde_json::to_string(self).expect("a frame batch always serialises")
     }
+
+    /// The global frame index of the key at `position` in `frame_keys`: `first_index +
+    /// position`, or `None` for an unsegmented batch (its keys carry their own index). Saturates
+    /// rather than wrap on a (malformed) `first_index` near `u64::MAX`.
+    pub fn frame_index(&self, position: usize) -> Option<u64> {
+        self.first_index
+            .map(|first| first.saturating_add(position as u64))
+    }
 }
 
 /// Splits `keys` into batches of at most `batch_size` frames whose bodies stay under
@@ -107,8 +122,9 @@ pub fn plan_batches(
         frame_keys: Vec::new(),
         params: params.clone(),
         layout,
+        first_index: None,
     };
-    // Room for the envelope plus slack for the batch index digits.
+    // Room for the envelope plus slack for the batch index digits and a `first_index`.
     let overhead = envelope_bytes(video_id, frames_bucket, params, layout);
     let mut batches = Vec::new();
     let mut current: Vec<String> = Vec::new();
@@ -138,8 +154,13 @@ pub fn plan_batches(
         .collect()
 }
 
-/// The fixed-size part of a batch body, and slack for the batch index's digits: what
-/// [`plan_batches`] and [`frames_per_batch`] keep free beside the keys.
+/// The longest `first_index` a body can carry, with its name and comma: what every envelope keeps
+/// free for it, so a segment's batches (which carry it) and a whole capture's (which do not) are
+/// cut by the same rule and no body exceeds [`MAX_MESSAGE_BYTES`].
+const FIRST_INDEX_RESERVE: &str = r#""first_index":18446744073709551615,"#;
+
+/// The fixed-size part of a batch body, and slack for the batch index's digits and for a
+/// `first_index`: what [`plan_batches`] and [`frames_per_batch`] keep free beside the keys.
 fn envelope_bytes(
     video_id: &VideoId,
     frames_bucket: &str,
@@ -158,8 +179,9 @@ fn envelope_bytes(
         },
         params,
         layout,
+        first_index: None,
     };
-    serde_json::to_vec(&empty).map_or(0, |body| body.len()) + 16
+    serde_json::to_vec(&empty).map_or(0, |body| body.len()) + 16 + FIRST_INDEX_RESERVE.len()
 }
 
 /// How many frames of `series` one batch holds: `batch_size`, or fewer when that many keys
@@ -210,6 +232,10 @@ pub struct BatchSeries<'a> {
     pub params: &'a EdgeParams,
     /// Output layout of every batch.
     pub layout: OutputLayout,
+    /// The global index of the series' first frame, for a segment's batches: batch `j`'s body
+    /// then carries `first_index = f + j · frames_per_batch`. `None` for a whole capture, whose
+    /// bodies carry no `first_index` and stay byte-identical to those before the field existed.
+    pub first_index: Option<u64>,
 }
 
 impl BatchSeries<'_> {
@@ -234,6 +260,13 @@ impl BatchSeries<'_> {
         }
     }
 
+    /// The global index of batch `j`'s first frame, when the series is a segment's.
+    fn first_index_of(&self, j: u64) -> Option<u64> {
+        let per = self.frames_per_batch.max(1);
+        self.first_index
+            .map(|first| first.saturating_add(j.saturating_mul(per)))
+    }
+
     fn body_of(&self, j: u64) -> BatchBody<'_> {
         BatchBody {
             version: FRAME_BATCH_VERSION,
@@ -243,6 +276,7 @@ impl BatchSeries<'_> {
             frame_keys: self.keys(j),
             params: self.params,
             layout: self.layout,
+            first_index: self.first_index_of(j),
         }
     }
 
@@ -275,6 +309,7 @@ impl BatchSeries<'_> {
                 .collect(),
             params: self.params.clone(),
             layout: self.layout,
+            first_index: self.first_index_of(j),
         }
     }
 
@@ -296,6 +331,8 @@ struct BatchBody<'a> {
     params: &'a EdgeParams,
     #[serde(skip_serializing_if = "OutputLayout::is_objects")]
     layout: OutputLayout,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_index: Option<u64>,
 }
 
 struct SeriesKeys<'a> {
@@ -437,11 +474,12 @@ mod tests {
             let body = batch.to_body();
             assert!(body.len() <= MAX_MESSAGE_BYTES, "batch {i}: {}", body.len());
             assert_eq!(FrameBatch::parse(&body).unwrap(), *batch);
-            // Full: the next key would not have fitted (within the index-digit slack).
+            // Full: the next key would not have fitted (within the slack kept for the index
+            // digits and a first_index).
             if let Some(next) = batches.get(i + 1) {
                 let next_cost = serde_json::to_string(&next.frame_keys[0]).unwrap().len() + 1;
                 assert!(
-                    body.len() + next_cost > MAX_MESSAGE_BYTES - 32,
+                    body.len() + next_cost > MAX_MESSAGE_BYTES - 32 - FIRST_INDEX_RESERVE.len(),
                     "batch {i} is {} bytes; the next key costs {next_cost}",
                     body.len()
                 );
@@ -510,12 +548,152 @@ mod tests {
                 batch_base: 0,
                 params: &params,
                 layout,
+                first_index: None,
             };
             assert_eq!(streamed.len(), planned.len() as u64, "{count} x {base_len}");
             for (j, batch) in planned.iter().enumerate() {
                 assert_eq!(streamed.body(j as u64), batch.to_body(), "batch {j}");
                 assert_eq!(streamed.batch(j as u64), *batch);
                 assert!(batch.to_body().len() <= MAX_MESSAGE_BYTES);
+            }
+        }
+    }
+
+    #[test]
+    fn bodies_without_first_index_read_as_before() {
+        // The body as every dispatcher before `first_index` wrote it, field by field.
+        let id = VideoId::from_raw("v-1");
+        let params = EdgeParams::default();
+        let params_json = serde_json::to_string(&params).unwrap();
+        let series = FrameSeries {
+            prefix: "v-1/".into(),
+            base: "k".into(),
+            first_name: 0,
+            count: 5,
+        };
+        for (layout, tail) in [
+            (OutputLayout::Objects, ""),
+            (OutputLayout::Packed, r#","layout":"packed""#),
+        ] {
+            let batches = BatchSeries {
+                video_id: &id,
+                frames_bucket: "f",
+                series: &series,
+                frames_per_batch: 2,
+                batch_base: 1,
+                params: &params,
+                layout,
+                first_index: None,
+            };
+            let before = format!(
+                r#"{{"version":1,"video_id":"v-1","batch_index":3,"frames_bucket":"f","frame_keys":["v-1/k.0000004.jpg"],"params":{params_json}{tail}}}"#
+            );
+            assert_eq!(batches.body(2), before);
+            assert_eq!(batches.batch(2).to_body(), before);
+            assert_eq!(batches.batch(2).first_index, None);
+            assert_eq!(FrameBatch::parse(&before).unwrap(), batches.batch(2));
+            assert_eq!(batches.batch(2).frame_index(0), None);
+        }
+    }
+
+    #[test]
+    fn a_segments_batches_carry_their_global_first_index() {
+        // Segment 2: 10 frames named from 0 under `v-1/s0002/`, global frames 500..510,
+        // batches of 3 numbered from 7.
+        let id = VideoId::from_raw("v-1");
+        let params = EdgeParams::default();
+        let series = FrameSeries {
+            prefix: "v-1/s0002/".into(),
+            base: "k".into(),
+            first_name: 0,
+            count: 10,
+        };
+        let batches = BatchSeries {
+            video_id: &id,
+            frames_bucket: "f",
+            series: &series,
+            frames_per_batch: 3,
+            batch_base: 7,
+            params: &params,
+            layout: OutputLayout::Objects,
+            first_index: Some(500),
+        };
+        assert_eq!(batches.len(), 4);
+        for j in 0..batches.len() {
+            let body = batches.body(j);
+            let batch = FrameBatch::parse(&body).unwrap();
+            assert_eq!(batch, batches.batch(j));
+            assert_eq!(batch.to_body(), body, "streamed and built bodies agree");
+            assert_eq!(batch.batch_index, 7 + j as u32);
+            assert_eq!(batch.first_index, Some(500 + 3 * j), "batch {j}: {body}");
+            assert!(body.contains(&format!(r#""first_index":{}"#, 500 + 3 * j)));
+            // Key i of the batch is local frame 3j + i, global frame 500 + 3j + i.
+            for (i, key) in batch.frame_keys.iter().enumerate() {
+                let local = 3 * j + i as u64;
+                assert_eq!(*key, format!("v-1/s0002/k.{local:07}.jpg"));
+                assert_eq!(batch.frame_index(i), Some(500 + local));
+            }
+        }
+        assert_eq!(batches.batch(3).frame_keys.len(), 1);
+        // A saturating index, not a panic, on a malformed first_index.
+        let edge = FrameBatch {
+            first_index: Some(u64::MAX - 1),
+            ..batches.batch(0)
+        };
+        assert_eq!(edge.frame_index(2), Some(u64::MAX));
+        let parsed = FrameBatch::parse(&edge.to_body()).unwrap();
+        assert_eq!(parsed.first_index, Some(u64::MAX - 1));
+    }
+
+    #[test]
+    fn the_limit_holds_with_long_keys_and_the_largest_first_index() {
+        // 950-byte names (and ones around it, so some batch fills its body to the last byte the
+        // rule allows), the longest batch index and the longest first_index: no body is over.
+        let id = VideoId::from_raw("v-1");
+        let params = EdgeParams::default();
+        for base_len in 900..=1000 {
+            let series = FrameSeries {
+                prefix: format!("{id}/s0098/"),
+                base: "k".repeat(base_len),
+                first_name: 0,
+                count: 2_000,
+            };
+            for layout in [OutputLayout::Objects, OutputLayout::Packed] {
+                let per = frames_per_batch(&id, "f", &series, 1000, &params, layout);
+                let batches = BatchSeries {
+                    video_id: &id,
+                    frames_bucket: "f",
+                    series: &series,
+                    frames_per_batch: per,
+                    batch_base: u32::MAX - 10,
+                    params: &params,
+                    layout,
+                    first_index: Some(u64::MAX - per),
+                };
+                let body = batches.body(0);
+                assert_eq!(
+                    FrameBatch::parse(&body).unwrap().first_index,
+                    Some(u64::MAX - per)
+                );
+                for j in [0, 1] {
+                    let body = batches.body(j);
+                    assert!(
+                        body.len() <= MAX_MESSAGE_BYTES,
+                        "{base_len}-byte names, {layout:?}: {} bytes with {per} frames",
+                        body.len()
+                    );
+                }
+                // The eager planner cuts the same batches, and they stay under with the field.
+                if base_len % 25 != 0 {
+                    continue;
+                }
+                let keys: Vec<String> = (0..per * 2).map(|i| series.key(i)).collect();
+                for mut batch in plan_batches(&id, "f", keys, 1000, &params, layout) {
+                    batch.batch_index = u32::MAX;
+                    batch.first_index = Some(u64::MAX);
+                    assert_eq!(batch.frame_keys.len() as u64, per);
+                    assert!(batch.to_body().len() <= MAX_MESSAGE_BYTES);
+                }
             }
         }
     }
@@ -533,6 +711,7 @@ mod tests {
             batch_base: 7,
             params: &params,
             layout: OutputLayout::Objects,
+            first_index: None,
         };
         assert_eq!(batches.len(), 60_000);
         let last = batches.batch(59_999);

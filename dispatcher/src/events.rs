@@ -44,6 +44,9 @@ pub struct JobEvent {
     pub state: JobState,
     /// The video's trace, from `userMetadata` (absent for jobs created without tracing).
     pub traceparent: Option<String>,
+    /// The job's part of a segmented capture, from `userMetadata.segment`: `NNNN` for a
+    /// segment, `full` for the fallback capture; absent for a video's single job.
+    pub part: Option<String>,
 }
 
 /// A job-events message that is not a MediaConvert event.
@@ -163,6 +166,7 @@ pub fn parse(body: &str) -> Result<JobEvent, EventError> {
             .user_metadata
             .get(framefleet_core::telemetry::propagation::TRACEPARENT)
             .cloned(),
+        part: detail.user_metadata.get("segment").cloned(),
     })
 }
 
@@ -263,6 +267,16 @@ mod tests {
             parse(&event("INPUT_INFORMATION", "")).unwrap().state,
             JobState::Other("INPUT_INFORMATION".into())
         );
+    }
+
+    #[test]
+    fn a_segment_names_itself() {
+        let body = event("COMPLETE", "").replace(
+            r#""video_id":"v-1""#,
+            r#""video_id":"v-1","segment":"0002""#,
+        );
+        assert_eq!(parse(&body).unwrap().part.as_deref(), Some("0002"));
+        assert_eq!(parse(&event("COMPLETE", "")).unwrap().part, None);
     }
 
     #[test]

@@ -46,6 +46,14 @@ pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchErro
             tracing::warn!("event for an unknown job; ignoring");
             return Ok(());
         };
+        // A part of a segmented capture (a segment or its fallback) has its own rules.
+        if let Some(part) = event.part.as_deref() {
+            return crate::segments::on_event(inner, record, &event, part).await;
+        }
+        if record.segments_total.is_some() {
+            tracing::warn!("event of a job that names no segment, for a segmented job; ignoring");
+            return Ok(());
+        }
         if let Some(own) = record.mediaconvert_job_id.as_deref() {
             if own != event.job_id {
                 // A second CreateJob for the same video (a handler cut off after CreateJob and
@@ -208,9 +216,16 @@ async fn complete(
     // Each batch's span is a child of this one; without tracing here (an event from before
     // tracing), the job's own trace is used.
     let traceparent = propagation::traceparent(&span).or(record.traceparent.clone());
-    let sent = send_batches(inner, &video_id, &batches, from, traceparent.as_deref())
-        .instrument(span)
-        .await?;
+    let sent = send_batches(
+        inner,
+        &video_id,
+        &batches,
+        from,
+        traceparent.as_deref(),
+        Checkpoint::Job,
+    )
+    .instrument(span)
+    .await?;
     if sent == Sent::Stopped {
         return Ok(());
     }
@@ -303,8 +318,20 @@ impl StoredBatches {
             batch_base: 0,
             params: &self.plan.params,
             layout: self.plan.layout,
+            first_index: None,
         }
     }
+}
+
+/// Where a streamed fan-out records how far it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Checkpoint {
+    /// The job item's `fanout_next` (a single capture's fan-out).
+    Job,
+    /// Segment `k`'s item (`fanout_next` of `segment#k`).
+    Segment(u32),
+    /// Nowhere: a fallback capture's fan-out, sent whole again if cut short.
+    None,
 }
 
 /// How a streamed fan-out ended.
@@ -332,6 +359,7 @@ pub(crate) async fn send_batches(
     batches: &BatchSeries<'_>,
     from: u64,
     traceparent: Option<&str>,
+    checkpoint: Checkpoint,
 ) -> Result<Sent, DispatchError> {
     use futures::StreamExt;
     let config = &inner.settings.dispatcher;
@@ -348,10 +376,18 @@ pub(crate) async fn send_batches(
         let sent = sent?;
         crate::metrics::batches_sent(sent);
         next += sent as u64;
-        if next - recorded >= every && next < total {
+        if next - recorded >= every && next < total && checkpoint != Checkpoint::None {
             recorded = next;
-            if inner.jobs.record_fanout_progress(video_id, next).await? == Transition::NotApplicable
-            {
+            let noted = match checkpoint {
+                Checkpoint::Segment(k) => {
+                    inner
+                        .jobs
+                        .record_segment_fanout_progress(video_id, k, next)
+                        .await?
+                }
+                _ => inner.jobs.record_fanout_progress(video_id, next).await?,
+            };
+            if noted == Transition::NotApplicable {
                 let status = inner.jobs.get(video_id).await?.map(|r| r.status);
                 if status.is_none_or(JobStatus::is_final) {
                     tracing::info!(
@@ -393,7 +429,7 @@ async fn frame_series(
 /// all (MediaConvert numbers from 0 without gaps; a frame missing from the listing is then
 /// sent anyway and counted as failed by the worker, as when the event names the last frame).
 /// Only that key is kept, so a listing of millions of frames takes no memory.
-async fn list_frames(
+pub(crate) async fn list_frames(
     inner: &Inner,
     bucket: &str,
     prefix: &str,

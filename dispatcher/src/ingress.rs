@@ -11,7 +11,7 @@ use crate::mediaconvert::{create_capture_job, CaptureRequest, PREVIEW_BASE_NAME}
 use crate::metrics;
 use crate::notification::{self, Notification, ObjectCreated};
 use crate::pin::{pin_upload, PinError, PinLimits, PinnedSource, Upload};
-use crate::rate::{probe_rate, CaptureRate, HeaderProbe, ProbeError};
+use crate::rate::{probe_video, CaptureRate, HeaderProbe, ProbeError, VideoHeader};
 use crate::source::S3Object;
 
 /// Handles one ingress message: every record in it, in order.
@@ -100,17 +100,33 @@ pub(crate) async fn register_upload(
         Some(pinned) => pinned,
         None => return Ok(()),
     };
-    let HeaderProbe {
-        rate,
-        has_audio: source_has_audio,
-    } = match choose_rate(inner, &pinned, size).await {
-        Ok(probe) => probe,
+    let Probed { probe, header } = match choose_rate(inner, &pinned, size).await {
+        Ok(probed) => probed,
         Err(RateChoice::Unusable(reason)) => {
             fail(inner, &video_id, &reason).await?;
             return Ok(());
         }
         Err(RateChoice::Retry(error)) => return Err(error),
     };
+    let HeaderProbe {
+        rate,
+        has_audio: source_has_audio,
+    } = probe;
+    if let Some(frames) = header.as_ref().and_then(|h| expected_frames(h, rate)) {
+        // What the scaler reads to start workers before the first batch exists.
+        inner.jobs.note_expected_frames(&video_id, frames).await?;
+    }
+    match crate::segments::choose(inner, header.as_ref(), rate) {
+        Ok(plan) => {
+            return crate::segments::start(inner, &video_id, &plan, source_has_audio).await;
+        }
+        Err(why) => {
+            inner
+                .jobs
+                .note_capture_plan(&video_id, &format!("one MediaConvert job: {why}"))
+                .await?;
+        }
+    }
     let mut request = capture_request(inner, &video_id, &pinned, rate, source_has_audio, 0);
     request.traceparent = traceparent;
     let capture_span = tracing::info_span!("capture", video_id = %video_id, capture_rate = %rate);
@@ -210,10 +226,7 @@ pub(crate) async fn recapture(inner: &Inner, record: &JobRecord) -> Result<Strin
         &record.source_key,
     );
     // The recorded rate stands; the header is read again only for the preview's sound.
-    let has_audio = match choose_rate(inner, &pinned, record.source_size).await {
-        Ok(probe) => probe.has_audio,
-        Err(_) => false,
-    };
+    let has_audio = source_has_audio(inner, &pinned, record.source_size).await;
     let mut request = capture_request(
         inner,
         &record.video_id,
@@ -253,6 +266,7 @@ fn capture_request<'a>(
         attempt,
         source_has_audio,
         traceparent: None,
+        part: None,
     }
 }
 
@@ -289,6 +303,44 @@ enum RateChoice {
     Retry(DispatchError),
 }
 
+/// What the header said: the capture rate and sound, and, where the header was read, all of
+/// it (frame count, timing, edit list, duration) for the segment plan and the scaler.
+struct Probed {
+    probe: HeaderProbe,
+    header: Option<VideoHeader>,
+}
+
+/// Whether the pinned upload has a sound track, for the preview of a capture created after
+/// registration (a recapture, a segment, the fallback); false when the header cannot say.
+pub(crate) async fn source_has_audio(inner: &Inner, pinned: &PinnedSource, size: u64) -> bool {
+    let reader = S3Object {
+        client: &inner.clients.s3,
+        bucket: &pinned.bucket,
+        key: &pinned.key,
+    };
+    probe_video(&reader, size)
+        .await
+        .is_ok_and(|header| header.has_audio)
+}
+
+/// Frames the capture will yield, from the header: its sample count when capturing every
+/// frame, else its duration at the capture rate.
+fn expected_frames(header: &VideoHeader, rate: CaptureRate) -> Option<u64> {
+    if rate == header.rate {
+        if let Some(frames) = header.frames {
+            return Some(frames);
+        }
+    }
+    let ms = header.duration_ms?;
+    Some(
+        u64::try_from(
+            u128::from(ms) * u128::from(rate.numerator)
+                / (1000 * u128::from(rate.denominator).max(1)),
+        )
+        .unwrap_or(u64::MAX),
+    )
+}
+
 /// The capture rate and whether the upload has sound. A container whose header is not read
 /// (AVI, MPEG-TS, …) gets `dispatcher.fallback_rate` and a silent preview: the preview only
 /// asks MediaConvert for sound the header showed.
@@ -296,7 +348,7 @@ async fn choose_rate(
     inner: &Inner,
     pinned: &PinnedSource,
     size: u64,
-) -> Result<HeaderProbe, RateChoice> {
+) -> Result<Probed, RateChoice> {
     let config = &inner.settings.dispatcher;
     let fallback = || {
         CaptureRate::parse(&config.fallback_rate).map_err(|e| RateChoice::Unusable(e.to_string()))
@@ -309,23 +361,33 @@ async fn choose_rate(
     if config.capture_rate != "source" {
         let rate = CaptureRate::parse(&config.capture_rate)
             .map_err(|e| RateChoice::Unusable(e.to_string()))?;
-        // The header only decides the preview's audio here; MediaConvert judges the video.
-        let has_audio = probe_rate(&reader, size)
-            .await
-            .is_ok_and(|probe| probe.has_audio);
-        return Ok(HeaderProbe { rate, has_audio });
+        // The header only decides the preview's audio (and the expected frames) here;
+        // MediaConvert judges the video.
+        let header = probe_video(&reader, size).await.ok();
+        let has_audio = header.as_ref().is_some_and(|h| h.has_audio);
+        return Ok(Probed {
+            probe: HeaderProbe { rate, has_audio },
+            header,
+        });
     }
-    match probe_rate(&reader, size).await {
-        Ok(probe) => {
-            tracing::info!(capture_rate = %probe.rate, has_audio = probe.has_audio, "frame rate read from the container header");
-            Ok(probe)
+    match probe_video(&reader, size).await {
+        Ok(header) => {
+            let probe = header.header_probe();
+            tracing::info!(capture_rate = %probe.rate, has_audio = probe.has_audio, frames = ?header.frames, duration_ms = ?header.duration_ms, "frame rate read from the container header");
+            Ok(Probed {
+                probe,
+                header: Some(header),
+            })
         }
         Err(ProbeError::OtherContainer(kind)) => {
             let rate = fallback()?;
             tracing::info!(container = kind, capture_rate = %rate, "using dispatcher.fallback_rate");
-            Ok(HeaderProbe {
-                rate,
-                has_audio: false,
+            Ok(Probed {
+                probe: HeaderProbe {
+                    rate,
+                    has_audio: false,
+                },
+                header: None,
             })
         }
         Err(ProbeError::Read(error)) if error.retryable => {

@@ -8,6 +8,8 @@
 //!   whether the video has sound; [`rate::probe_video`] also reads the frame count, frame
 //!   timing, edit list and timecode track segmented capture needs.
 //! - [`timecode`]: frame index ↔ MediaConvert timecode, and the segment plan of a video.
+//! - [`segments`]: segmented capture: a long video as N clipped MediaConvert jobs at once,
+//!   each fanned out as it lands, with a count guard and a fallback to one job.
 //! - [`mediaconvert`]: the CreateJob request: the frame capture and the MP4 preview
 //!   MediaConvert requires beside it.
 //! - [`events`]: MediaConvert job state change events.
@@ -33,6 +35,7 @@ pub mod rate;
 pub mod reconcile;
 pub mod redrive;
 pub mod scaler;
+pub mod segments;
 pub mod service;
 pub mod settings;
 pub mod source;

@@ -13,9 +13,9 @@ use aws_sdk_mediaconvert::types::{
     AacCodingMode, AacSettings, AudioCodec, AudioCodecSettings, AudioDefaultSelection,
     AudioDescription, AudioSelector, ContainerSettings, ContainerType, FileGroupSettings,
     FrameCaptureSettings, H264QvbrSettings, H264RateControlMode, H264SceneChangeDetect,
-    H264Settings, Input, JobSettings, Mp4MoovPlacement, Mp4Settings, Output, OutputGroup,
-    OutputGroupSettings, OutputGroupType, ScalingBehavior, StatusUpdateInterval, VideoCodec,
-    VideoCodecSettings, VideoDescription,
+    H264Settings, Input, InputClipping, InputTimecodeSource, JobSettings, Mp4MoovPlacement,
+    Mp4Settings, Output, OutputGroup, OutputGroupSettings, OutputGroupType, ScalingBehavior,
+    StatusUpdateInterval, VideoCodec, VideoCodecSettings, VideoDescription,
 };
 use framefleet_core::aws::{describe, is_transient};
 use framefleet_core::video::{capture_token, VideoId};
@@ -85,7 +85,49 @@ pub struct CaptureRequest<'a> {
     /// The video's trace (W3C traceparent), carried in `UserMetadata` so the job's state change
     /// events join it; `None` when the job is not traced.
     pub traceparent: Option<String>,
+    /// Which part of a segmented capture this job is: `None` for a video's single job.
+    pub part: Option<CapturePart>,
 }
+
+/// The part of a segmented capture one MediaConvert job captures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CapturePart {
+    /// Segment `index`, clipped to its frames.
+    Segment {
+        /// 0-based segment index.
+        index: u32,
+        /// Frames the clip holds: its `MaxCaptures` is one more, so an over-capture shows as
+        /// a count above the plan instead of being cut to it.
+        frames: u64,
+        /// `InputClipping.StartTimecode` (`None`: from the input's first frame).
+        start_timecode: Option<String>,
+        /// `InputClipping.EndTimecode` (`None`: to the input's end).
+        end_timecode: Option<String>,
+    },
+    /// The whole video again, after a segment's count did not match its plan.
+    Fallback,
+}
+
+impl CapturePart {
+    /// The `segment` value in the job's `UserMetadata`, echoed by its events: `NNNN` for a
+    /// segment, `full` for the fallback.
+    pub fn metadata(&self) -> String {
+        match self {
+            Self::Segment { index, .. } => format!("{index:04}"),
+            Self::Fallback => FALLBACK_PART.to_string(),
+        }
+    }
+}
+
+/// The `segment` user metadata of a segmented job's fallback capture.
+pub const FALLBACK_PART: &str = "full";
+
+/// The segment number in the fallback capture's request token, past the 99 segments a video
+/// may have, so its tokens never equal a segment's.
+pub const FALLBACK_TOKEN_SEGMENT: u32 = 9999;
+
+/// The `UserMetadata` key that names a job's part of a segmented capture.
+pub const PART_METADATA: &str = "segment";
 
 /// The job's settings in the API's own integer types. Values go through unchecked, so the
 /// stand-in's validation can be tested with the dispatcher's own builder.
@@ -103,6 +145,9 @@ pub struct CaptureJob<'a> {
     pub quality: i32,
     /// The MP4 preview; `None` leaves the frame capture alone, which MediaConvert refuses.
     pub preview: Option<PreviewJob<'a>>,
+    /// A clip of the input (a segment): `(StartTimecode, EndTimecode)`, read on a ZEROBASED
+    /// timeline; `None` captures the whole input.
+    pub clip: Option<(Option<&'a str>, Option<&'a str>)>,
 }
 
 /// The preview output of [`CaptureJob`].
@@ -137,11 +182,16 @@ impl<'a> CaptureJob<'a> {
             i32::try_from(value)
                 .map_err(|_| format!("dispatcher.{key} {value} exceeds {}", i32::MAX))
         };
+        let mut max_captures = int("max_captures", config.max_captures)?;
+        if let Some(CapturePart::Segment { frames, .. }) = &request.part {
+            let guard = i32::try_from(frames.saturating_add(1)).unwrap_or(i32::MAX);
+            max_captures = max_captures.min(guard);
+        }
         Ok(Self {
             input_url: &request.input_url,
             frames_destination: &request.destination,
             framerate,
-            max_captures: int("max_captures", config.max_captures)?,
+            max_captures,
             quality: i32::from(config.jpeg_quality),
             preview: Some(PreviewJob {
                 destination: &request.preview_destination,
@@ -151,6 +201,14 @@ impl<'a> CaptureJob<'a> {
                 qvbr_quality: PREVIEW_QVBR_QUALITY,
                 audio: request.source_has_audio,
             }),
+            clip: match &request.part {
+                Some(CapturePart::Segment {
+                    start_timecode,
+                    end_timecode,
+                    ..
+                }) => Some((start_timecode.as_deref(), end_timecode.as_deref())),
+                _ => None,
+            },
         })
     }
 }
@@ -178,12 +236,21 @@ pub async fn create_capture_job(
         .user_metadata("video_id", request.video_id.as_str())
         .client_request_token(capture_token(
             request.video_id,
-            None,
+            match &request.part {
+                Some(CapturePart::Segment { index, .. }) => Some(*index),
+                // The fallback's tokens must differ from the first single job's and every
+                // segment's: it is numbered past every segment MediaConvert allows us.
+                Some(CapturePart::Fallback) => Some(FALLBACK_TOKEN_SEGMENT),
+                None => None,
+            },
             u32::try_from(request.attempt).unwrap_or(u32::MAX),
         ))
         .status_update_interval(StatusUpdateInterval::Seconds10);
     if !config.mediaconvert_queue.is_empty() {
         call = call.queue(&config.mediaconvert_queue);
+    }
+    if let Some(part) = &request.part {
+        call = call.user_metadata(PART_METADATA, part.metadata());
     }
     // The job's state change events echo `userMetadata`, so they rejoin the video's trace
     // ("EventBridge with AWS Elemental MediaConvert": events carry the job's user metadata,
@@ -276,6 +343,22 @@ pub fn capture_job_settings(job: &CaptureJob<'_>) -> JobSettings {
     let mut settings =
         JobSettings::builder().output_groups(file_group("frames", job.frames_destination, frames));
     let mut input = Input::builder().file_input(job.input_url);
+    if let Some((start, end)) = job.clip {
+        // Clip timecodes are read on the input's timeline, which ZEROBASED starts at
+        // 00:00:00:00 whatever timecode the file carries (User Guide, "Adjusting the input
+        // timeline with the input timecode source",
+        // <https://docs.aws.amazon.com/mediaconvert/latest/ug/timecode-input.html>); both ends
+        // are inclusive (API Reference, `InputClipping`). The clip applies to every output,
+        // so the preview of a segment is that segment's part of the preview.
+        input = input
+            .timecode_source(InputTimecodeSource::Zerobased)
+            .input_clippings(
+                InputClipping::builder()
+                    .set_start_timecode(start.map(str::to_string))
+                    .set_end_timecode(end.map(str::to_string))
+                    .build(),
+            );
+    }
     if let Some(preview) = &job.preview {
         settings = settings.output_groups(file_group(
             "preview",
@@ -388,6 +471,7 @@ mod tests {
             attempt: 0,
             source_has_audio: audio,
             traceparent: None,
+            part: None,
         }
     }
 
@@ -427,6 +511,64 @@ mod tests {
         assert!(settings.inputs()[0]
             .audio_selectors()
             .is_some_and(|s| s.contains_key(AUDIO_SELECTOR)));
+    }
+
+    #[test]
+    fn a_segment_is_clipped_on_a_zero_based_timeline_and_the_whole_video_is_not() {
+        let id = VideoId::from_raw("v-1");
+        let config = DispatcherConfig::default();
+        let rate = CaptureRate::parse("25").unwrap();
+        let whole = capture_request(&id, rate, false);
+        let settings = capture_job_settings(&CaptureJob::new(&whole, &config).unwrap());
+        assert!(settings.inputs()[0].input_clippings().is_empty());
+        assert_eq!(settings.inputs()[0].timecode_source(), None);
+        for (start, end) in [
+            (None, Some("00:00:01:24")),
+            (Some("00:00:02:00"), Some("00:00:03:24")),
+            (Some("00:00:04:00"), None),
+        ] {
+            let mut request = capture_request(&id, rate, false);
+            request.part = Some(CapturePart::Segment {
+                index: 1,
+                frames: 50,
+                start_timecode: start.map(String::from),
+                end_timecode: end.map(String::from),
+            });
+            let settings = capture_job_settings(&CaptureJob::new(&request, &config).unwrap());
+            let input = &settings.inputs()[0];
+            assert_eq!(
+                input.timecode_source(),
+                Some(&InputTimecodeSource::Zerobased)
+            );
+            let clips = input.input_clippings();
+            assert_eq!(clips.len(), 1);
+            assert_eq!(clips[0].start_timecode(), start);
+            assert_eq!(clips[0].end_timecode(), end);
+            // The preview is still there: MediaConvert refuses frame capture alone.
+            assert_eq!(settings.output_groups().len(), 2);
+            let capture = settings.output_groups()[0].outputs()[0]
+                .video_description()
+                .and_then(|v| v.codec_settings())
+                .and_then(|c| c.frame_capture_settings())
+                .unwrap();
+            assert_eq!(capture.max_captures(), Some(51));
+        }
+        let mut fallback = capture_request(&id, rate, false);
+        fallback.part = Some(CapturePart::Fallback);
+        let settings = capture_job_settings(&CaptureJob::new(&fallback, &config).unwrap());
+        assert!(settings.inputs()[0].input_clippings().is_empty());
+    }
+
+    #[test]
+    fn parts_name_themselves_in_user_metadata() {
+        let segment = CapturePart::Segment {
+            index: 7,
+            frames: 1,
+            start_timecode: None,
+            end_timecode: None,
+        };
+        assert_eq!(segment.metadata(), "0007");
+        assert_eq!(CapturePart::Fallback.metadata(), FALLBACK_PART);
     }
 
     #[test]

@@ -153,6 +153,9 @@ async fn reconcile_job(
         // fan-out) are large, and inlined into one they overflowed a debug build's 2 MiB
         // worker-thread stack.
         JobStatus::Registered => Box::pin(reregister(inner, &record)).await.map(Some),
+        JobStatus::Capturing if record.segments_total.is_some() => {
+            Box::pin(crate::segments::reconcile_capturing(inner, record)).await
+        }
         JobStatus::Capturing => Box::pin(capturing(inner, record)).await,
         JobStatus::Processing => Box::pin(processing(inner, record)).await.map(Some),
         JobStatus::Finalizing => {
@@ -281,6 +284,10 @@ async fn capturing(inner: &Inner, record: JobRecord) -> Result<Option<Action>, D
 
 async fn processing(inner: &Inner, record: JobRecord) -> Result<Action, DispatchError> {
     let video_id = record.video_id.clone();
+    if !record.fanned_out && record.segments_total.is_some() {
+        Box::pin(crate::segments::resume_fan_out(inner, record)).await?;
+        return Ok(Action::FannedOut);
+    }
     if !record.fanned_out {
         let job_id = record.mediaconvert_job_id.clone().unwrap_or_default();
         crate::fanout::complete_from_reconciler(inner, record, &job_id).await?;
@@ -312,6 +319,14 @@ async fn processing(inner: &Inner, record: JobRecord) -> Result<Action, Dispatch
     }
     // Only the missing batches are written, each from the stored plan by its index: O(missing)
     // work whatever the job's size, and never a batch cut by today's settings.
+    if record.segments_total.is_some() {
+        let segments = inner.jobs.segments(&video_id).await?;
+        let bodies: Vec<String> = missing
+            .iter()
+            .filter_map(|&index| crate::segments::batch_body(inner, &record, &segments, index))
+            .collect();
+        return resend(inner, &record, &missing, &bodies).await;
+    }
     let record = if record.plan.is_some() {
         record
     } else {
@@ -331,21 +346,34 @@ async fn processing(inner: &Inner, record: JobRecord) -> Result<Action, Dispatch
         .filter(|&j| j < batches.len())
         .map(|j| batches.body(j))
         .collect();
+    resend(inner, &record, &missing, &bodies).await
+}
+
+/// Sends the regenerated bodies of the `missing` batches and notes the attempt.
+async fn resend(
+    inner: &Inner,
+    record: &JobRecord,
+    missing: &[u32],
+    bodies: &[String],
+) -> Result<Action, DispatchError> {
+    let video_id = &record.video_id;
+    let attempts = record.reconcile_attempts;
+    let max = inner.settings.reconcile.max_attempts;
     inner
         .frames
-        .send_all(&bodies, record.traceparent.as_deref(), 8)
+        .send_all(bodies, record.traceparent.as_deref(), 8)
         .await?;
     crate::metrics::batches_sent(bodies.len());
     let note = format!(
         "batches {} had not been counted; re-sent them (attempt {} of {max})",
-        list(&missing),
+        list(missing),
         attempts + 1
     );
     inner
         .jobs
-        .note_reconcile(&video_id, JobStatus::Processing, attempts, &note)
+        .note_reconcile(video_id, JobStatus::Processing, attempts, &note)
         .await?;
-    Ok(Action::Resent(missing))
+    Ok(Action::Resent(missing.to_vec()))
 }
 
 fn plan_of(inner: &Inner, record: &JobRecord) -> BatchPlan {
@@ -357,7 +385,7 @@ fn plan_of(inner: &Inner, record: &JobRecord) -> BatchPlan {
     })
 }
 
-async fn finish(inner: &Inner, record: &JobRecord) -> Result<(), DispatchError> {
+pub(crate) async fn finish(inner: &Inner, record: &JobRecord) -> Result<(), DispatchError> {
     let plan = plan_of(inner, record);
     let writer = ManifestWriter::new(
         inner.clients.s3.clone(),

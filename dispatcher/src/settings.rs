@@ -105,6 +105,21 @@ pub struct DispatcherConfig {
     /// most about this many batches are sent twice (and processed twice: a worker checks a
     /// batch's marker only on redelivery).
     pub fanout_checkpoint_batches: u64,
+    /// Segmented capture: each segment covers at least this many seconds of video, so a
+    /// video is cut into N = ⌊duration / segment_secs⌋ MediaConvert jobs (at most
+    /// `max_segments`) that capture at once (`timecode::plan_capture`).
+    pub segment_secs: u64,
+    /// Videos shorter than this many seconds are captured by one job: a burst of short uploads
+    /// cut into segments would fill MediaConvert's concurrent-job slots with start-ups.
+    pub segment_min_duration_secs: u64,
+    /// Most segments one video is cut into (1..=99; 1 turns segmented capture off). One
+    /// DynamoDB transaction writes the job and every segment item, and a transaction holds at
+    /// most 100 items.
+    pub max_segments: u32,
+    /// MediaConvert jobs of one video running at once (at least 1); the rest of its segments
+    /// are submitted as earlier ones complete. Keep it within the MediaConvert queue's
+    /// concurrent-job quota.
+    pub segments_in_flight: u32,
 }
 
 impl Default for DispatcherConfig {
@@ -135,6 +150,10 @@ impl Default for DispatcherConfig {
             output_layout: OutputLayout::Objects,
             fanout_in_flight: 4,
             fanout_checkpoint_batches: 1000,
+            segment_secs: 120,
+            segment_min_duration_secs: 240,
+            max_segments: 16,
+            segments_in_flight: 16,
         }
     }
 }
@@ -344,6 +363,17 @@ impl DispatcherConfig {
         let lease = Duration::from_secs(self.lease_secs);
         (lease, (lease / 6).max(Duration::from_secs(1)))
     }
+
+    /// When a video is cut into segments, from `segment_secs`, `segment_min_duration_secs`,
+    /// `max_segments` and `max_captures`.
+    pub fn segment_policy(&self) -> crate::timecode::SegmentPolicy {
+        crate::timecode::SegmentPolicy {
+            min_duration_ms: self.segment_min_duration_secs.saturating_mul(1000),
+            segment_ms: self.segment_secs.saturating_mul(1000),
+            max_segments: self.max_segments,
+            max_frames: u64::from(self.max_captures),
+        }
+    }
 }
 
 impl DispatcherSettings {
@@ -426,6 +456,24 @@ impl DispatcherSettings {
         if d.fanout_checkpoint_batches == 0 {
             return Err(ConfigError::rule(
                 "dispatcher.fanout_checkpoint_batches",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=99).contains(&d.max_segments) {
+            return Err(ConfigError::rule(
+                "dispatcher.max_segments",
+                "must be between 1 (segmented capture off) and 99",
+            ));
+        }
+        if d.segments_in_flight == 0 {
+            return Err(ConfigError::rule(
+                "dispatcher.segments_in_flight",
+                "must be at least 1",
+            ));
+        }
+        if d.segment_secs == 0 {
+            return Err(ConfigError::rule(
+                "dispatcher.segment_secs",
                 "must be at least 1",
             ));
         }

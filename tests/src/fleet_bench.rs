@@ -609,6 +609,7 @@ impl Bench {
                     frame_keys: keys.to_vec(),
                     params: EdgeParams::default(),
                     layout: scheduling.layout,
+                    first_index: None,
                 }
                 .to_body()
             })

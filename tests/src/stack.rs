@@ -510,6 +510,7 @@ impl Stack {
                 attempt: 0,
                 source_has_audio: false,
                 traceparent: None,
+                part: None,
             },
         )
         .await?;

@@ -263,6 +263,7 @@ async fn a_counted_batch_delivered_again_is_not_processed_again() {
         frame_keys: keys.clone(),
         params: stack.dispatcher_settings.kernel.params(),
         layout: Default::default(),
+        first_index: None,
     };
     // Were the frames read again, their absence would show as failed frames.
     for key in &keys {

@@ -574,6 +574,7 @@ async fn fan_out_rate_eager_against_streaming() {
             batch_base: 0,
             params: &params,
             layout: OutputLayout::Objects,
+            first_index: None,
         };
         let total = plan.len();
         let sent: usize = queue

@@ -81,6 +81,8 @@ fn each_role_grants_exactly_the_actions_its_code_calls() {
             "dynamodb:GetItem",
             "dynamodb:PutItem",
             "dynamodb:UpdateItem",
+            // A segmented capture's transactions check the job item (ConditionCheck).
+            "dynamodb:ConditionCheckItem",
             // The reconciler (dispatcher/src/reconcile.rs): stale jobs from the open-jobs
             // index, a job's batch markers and failed frames; MediaConvert's state of a job.
             "dynamodb:Query",

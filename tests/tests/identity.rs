@@ -387,6 +387,7 @@ async fn a_second_capture_job_of_a_video_is_canceled_and_never_counts() {
             attempt: 7,
             source_has_audio: false,
             traceparent: None,
+            part: None,
         },
     )
     .await

@@ -2,7 +2,8 @@
 //! batch, its index in the manifest, one frame read back with a ranged GET, the pack opened by
 //! the system `tar`, a corrupt frame left out and listed, the usage the manifest reports, a
 //! redelivered batch that rewrites its pack without adding to the usage, and `framefleet fetch`
-//! extracting the packs.
+//! extracting the packs. Also, in both layouts, a segment's batch (with `first_index`) naming
+//! its edge maps by global frame index, as an unsegmented capture names the same frames.
 
 use std::collections::BTreeMap;
 
@@ -395,4 +396,170 @@ async fn a_stored_pack_is_counted_as_stored_never_overwritten() {
             .contains("earlier delivery"),
         "{failed:?}"
     );
+}
+
+/// JPEG frames `0..count` of ffmpeg's `testsrc2` (each one different), as MediaConvert's frame
+/// capture writes them.
+async fn jpeg_frames(count: u32) -> Vec<Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let status = tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+        .args(["-i", "testsrc2=size=64x48:rate=8", "-frames:v"])
+        .arg(count.to_string())
+        .args(["-start_number", "0"])
+        .arg(dir.path().join("f.%07d.jpg"))
+        .status()
+        .await
+        .expect("cannot run ffmpeg: install it");
+    assert!(status.success());
+    (0..count)
+        .map(|i| std::fs::read(dir.path().join(format!("f.{i:07}.jpg"))).unwrap())
+        .collect()
+}
+
+/// A segment's batch (segmented capture): its keys are the segment's own frames,
+/// `<id>/s0001/clip.0000000.jpg` …, numbered from 0, and it carries `first_index = 500`. In
+/// both layouts the worker names each edge map by the frame's global index,
+/// `clip.0000500.jpg` …, exactly as a batch of the same JPEGs captured unsegmented as frames
+/// 500.. names them, with the same bytes: the processed bucket of a segmented run equals an
+/// unsegmented run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_segments_batch_names_its_edge_maps_by_global_index_in_both_layouts() {
+    use framefleet_core::jobs::{BatchPlan, JobRecord};
+    use framefleet_core::message::FRAME_BATCH_VERSION;
+    use framefleet_core::video::VideoId;
+    use framefleet_worker::batch::BatchProcessor;
+
+    let stack = spawn_stack_with(StackOptions::idle()).await.unwrap();
+    let frames_bucket = stack.resources.frames_bucket.clone();
+    let processed = stack.resources.processed_bucket.clone();
+    let jpegs = jpeg_frames(7).await;
+    let n = jpegs.len() as u64;
+    let processor =
+        BatchProcessor::new(stack.clients.s3.clone(), stack.jobs.clone(), &processed, 2);
+    for layout in [OutputLayout::Objects, OutputLayout::Packed] {
+        let plan = BatchPlan {
+            batch_size: 50,
+            params: EdgeParams::default(),
+            last_frame: None,
+            layout,
+        };
+        // One job captured in segments, one captured whole: one batch of 7 frames each.
+        let mut batches = Vec::new();
+        for (name, segmented) in [("segmented", true), ("whole", false)] {
+            let key = format!("{name}-{layout:?}.mp4");
+            let id = VideoId::derive("in", &key, "e");
+            stack
+                .jobs
+                .register(&JobRecord::new(id.clone(), "in", &key, "e", 1))
+                .await
+                .unwrap();
+            stack
+                .jobs
+                .start_processing(&id, "mc-1", n, 1, &plan)
+                .await
+                .unwrap();
+            let mut frame_keys = Vec::new();
+            for (i, jpeg) in jpegs.iter().enumerate() {
+                let frame_key = if segmented {
+                    format!("{id}/s0001/clip.{i:07}.jpg")
+                } else {
+                    format!("{id}/clip.{:07}.jpg", 500 + i)
+                };
+                stack
+                    .clients
+                    .s3
+                    .put_object()
+                    .bucket(&frames_bucket)
+                    .key(&frame_key)
+                    .body(jpeg.clone().into())
+                    .send()
+                    .await
+                    .unwrap();
+                frame_keys.push(frame_key);
+            }
+            let batch = FrameBatch {
+                version: FRAME_BATCH_VERSION,
+                video_id: id.clone(),
+                batch_index: 0,
+                frames_bucket: frames_bucket.clone(),
+                frame_keys,
+                params: plan.params.clone(),
+                layout,
+                first_index: segmented.then_some(500),
+            };
+            // What the worker receives: the body, parsed.
+            let batch = FrameBatch::parse(&batch.to_body()).unwrap();
+            let report = processor.process(&batch, false).await.unwrap();
+            assert_eq!(report.outcome.processed, n, "{name} {layout:?}: {report:?}");
+            assert!(report.completed_job, "{name} {layout:?}: {report:?}");
+            batches.push(id);
+        }
+        let [segmented, whole] = [&batches[0], &batches[1]];
+
+        // Edge map names (objects) or pack members (packed), relative to the job's prefix.
+        let expected: Vec<String> = (500..500 + n).map(|g| format!("clip.{g:07}.jpg")).collect();
+        let outputs = |id: &VideoId| {
+            let stack = &stack;
+            let processed = &processed;
+            let id = id.to_string();
+            async move {
+                let mut out = BTreeMap::new();
+                match layout {
+                    OutputLayout::Objects => {
+                        for key in stack.list(processed, &format!("{id}/")).await.unwrap() {
+                            if key.ends_with("/manifest.json") {
+                                continue;
+                            }
+                            let bytes = stack.get(processed, &key).await.unwrap();
+                            out.insert(key[id.len() + 1..].to_string(), bytes);
+                        }
+                    }
+                    OutputLayout::Packed => {
+                        let manifest = stack.manifest(&id).await.unwrap();
+                        let packs: Vec<Pack> =
+                            serde_json::from_value(manifest["output"]["packs"].clone()).unwrap();
+                        assert_eq!(packs.len(), 1, "{manifest:#}");
+                        assert_eq!(packs[0].key, format!("{id}/packs/000000.tar"));
+                        let tar = stack.get(processed, &packs[0].key).await.unwrap();
+                        for frame in &packs[0].frames {
+                            let member = tar[frame.offset as usize..frame.end() as usize].to_vec();
+                            assert!(out.insert(frame.name.clone(), member).is_none());
+                        }
+                    }
+                }
+                out
+            }
+        };
+        let from_segment = outputs(segmented).await;
+        let from_whole = outputs(whole).await;
+        assert_eq!(
+            from_segment.keys().cloned().collect::<Vec<_>>(),
+            expected,
+            "{layout:?}: a segment's edge maps are named by global index"
+        );
+        assert_eq!(
+            from_whole.keys().cloned().collect::<Vec<_>>(),
+            expected,
+            "{layout:?}: the unsegmented batch keeps its frames' names"
+        );
+        for (name, bytes) in &from_segment {
+            assert!(
+                *bytes == from_whole[name],
+                "{layout:?}: {name} differs between the segmented and the unsegmented run"
+            );
+        }
+        // And each is the kernel's edge map of the frame with that global index.
+        for (i, jpeg) in jpegs.iter().enumerate() {
+            let offline = framefleet_edge::process(jpeg, &EdgeParams::default()).unwrap();
+            assert!(
+                from_segment[&expected[i]] == offline.bytes,
+                "{}",
+                expected[i]
+            );
+        }
+        // The manifest lists the segment's frames (the frames bucket's keys) as counted.
+        let manifest = stack.manifest(segmented.as_str()).await.unwrap();
+        assert_eq!(manifest["counts"]["processed"], n, "{manifest:#}");
+    }
 }

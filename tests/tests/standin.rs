@@ -271,6 +271,7 @@ fn capture_job<'a>(
         max_captures,
         quality,
         preview: None,
+        clip: None,
     }
 }
 

@@ -191,7 +191,8 @@ impl BatchProcessor {
             let frames: Vec<_> = batch
                 .frame_keys
                 .iter()
-                .map(|key| self.process_frame(batch, key, &meter))
+                .enumerate()
+                .map(|(position, key)| self.process_frame(batch, position, key, &meter))
                 .collect();
             let results: Vec<Result<FrameResult, BatchError>> = match &self.pipeline {
                 Some(pipeline) => run_frames(pipeline, frames, ticket).await,
@@ -340,6 +341,7 @@ impl BatchProcessor {
     async fn process_frame(
         &self,
         batch: &FrameBatch,
+        position: usize,
         key: &str,
         meter: &Arc<BatchMeter>,
     ) -> Result<FrameResult, BatchError> {
@@ -390,7 +392,7 @@ impl BatchProcessor {
                 return Ok(failed(key, &error.to_string()));
             }
         };
-        match output::emit(&self.output(), batch, key, edge_map, meter).await? {
+        match output::emit(&self.output(), batch, position, key, edge_map, meter).await? {
             Emitted::Written => Ok(FrameResult::Written),
             Emitted::Held(frame) => Ok(FrameResult::Held(frame)),
         }
@@ -479,8 +481,11 @@ fn count_stored_pack(batch: &FrameBatch, mine: BatchOutcome, stored: &Pack) -> B
     let failed = batch
         .frame_keys
         .iter()
-        .filter(|key| !packed.contains(output::member_stem(key)))
-        .map(|key| FailedFrame {
+        .enumerate()
+        .filter(|(position, key)| {
+            !packed.contains(&*output::edge_map_stem(key, batch.frame_index(*position)))
+        })
+        .map(|(_, key)| FailedFrame {
             key: key.clone(),
             reason: reasons.get(key.as_str()).map_or_else(
                 || {
@@ -518,6 +523,7 @@ mod tests {
             frame_keys: (0..4).map(|i| format!("v-1/c.{i:07}.jpg")).collect(),
             params: EdgeParams::default(),
             layout: OutputLayout::Packed,
+            first_index: None,
         };
         let member = |i: u32| PackedFrame {
             name: format!("c.{i:07}.png"),
@@ -548,6 +554,41 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<Pack>(counted.pack.as_deref().unwrap()).unwrap(),
             stored
+        );
+    }
+    #[test]
+    fn a_segments_stored_pack_is_matched_by_global_names() {
+        // Segment 1's batch: local frames 0..3 with first_index 500; the stored pack names its
+        // members 500.. and lacks frame 501.
+        let batch = FrameBatch {
+            version: framefleet_core::message::FRAME_BATCH_VERSION,
+            video_id: VideoId::from_raw("v-1"),
+            batch_index: 9,
+            frames_bucket: "frames".into(),
+            frame_keys: (0..3).map(|i| format!("v-1/s0001/c.{i:07}.jpg")).collect(),
+            params: EdgeParams::default(),
+            layout: OutputLayout::Packed,
+            first_index: Some(500),
+        };
+        let member = |g: u64| PackedFrame {
+            name: format!("c.{g:07}.jpg"),
+            offset: 512 + g * 1024,
+            length: 10,
+        };
+        let stored = Pack {
+            key: "v-1/packs/000009.tar".into(),
+            frames: vec![member(500), member(502)],
+        };
+        let counted = count_stored_pack(&batch, BatchOutcome::default(), &stored);
+        assert_eq!(counted.processed, 2);
+        assert_eq!(
+            counted
+                .failed
+                .iter()
+                .map(|f| f.key.as_str())
+                .collect::<Vec<_>>(),
+            ["v-1/s0001/c.0000001.jpg"],
+            "the frame missing from the pack, by its key in the frames bucket"
         );
     }
 }

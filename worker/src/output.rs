@@ -1,6 +1,10 @@
 //! Where a batch's edge maps go, by the job's [`OutputLayout`]:
 //!
 //! - `objects`: each edge map is PUT as `<video id>/<frame name>.<ext>` as soon as it is made.
+//!   A segment's batch (one with a `first_index`) names the edge map of its `i`-th key by the
+//!   frame's global index instead: `<video id>/<base>.<first_index + i, 7 digits>.<ext>`, so a
+//!   segmented capture's edge maps are named exactly as an unsegmented capture's
+//!   ([`edge_map_stem`]).
 //! - `packed`: the batch's edge maps are held and, once every frame is done, written as one
 //!   uncompressed ustar archive `<video id>/packs/<batch index>.tar` (members named like the
 //!   per-frame objects, in frame order; failed frames are not in it). Its [`Pack`] index (each
@@ -14,6 +18,7 @@
 //! Either way the outputs are written before the counting transaction, with keys and bytes that
 //! depend only on the batch: a redelivery rewrites the same objects.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -32,9 +37,42 @@ use crate::usage::BatchMeter;
 
 /// `<video id>/<frame name>`, with the extension of the output format.
 pub fn output_key(video_id: &str, frame_key: &str, extension: &str) -> String {
-    let name = frame_name(frame_key);
-    let stem = name.strip_suffix(".jpg").unwrap_or(name);
+    edge_map_key(video_id, frame_key, None, extension)
+}
+
+/// The key of a frame's edge map: `<video id>/<stem>.<extension>` with the stem
+/// [`edge_map_stem`] gives.
+pub fn edge_map_key(
+    video_id: &str,
+    frame_key: &str,
+    global_index: Option<u64>,
+    extension: &str,
+) -> String {
+    let stem = edge_map_stem(frame_key, global_index);
     format!("{video_id}/{stem}.{extension}")
+}
+
+/// The name of a frame's edge map without its extension (also a pack member's name without
+/// its extension).
+///
+/// Without `global_index` (an unsegmented batch) it is the frame's own name without `.jpg`:
+/// `v/clip.0000003.jpg` → `clip.0000003`. With it (a segment's batch, `first_index +
+/// position`) the frame's number is replaced by the global index, 7 digits at least:
+/// `v/s0001/clip.0000003.jpg` with 503 → `clip.0000503`. A name that does not end in
+/// `.<digits>.jpg` (not MediaConvert's naming) keeps its whole stem as the base:
+/// `v/s0001/odd.jpg` with 503 → `odd.0000503`.
+pub fn edge_map_stem(frame_key: &str, global_index: Option<u64>) -> Cow<'_, str> {
+    let stem = member_stem(frame_key);
+    let Some(global) = global_index else {
+        return Cow::Borrowed(stem);
+    };
+    let base = match stem.rsplit_once('.') {
+        Some((base, digits)) if digits.len() >= 7 && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            base
+        }
+        _ => stem,
+    };
+    Cow::Owned(format!("{base}.{global:07}"))
 }
 
 /// Where edge maps and packs are written.
@@ -66,17 +104,21 @@ pub enum Emitted {
     Held(Held),
 }
 
-/// Writes the edge map of frame `frame_key` now (per-frame objects) or holds it for the pack.
+/// Writes the edge map of frame `frame_key`, the key at `position` in the batch, now
+/// (per-frame objects) or holds it for the pack; named by [`edge_map_key`] with the batch's
+/// global index of the position, if it has one.
 pub async fn emit(
     to: &Destination<'_>,
     batch: &FrameBatch,
+    position: usize,
     frame_key: &str,
     edge_map: EdgeMap,
     meter: &BatchMeter,
 ) -> Result<Emitted, BatchError> {
-    let key = output_key(
+    let key = edge_map_key(
         &batch.video_id.to_string(),
         frame_key,
+        batch.frame_index(position),
         edge_map.format.extension(),
     );
     match batch.layout {
@@ -197,8 +239,9 @@ pub async fn stored_pack(
     })
 }
 
-/// The member name frame `frame_key` has in a pack, whatever the edge map's extension: its
-/// output name without the extension.
+/// The member name frame `frame_key` of an unsegmented batch has in a pack, whatever the edge
+/// map's extension: its output name without the extension (a segment's batch:
+/// [`edge_map_stem`]).
 pub fn member_stem(frame_key: &str) -> &str {
     let name = frame_name(frame_key);
     name.strip_suffix(".jpg").unwrap_or(name)
@@ -362,6 +405,41 @@ mod tests {
         assert_eq!(
             output_key("v-1", "v-1/clip.0000003.jpg", "png"),
             "v-1/clip.0000003.png"
+        );
+    }
+
+    #[test]
+    fn a_segments_edge_maps_are_named_by_global_index() {
+        // Unsegmented: the frame's own name.
+        assert_eq!(edge_map_stem("v-1/clip.0000003.jpg", None), "clip.0000003");
+        assert_eq!(
+            edge_map_key("v-1", "v-1/clip.0000003.jpg", None, "png"),
+            output_key("v-1", "v-1/clip.0000003.jpg", "png")
+        );
+        // A segment's frame 3 with first_index 500 at position 3: frame 503, under the job's
+        // prefix, not the segment's.
+        assert_eq!(
+            edge_map_key("v-1", "v-1/s0001/my clip.0000003.jpg", Some(503), "jpg"),
+            "v-1/my clip.0000503.jpg"
+        );
+        assert_eq!(
+            edge_map_key("v-1", "v-1/s0001/a.b.0000000.jpg", Some(12), "png"),
+            "v-1/a.b.0000012.png"
+        );
+        // Beyond seven digits, the number grows as MediaConvert's does.
+        assert_eq!(
+            edge_map_stem("v-1/s0007/c.0000001.jpg", Some(12_345_678)),
+            "c.12345678"
+        );
+        // A name outside MediaConvert's contract keeps its stem as the base.
+        assert_eq!(edge_map_stem("v-1/s0001/odd.jpg", Some(5)), "odd.0000005");
+        assert_eq!(
+            edge_map_stem("v-1/s0001/odd.12.jpg", Some(5)),
+            "odd.12.0000005"
+        );
+        assert_eq!(
+            edge_map_stem("bare", Some(u64::MAX)),
+            "bare.18446744073709551615"
         );
     }
 
