@@ -118,7 +118,15 @@ pub(crate) async fn register_upload(
     }
     match crate::segments::choose(inner, header.as_ref(), rate) {
         Ok(plan) => {
-            return crate::segments::start(inner, &video_id, &plan, source_has_audio).await;
+            // Boxed: the segmented flow's futures inlined into the registration's overflow a debug
+            // build's worker-thread stack.
+            return Box::pin(crate::segments::start(
+                inner,
+                &video_id,
+                &plan,
+                source_has_audio,
+            ))
+            .await;
         }
         Err(why) => {
             inner

@@ -52,18 +52,18 @@ async fn chaos_stack_with(
     .unwrap();
     let processing_after = processing_after.to_string();
     let mut dispatcher_env = env(&[
-                ("FRAMEFLEET__DISPATCHER__BATCH_SIZE", "4"),
-                ("FRAMEFLEET__DISPATCHER__POLL_WAIT_SECS", "2"),
-                ("FRAMEFLEET__DISPATCHER__DRAIN_TIMEOUT_SECS", "10"),
-                ("FRAMEFLEET__RECONCILE__INTERVAL_SECS", "2"),
-                ("FRAMEFLEET__RECONCILE__REGISTERED_AFTER_SECS", "6"),
-                ("FRAMEFLEET__RECONCILE__CAPTURING_AFTER_SECS", "6"),
-                (
-                    "FRAMEFLEET__RECONCILE__PROCESSING_AFTER_SECS",
-                    processing_after.as_str(),
-                ),
-                ("FRAMEFLEET__RECONCILE__FINALIZING_AFTER_SECS", "6"),
-            ]);
+        ("FRAMEFLEET__DISPATCHER__BATCH_SIZE", "4"),
+        ("FRAMEFLEET__DISPATCHER__POLL_WAIT_SECS", "2"),
+        ("FRAMEFLEET__DISPATCHER__DRAIN_TIMEOUT_SECS", "10"),
+        ("FRAMEFLEET__RECONCILE__INTERVAL_SECS", "2"),
+        ("FRAMEFLEET__RECONCILE__REGISTERED_AFTER_SECS", "6"),
+        ("FRAMEFLEET__RECONCILE__CAPTURING_AFTER_SECS", "6"),
+        (
+            "FRAMEFLEET__RECONCILE__PROCESSING_AFTER_SECS",
+            processing_after.as_str(),
+        ),
+        ("FRAMEFLEET__RECONCILE__FINALIZING_AFTER_SECS", "6"),
+    ]);
     dispatcher_env.extend(env(dispatcher));
     let extra = HashMap::from([
         (Service::Dispatcher, dispatcher_env),
@@ -357,9 +357,13 @@ async fn a_segmented_capture_survives_the_dispatcher_the_stand_in_and_a_worker_k
     start_all(&mut fleet, 2).await;
     let (video, frames) = video_bytes("clip.mp4", 320, 240, "10", 12.0).await.unwrap();
     let id = stack.upload("segmented.mp4", video).await.unwrap();
-    let registered = wait_until(&stack, &id, Duration::from_secs(120), "segments registered", |r| {
-        r.segments_total.is_some() || r.status.is_final()
-    })
+    let registered = wait_until(
+        &stack,
+        &id,
+        Duration::from_secs(120),
+        "segments registered",
+        |r| r.segments_total.is_some() || r.status.is_final(),
+    )
     .await;
     assert_eq!(registered.segments_total, Some(4), "{registered:#?}");
     fleet.stop("dispatcher", Signal::Kill).await.unwrap();
@@ -379,7 +383,10 @@ async fn a_segmented_capture_survives_the_dispatcher_the_stand_in_and_a_worker_k
         if running || now.status != JobStatus::Capturing {
             break now;
         }
-        assert!(Instant::now() < deadline, "no segment ever ran: {segments:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "no segment ever ran: {segments:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     fleet.stop("standin", Signal::Kill).await.unwrap();

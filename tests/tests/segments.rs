@@ -168,13 +168,21 @@ async fn assert_counted_once(stack: &Stack, id: &VideoId, record: &JobRecord, fr
     assert!(record.fanned_out, "{record:#?}");
     let counted = stack.jobs.counted_batches(id).await.unwrap();
     let batches = record.batches.unwrap();
-    assert_eq!(counted.len() as u64, batches, "one marker per planned batch");
+    assert_eq!(
+        counted.len() as u64,
+        batches,
+        "one marker per planned batch"
+    );
     assert_eq!(
         counted.iter().copied().collect::<Vec<_>>(),
         (0..u32::try_from(batches).unwrap()).collect::<Vec<_>>(),
         "markers are batch#0..batches"
     );
-    assert_eq!(manifest_writes(stack, id).await, 1, "one manifest, written once");
+    assert_eq!(
+        manifest_writes(stack, id).await,
+        1,
+        "one manifest, written once"
+    );
     let manifest = stack.manifest(id.as_str()).await.unwrap();
     assert_eq!(manifest["counts"]["total"], frames, "{manifest:#}");
     assert_eq!(manifest["counts"]["processed"], frames, "{manifest:#}");
@@ -221,15 +229,16 @@ async fn standin_jobs_ended(stack: &Stack, id: &VideoId) -> Vec<(String, String,
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let jobs = standin_jobs(stack, id).await;
-        if jobs.iter().all(|(_, _, s)| {
-            matches!(
-                s,
-                McStatus::Complete | McStatus::Canceled | McStatus::Error
-            )
-        }) {
+        if jobs
+            .iter()
+            .all(|(_, _, s)| matches!(s, McStatus::Complete | McStatus::Canceled | McStatus::Error))
+        {
             return jobs;
         }
-        assert!(Instant::now() < deadline, "stand-in jobs still running: {jobs:?}");
+        assert!(
+            Instant::now() < deadline,
+            "stand-in jobs still running: {jobs:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -255,17 +264,17 @@ async fn equivalence(rate: &str, k: u64) {
     let mut frames = Vec::new();
     for f in [n * k - 1, n * k, n * k + 1] {
         let key = format!("in/clip-{tag}-{f}.mp4");
-        let (bytes, decoded) = video_bytes_frames("clip.mp4", 96, 64, rate, f).await.unwrap();
+        let (bytes, decoded) = video_bytes_frames("clip.mp4", 96, 64, rate, f)
+            .await
+            .unwrap();
         assert_eq!(decoded, f, "{key}: ffmpeg made {decoded} frames");
         clips.push((key, bytes));
         frames.push(f);
     }
     let segmented = run(&stack, dispatcher_config(SEGMENTS), &clips).await;
     let single = run(&stack, dispatcher_config(1), &clips).await;
-    for (((key, _), f), ((seg_id, seg), (one_id, one))) in clips
-        .iter()
-        .zip(&frames)
-        .zip(segmented.iter().zip(&single))
+    for (((key, _), f), ((seg_id, seg), (one_id, one))) in
+        clips.iter().zip(&frames).zip(segmented.iter().zip(&single))
     {
         let what = format!("{rate} fps, {f} frames");
         let stem = key
@@ -292,8 +301,16 @@ async fn equivalence(rate: &str, k: u64) {
         let mut next = 0;
         for segment in &segments {
             assert_eq!(segment.first, next, "{what}: contiguous: {segments:#?}");
-            assert_eq!(segment.state, SegmentState::FannedOut, "{what}: {segment:#?}");
-            assert_eq!(segment.captured, Some(segment.frames), "{what}: {segment:#?}");
+            assert_eq!(
+                segment.state,
+                SegmentState::FannedOut,
+                "{what}: {segment:#?}"
+            );
+            assert_eq!(
+                segment.captured,
+                Some(segment.frames),
+                "{what}: {segment:#?}"
+            );
             assert_eq!(segment.attempt, 0, "{what}: {segment:#?}");
             next += segment.frames;
         }
@@ -323,7 +340,10 @@ async fn equivalence(rate: &str, k: u64) {
             .map(|i| format!("{seg_id}/preview-s{i:04}.mp4"))
             .collect();
         assert_eq!(parts, expected, "{what}: {manifest:#}");
-        assert!(manifest["preview"].get("key").is_none(), "{what}: {manifest:#}");
+        assert!(
+            manifest["preview"].get("key").is_none(),
+            "{what}: {manifest:#}"
+        );
         for part in parts {
             let bytes = stack
                 .get(&stack.resources.processed_bucket, part)
@@ -412,18 +432,17 @@ async fn a_segment_count_mismatch_falls_back_to_one_capture() {
     let full: Vec<_> = jobs.iter().filter(|(_, part, _)| part == "full").collect();
     assert_eq!(full.len(), 1, "{jobs:?}");
     assert_eq!(full[0].2, McStatus::Complete, "{jobs:?}");
-    assert_eq!(record.mediaconvert_job_id.as_deref(), Some(full[0].0.as_str()));
+    assert_eq!(
+        record.mediaconvert_job_id.as_deref(),
+        Some(full[0].0.as_str())
+    );
 }
 
 /// Segment 1's first job ends in MediaConvert's transient error 1999: the segment is created
 /// again (attempt 1) and the job completes exactly, without falling back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_transient_segment_error_creates_the_segment_again() {
-    let stack = stack_with(standin(vec![on_segment_1(
-        Fault::Error { code: 1999 },
-        1,
-    )]))
-    .await;
+    let stack = stack_with(standin(vec![on_segment_1(Fault::Error { code: 1999 }, 1)])).await;
     let (key, bytes, frames) = clip().await;
     let done = run(&stack, dispatcher_config(SEGMENTS), &[(key, bytes)]).await;
     let (id, record) = &done[0];
@@ -455,11 +474,7 @@ async fn a_transient_segment_error_creates_the_segment_again() {
 /// segments' jobs end COMPLETE or CANCELED (none left running), and no manifest is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_permanent_segment_error_fails_the_job() {
-    let stack = stack_with(standin(vec![on_segment_1(
-        Fault::Error { code: 1010 },
-        0,
-    )]))
-    .await;
+    let stack = stack_with(standin(vec![on_segment_1(Fault::Error { code: 1010 }, 0)])).await;
     let (key, bytes, _) = clip().await;
     let mut settings = stack.dispatcher_settings.clone();
     settings.dispatcher = dispatcher_config(SEGMENTS);
@@ -526,7 +541,10 @@ async fn cancel_during_segmented_capture_stops_every_segment() {
         {
             break;
         }
-        assert!(Instant::now() < deadline, "segments never submitted: {segments:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "segments never submitted: {segments:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let record = stack.jobs.get(&id).await.unwrap().unwrap();
@@ -565,7 +583,10 @@ async fn cancel_during_segmented_capture_stops_every_segment() {
         match status {
             McStatus::Canceled => {}
             McStatus::Complete => assert!(
-                matches!(segment.state, SegmentState::Complete | SegmentState::FannedOut),
+                matches!(
+                    segment.state,
+                    SegmentState::Complete | SegmentState::FannedOut
+                ),
                 "{job}: {segment:#?}"
             ),
             other => panic!("{job} of segment {part} ended {other:?}"),
@@ -635,7 +656,10 @@ async fn segments_finish_out_of_order_and_count_early() {
                 break record;
             }
         }
-        assert!(Instant::now() < deadline, "the job did not end; seen {order:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the job did not end; seen {order:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     dispatcher.stop().await.unwrap();
