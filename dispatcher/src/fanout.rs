@@ -48,7 +48,7 @@ pub(crate) async fn handle(inner: &Inner, body: &str) -> Result<(), DispatchErro
         };
         // A part of a segmented capture (a segment or its fallback) has its own rules.
         if let Some(part) = event.part.as_deref() {
-            return crate::segments::on_event(inner, record, &event, part).await;
+            return Box::pin(crate::segments::on_event(inner, record, &event, part)).await;
         }
         if record.segments_total.is_some() {
             tracing::warn!("event of a job that names no segment, for a segmented job; ignoring");

@@ -117,7 +117,15 @@ pub(crate) async fn register_upload(
     let expected = header.as_ref().and_then(|h| expected_frames(h, rate));
     let note = match crate::segments::choose(inner, header.as_ref(), rate) {
         Ok(plan) => {
-            return crate::segments::start(inner, &video_id, &plan, source_has_audio).await;
+            // Boxed: the segmented flow's futures inlined into the registration's overflow a debug
+            // build's worker-thread stack.
+            return Box::pin(crate::segments::start(
+                inner,
+                &video_id,
+                &plan,
+                source_has_audio,
+            ))
+            .await;
         }
         Err(why) => format!("one MediaConvert job: {why}"),
     };

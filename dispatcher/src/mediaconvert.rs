@@ -19,6 +19,7 @@ use aws_sdk_mediaconvert::types::{
 };
 use framefleet_core::aws::{describe, is_transient};
 use framefleet_core::video::{capture_token, VideoId};
+use tracing::Instrument;
 
 use crate::rate::CaptureRate;
 use crate::settings::DispatcherConfig;
@@ -261,7 +262,19 @@ pub async fn create_capture_job(
             traceparent,
         );
     }
-    match call.send().await {
+    // On a task of its own: the response's deserializer walks the whole JobSettings tree, and
+    // in a debug build its frames on top of a handler's chain of futures (a segment created
+    // from a registration, an event or the reconciler) overflow a worker thread's 2 MiB stack.
+    // A spawned task is polled from the top of a worker's stack. CreateJob is idempotent by its
+    // request token, so a handler stopped meanwhile loses nothing.
+    let sent = tokio::spawn(call.send().instrument(tracing::Span::current()))
+        .await
+        .map_err(|error| CreateJobError {
+            video_id: request.video_id.to_string(),
+            message: format!("the CreateJob task ended: {error}"),
+            retryable: true,
+        })?;
+    match sent {
         Ok(out) => out
             .job()
             .and_then(|job| job.id())

@@ -212,7 +212,7 @@ pub(crate) async fn start(
             tracing::info!("segments registered before (a redelivery); submitting what is due");
         }
     }
-    submit_window(inner, video_id, Some(has_audio)).await
+    Box::pin(submit_window(inner, video_id, Some(has_audio))).await
 }
 
 /// Everything needed to create one part's MediaConvert job.
@@ -321,7 +321,7 @@ pub(crate) async fn submit_window(
     }
     let source = Source::of(inner, &record, has_audio).await?;
     for segment in unrecorded {
-        create(inner, &record, &source, segment, segment.attempt).await?;
+        Box::pin(create(inner, &record, &source, segment, segment.attempt)).await?;
     }
     for segment in pending {
         if inner
@@ -330,7 +330,7 @@ pub(crate) async fn submit_window(
             .await?
             == Transition::Applied
         {
-            create(inner, &record, &source, segment, 0).await?;
+            Box::pin(create(inner, &record, &source, segment, 0)).await?;
         }
     }
     Ok(())
@@ -370,7 +370,7 @@ async fn create(
                 segment.first + segment.frames - 1,
                 error.message
             );
-            return fail_all(inner, video_id, &reason).await;
+            return Box::pin(fail_all(inner, video_id, &reason)).await;
         }
     };
     if inner
@@ -403,7 +403,7 @@ async fn fail_all(inner: &Inner, video_id: &VideoId, reason: &str) -> Result<(),
         crate::metrics::job_failed("capture");
         tracing::warn!(reason, "segmented capture failed; job FAILED");
     }
-    cancel_running(inner, video_id).await
+    Box::pin(cancel_running(inner, video_id)).await
 }
 
 /// Cancels every SUBMITTED segment's recorded MediaConvert job.
@@ -435,7 +435,7 @@ pub(crate) async fn on_event(
         return stop_if_running(inner, &video_id, event).await;
     }
     if part == FALLBACK_PART {
-        return on_fallback_event(inner, record, event).await;
+        return Box::pin(on_fallback_event(inner, record, event)).await;
     }
     let Some(index) = part.parse::<u32>().ok() else {
         tracing::warn!(part, "event names no segment; ignoring");
@@ -466,17 +466,17 @@ pub(crate) async fn on_event(
     match &event.state {
         JobState::Progress { .. } | JobState::Other(_) => Ok(()),
         JobState::Complete { last_output } => {
-            segment_complete(
+            Box::pin(segment_complete(
                 inner,
                 &record,
                 segment,
                 &event.job_id,
                 last_output.as_deref(),
-            )
+            ))
             .await
         }
         JobState::Error { code, message } => {
-            segment_error(inner, &record, &segment, code, message).await
+            Box::pin(segment_error(inner, &record, &segment, code, message)).await
         }
         JobState::Canceled => {
             if record.status.is_final() {
@@ -486,7 +486,7 @@ pub(crate) async fn on_event(
                 "MediaConvert job {} of segment {index} was canceled",
                 event.job_id
             );
-            fail_all(inner, &video_id, &reason).await
+            Box::pin(fail_all(inner, &video_id, &reason)).await
         }
     }
 }
@@ -524,7 +524,7 @@ pub(crate) async fn segment_complete(
                 segment = k,
                 "duplicate COMPLETE; resuming the segment's fan-out"
             );
-            return fan_out_and_sweep(inner, video_id, &segment).await;
+            return Box::pin(fan_out_and_sweep(inner, video_id, &segment)).await;
         }
         state => {
             tracing::info!(segment = k, ?state, "duplicate COMPLETE; nothing to do");
@@ -556,7 +556,7 @@ pub(crate) async fn segment_complete(
             },
             segment.frames
         );
-        return fall_back(inner, record, &reason).await;
+        return Box::pin(fall_back(inner, record, &reason)).await;
     }
     match inner
         .jobs
@@ -595,18 +595,18 @@ pub(crate) async fn segment_complete(
                 .segments_total
                 .is_some_and(|n| u64::from(n) == now.segments_complete)
         {
-            start_processing(inner, now).await?;
+            Box::pin(start_processing(inner, now)).await?;
         }
     }
     // The next segments first: MediaConvert captures while this one's batches are sent.
-    submit_window(inner, video_id, None).await?;
+    Box::pin(submit_window(inner, video_id, None)).await?;
     let segment = SegmentRecord {
         state: SegmentState::Complete,
         captured: Some(captured),
         mediaconvert_job_id: Some(job_id.to_string()),
         ..segment
     };
-    fan_out_and_sweep(inner, video_id, &segment).await
+    Box::pin(fan_out_and_sweep(inner, video_id, &segment)).await
 }
 
 /// CAPTURING → PROCESSING once every segment is counted: the total is known.
@@ -725,7 +725,7 @@ async fn fan_out_and_sweep(
         first_batch = segment.batch_base,
         "segment fanned out"
     );
-    finish_fan_out(inner, video_id).await
+    Box::pin(finish_fan_out(inner, video_id)).await
 }
 
 /// Once the job is PROCESSING and every segment is fanned out, records the job fanned out;
@@ -743,7 +743,7 @@ async fn finish_fan_out(inner: &Inner, video_id: &VideoId) -> Result<(), Dispatc
             inner.jobs.mark_fanned_out(video_id).await?;
         }
     }
-    sweep(inner, &record).await
+    Box::pin(sweep(inner, &record)).await
 }
 
 /// Finalizes a PROCESSING job whose every frame is counted: the batches counted before the
@@ -789,7 +789,7 @@ async fn segment_error(
                 "segment capture failed transiently; creating it again"
             );
             let source = Source::of(inner, record, None).await?;
-            create(inner, record, &source, segment, next).await?;
+            Box::pin(create(inner, record, &source, segment, next)).await?;
         }
         return Ok(());
     }
@@ -801,7 +801,7 @@ async fn segment_error(
         .jobs
         .fail_segment(video_id, segment.index, &reason)
         .await?;
-    fail_all(inner, video_id, &reason).await
+    Box::pin(fail_all(inner, video_id, &reason)).await
 }
 
 /// Gives the segments up for one capture of the whole video (a count that did not match).
@@ -830,8 +830,8 @@ pub(crate) async fn fall_back(
             }
         }
     }
-    cancel_running(inner, video_id).await?;
-    create_fallback(inner, video_id, 0).await
+    Box::pin(cancel_running(inner, video_id)).await?;
+    Box::pin(create_fallback(inner, video_id, 0)).await
 }
 
 /// Creates the fallback capture (attempt `attempt`) and records it.
@@ -859,7 +859,7 @@ async fn create_fallback(
                 "MediaConvert refused the fallback capture of the whole video: {}",
                 error.message
             );
-            return fail_all(inner, video_id, &reason).await;
+            return Box::pin(fail_all(inner, video_id, &reason)).await;
         }
     };
     let recorded = if attempt == 0 {
@@ -911,11 +911,17 @@ async fn on_fallback_event(
         JobState::Other(_) => Ok(()),
         JobState::Complete { last_output } => {
             let record = inner.jobs.get(&video_id).await?.unwrap_or(record);
-            fallback_complete(inner, &record, &event.job_id, last_output.as_deref()).await
+            Box::pin(fallback_complete(
+                inner,
+                &record,
+                &event.job_id,
+                last_output.as_deref(),
+            ))
+            .await
         }
         JobState::Error { code, message } => {
             let reason = format!("MediaConvert error {code} on the fallback capture: {message}");
-            fail_all(inner, &video_id, &reason).await
+            Box::pin(fail_all(inner, &video_id, &reason)).await
         }
         JobState::Canceled => {
             if record.status.is_final() {
@@ -925,7 +931,7 @@ async fn on_fallback_event(
                 "MediaConvert job {} (the fallback capture) was canceled",
                 event.job_id
             );
-            fail_all(inner, &video_id, &reason).await
+            Box::pin(fail_all(inner, &video_id, &reason)).await
         }
     }
 }
@@ -1041,7 +1047,7 @@ pub(crate) async fn fallback_complete(
     inner.jobs.mark_fanned_out(video_id).await?;
     tracing::info!(captured, planned, "fallback capture fanned out");
     match inner.jobs.get(video_id).await? {
-        Some(now) => sweep(inner, &now).await,
+        Some(now) => Box::pin(sweep(inner, &now)).await,
         None => Ok(()),
     }
 }
@@ -1117,7 +1123,15 @@ enum Asked {
 
 async fn ask(inner: &Inner, video_id: &VideoId, job_id: &str) -> Result<Asked, DispatchError> {
     use aws_sdk_mediaconvert::types::JobStatus as Status;
-    let asked = inner.clients.mediaconvert.get_job().id(job_id).send().await;
+    // On a task of its own, as CreateJob (`mediaconvert::create_capture_job`): the Job's
+    // deserializer needs more stack than is left under the reconciler's chain in a debug build.
+    let call = inner.clients.mediaconvert.get_job().id(job_id).send();
+    let asked = tokio::spawn(call)
+        .await
+        .map_err(|error| DispatchError::Reconcile {
+            video_id: video_id.to_string(),
+            message: format!("GetJob {job_id}: the task ended: {error}"),
+        })?;
     let job = match asked {
         Ok(out) => out.job,
         Err(error)
@@ -1167,34 +1181,34 @@ pub(crate) async fn reconcile_capturing(
     let max = inner.settings.reconcile.max_attempts;
     if record.fallback.is_some() {
         let Some(job_id) = record.mediaconvert_job_id.clone() else {
-            create_fallback(inner, &video_id, 0).await?;
+            Box::pin(create_fallback(inner, &video_id, 0)).await?;
             return Ok(Some(Action::Recaptured("the fallback capture".into())));
         };
         return Ok(Some(match ask(inner, &video_id, &job_id).await? {
             Asked::Complete => {
-                fallback_complete(inner, &record, &job_id, None).await?;
+                Box::pin(fallback_complete(inner, &record, &job_id, None)).await?;
                 Action::FannedOut
             }
             Asked::Error(code, message) => {
                 let reason =
                     format!("MediaConvert error {code} on the fallback capture: {message}");
-                fail_all(inner, &video_id, &reason).await?;
+                Box::pin(fail_all(inner, &video_id, &reason)).await?;
                 Action::Failed(reason)
             }
             Asked::Canceled => {
                 let reason =
                     format!("MediaConvert job {job_id} (the fallback capture) was canceled");
-                fail_all(inner, &video_id, &reason).await?;
+                Box::pin(fail_all(inner, &video_id, &reason)).await?;
                 Action::Failed(reason)
             }
             Asked::Gone => {
                 let attempts = record.reconcile_attempts;
                 if attempts >= max {
                     let reason = format!("MediaConvert no longer knows the fallback capture {job_id}, and {attempts} new ones did not finish either");
-                    fail_all(inner, &video_id, &reason).await?;
+                    Box::pin(fail_all(inner, &video_id, &reason)).await?;
                     return Ok(Some(Action::Failed(reason)));
                 }
-                create_fallback(inner, &video_id, attempts + 1).await?;
+                Box::pin(create_fallback(inner, &video_id, attempts + 1)).await?;
                 let note = format!("MediaConvert no longer knew the fallback capture {job_id}; created again (attempt {} of {max})", attempts + 1);
                 inner
                     .jobs
@@ -1212,31 +1226,31 @@ pub(crate) async fn reconcile_capturing(
             (SegmentState::Submitted, Some(job_id)) => {
                 match ask(inner, &video_id, &job_id).await? {
                     Asked::Complete => {
-                        segment_complete(inner, &record, segment, &job_id, None).await?;
+                        Box::pin(segment_complete(inner, &record, segment, &job_id, None)).await?;
                         action = Some(Action::FannedOut);
                     }
                     Asked::Error(code, message) => {
-                        segment_error(inner, &record, &segment, &code, &message).await?;
+                        Box::pin(segment_error(inner, &record, &segment, &code, &message)).await?;
                         action = Some(Action::Recaptured(format!("segment {k}")));
                     }
                     Asked::Canceled => {
                         let reason =
                             format!("MediaConvert job {job_id} of segment {k} was canceled");
-                        fail_all(inner, &video_id, &reason).await?;
+                        Box::pin(fail_all(inner, &video_id, &reason)).await?;
                         return Ok(Some(Action::Failed(reason)));
                     }
                     Asked::Gone => {
                         let next = segment.attempt + 1;
                         if u64::from(next) > max {
                             let reason = format!("MediaConvert no longer knows job {job_id} of segment {k}, after {} attempts", segment.attempt + 1);
-                            fail_all(inner, &video_id, &reason).await?;
+                            Box::pin(fail_all(inner, &video_id, &reason)).await?;
                             return Ok(Some(Action::Failed(reason)));
                         }
                         if inner.jobs.submit_segment(&video_id, k, next).await?
                             == Transition::Applied
                         {
                             let source = Source::of(inner, &record, None).await?;
-                            create(inner, &record, &source, &segment, next).await?;
+                            Box::pin(create(inner, &record, &source, &segment, next)).await?;
                             action = Some(Action::Recaptured(format!("segment {k}")));
                         }
                     }
@@ -1244,7 +1258,7 @@ pub(crate) async fn reconcile_capturing(
                 }
             }
             (SegmentState::Complete, _) => {
-                fan_out_and_sweep(inner, &video_id, &segment).await?;
+                Box::pin(fan_out_and_sweep(inner, &video_id, &segment)).await?;
                 action = Some(Action::FannedOut);
             }
             _ => {}
@@ -1257,11 +1271,11 @@ pub(crate) async fn reconcile_capturing(
                 .segments_total
                 .is_some_and(|n| u64::from(n) == now.segments_complete)
         {
-            start_processing(inner, &now).await?;
-            finish_fan_out(inner, &video_id).await?;
+            Box::pin(start_processing(inner, &now)).await?;
+            Box::pin(finish_fan_out(inner, &video_id)).await?;
         }
     }
-    submit_window(inner, &video_id, None).await?;
+    Box::pin(submit_window(inner, &video_id, None)).await?;
     Ok(action)
 }
 
@@ -1271,14 +1285,14 @@ pub(crate) async fn resume_fan_out(inner: &Inner, record: JobRecord) -> Result<(
     let video_id = record.video_id.clone();
     if record.fallback.is_some() {
         let job_id = record.mediaconvert_job_id.clone().unwrap_or_default();
-        return fallback_complete(inner, &record, &job_id, None).await;
+        return Box::pin(fallback_complete(inner, &record, &job_id, None)).await;
     }
     for segment in inner.jobs.segments(&video_id).await? {
         if segment.state == SegmentState::Complete {
-            fan_out_and_sweep(inner, &video_id, &segment).await?;
+            Box::pin(fan_out_and_sweep(inner, &video_id, &segment)).await?;
         }
     }
-    finish_fan_out(inner, &video_id).await
+    Box::pin(finish_fan_out(inner, &video_id)).await
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ pub async fn make_video(
     rate: &str,
     seconds: f64,
 ) -> anyhow::Result<PathBuf> {
-    testsrc_video(path, width, height, rate, seconds, &[]).await
+    testsrc_video(path, width, height, rate, Some(seconds), &[]).await
 }
 
 /// A generated video ([`make_video`]) as bytes to upload, with its frame count as ffprobe
@@ -35,6 +35,27 @@ pub async fn video_bytes(
     Ok((bytes, frames))
 }
 
+/// A generated constant-frame-rate MP4 (or other container `name`'s extension picks) of exactly
+/// `frames` frames at `rate` (ffmpeg's `-frames:v`, so the count does not depend on how a
+/// duration rounds at rates like 30000/1001), as bytes, with the frame count ffprobe decodes.
+pub async fn video_bytes_frames(
+    name: &str,
+    width: u32,
+    height: u32,
+    rate: &str,
+    frames: u64,
+) -> anyhow::Result<(Vec<u8>, u64)> {
+    let dir = tempfile::tempdir().context("a directory for the video")?;
+    let path = dir.path().join(name);
+    let count = frames.to_string();
+    testsrc_video(&path, width, height, rate, None, &["-frames:v", &count]).await?;
+    let decoded = count_frames(&path).await?;
+    let bytes = tokio::fs::read(&path)
+        .await
+        .with_context(|| format!("read {}", path.display()))?;
+    Ok((bytes, decoded))
+}
+
 /// Like [`make_video`], with the index first (`+faststart`), so a cut-off copy still opens.
 pub async fn make_faststart_video(
     path: &Path,
@@ -48,7 +69,7 @@ pub async fn make_faststart_video(
         width,
         height,
         rate,
-        seconds,
+        Some(seconds),
         &["-movflags", "+faststart"],
     )
     .await
@@ -59,11 +80,12 @@ async fn testsrc_video(
     width: u32,
     height: u32,
     rate: &str,
-    seconds: f64,
+    seconds: Option<f64>,
     extra: &[&str],
 ) -> anyhow::Result<PathBuf> {
     let source = format!("testsrc2=size={width}x{height}:rate={rate}");
-    let status = tokio::process::Command::new("ffmpeg")
+    let mut command = tokio::process::Command::new("ffmpeg");
+    command
         .args([
             "-hide_banner",
             "-loglevel",
@@ -73,8 +95,12 @@ async fn testsrc_video(
             "lavfi",
             "-i",
         ])
-        .arg(&source)
-        .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p", "-c:v"])
+        .arg(&source);
+    if let Some(seconds) = seconds {
+        command.args(["-t", &seconds.to_string()]);
+    }
+    let status = command
+        .args(["-pix_fmt", "yuv420p", "-c:v"])
         // WebM takes VP8/VP9 only; everything else gets H.264.
         .args(if path.extension().is_some_and(|e| e == "webm") {
             ["libvpx", "-deadline", "realtime"]

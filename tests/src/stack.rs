@@ -47,6 +47,9 @@ pub struct StackOptions {
     pub queues: QueueSettings,
     /// Run the MediaConvert stand-in in-process (off when the chaos suite runs it as a process).
     pub standin: bool,
+    /// Settings of the in-process stand-in (its speed, start-up delay, concurrent jobs and
+    /// injected faults); its listen address, events queue and event pattern are the stack's.
+    pub standin_config: StandinConfig,
     /// When set, the dispatcher and workers reach moto through a [`FaultProxy`] running this
     /// plan (the test's own clients and the stand-in still talk to moto directly).
     pub faults: Option<FaultPlan>,
@@ -76,6 +79,7 @@ impl Default for StackOptions {
                 control_visibility_timeout_secs: 30,
             },
             standin: true,
+            standin_config: StandinConfig::default(),
             faults: None,
             enforce_iam: true,
             otel_env: Vec::new(),
@@ -110,6 +114,32 @@ impl StackOptions {
             standin: false,
             ..Self::idle()
         }
+    }
+}
+
+/// A dispatcher started by [`Stack::start_dispatcher_with`]; aborted when dropped.
+pub struct RunningDispatcher {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningDispatcher {
+    /// Stops the dispatcher as SIGTERM would (it drains its handlers) and waits (up to a
+    /// minute) for it to end.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(60), &mut self.task)
+            .await
+            .context("the dispatcher did not stop within a minute")?
+            .context("the dispatcher task failed")?;
+        Ok(())
+    }
+}
+
+impl Drop for RunningDispatcher {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.task.abort();
     }
 }
 
@@ -228,7 +258,7 @@ pub async fn spawn_stack_with(options: StackOptions) -> anyhow::Result<Stack> {
                 listen: "127.0.0.1:0".into(),
                 events_queue: provisioned.job_events_queue_url.clone(),
                 event_pattern: Some(provisioned.job_events_pattern.clone()),
-                ..StandinConfig::default()
+                ..options.standin_config.clone()
             },
             standin_clients.s3,
             standin_clients.sqs,
@@ -384,6 +414,24 @@ impl Stack {
         policies: &[NamedPolicy],
     ) -> anyhow::Result<Worker> {
         Worker::new(self.worker_settings.clone(), self.clients_as(key, policies)).await
+    }
+
+    /// Starts a dispatcher service task with `settings` (e.g. [`Stack::dispatcher_settings`]
+    /// with other segment settings) that the returned handle stops on its own, so a test can
+    /// run the same uploads through differently configured dispatchers one after the other.
+    pub async fn start_dispatcher_with(
+        &self,
+        settings: DispatcherSettings,
+    ) -> anyhow::Result<RunningDispatcher> {
+        settings.validate()?;
+        let clients = self.clients_as(&self.identities.dispatcher, &self.policies.dispatcher);
+        let dispatcher = Dispatcher::new(settings, clients).await?;
+        let token = self.shutdown.child_token();
+        let stop = token.clone();
+        let task = tokio::spawn(async move {
+            let _ = dispatcher.run(token).await;
+        });
+        Ok(RunningDispatcher { stop, task })
     }
 
     /// Starts a dispatcher service task.

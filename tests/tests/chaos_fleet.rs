@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use framefleet_core::frames::frame_index;
-use framefleet_core::jobs::{JobRecord, JobStatus};
+use framefleet_core::jobs::{JobRecord, JobStatus, SegmentState};
 use framefleet_core::video::VideoId;
 use framefleet_e2e::media::video_bytes;
 use framefleet_e2e::processes::{Fleet, Service, Signal};
@@ -31,6 +31,15 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 /// A stack with no services of its own and a fleet of processes to run on it; the reconciler
 /// acts after `processing_after` seconds of silence in PROCESSING (other states: a few seconds).
 async fn chaos_stack(processing_after: u64) -> (Stack, Fleet) {
+    chaos_stack_with(processing_after, &[], &[]).await
+}
+
+/// [`chaos_stack`] with more settings for the dispatcher and the stand-in (`FRAMEFLEET__…`).
+async fn chaos_stack_with(
+    processing_after: u64,
+    dispatcher: &[(&str, &str)],
+    standin: &[(&str, &str)],
+) -> (Stack, Fleet) {
     let stack = spawn_stack_with(StackOptions {
         queues: QueueSettings {
             max_receive_count: 5,
@@ -42,23 +51,23 @@ async fn chaos_stack(processing_after: u64) -> (Stack, Fleet) {
     .await
     .unwrap();
     let processing_after = processing_after.to_string();
-    let extra = HashMap::from([
+    let mut dispatcher_env = env(&[
+        ("FRAMEFLEET__DISPATCHER__BATCH_SIZE", "4"),
+        ("FRAMEFLEET__DISPATCHER__POLL_WAIT_SECS", "2"),
+        ("FRAMEFLEET__DISPATCHER__DRAIN_TIMEOUT_SECS", "10"),
+        ("FRAMEFLEET__RECONCILE__INTERVAL_SECS", "2"),
+        ("FRAMEFLEET__RECONCILE__REGISTERED_AFTER_SECS", "6"),
+        ("FRAMEFLEET__RECONCILE__CAPTURING_AFTER_SECS", "6"),
         (
-            Service::Dispatcher,
-            env(&[
-                ("FRAMEFLEET__DISPATCHER__BATCH_SIZE", "4"),
-                ("FRAMEFLEET__DISPATCHER__POLL_WAIT_SECS", "2"),
-                ("FRAMEFLEET__DISPATCHER__DRAIN_TIMEOUT_SECS", "10"),
-                ("FRAMEFLEET__RECONCILE__INTERVAL_SECS", "2"),
-                ("FRAMEFLEET__RECONCILE__REGISTERED_AFTER_SECS", "6"),
-                ("FRAMEFLEET__RECONCILE__CAPTURING_AFTER_SECS", "6"),
-                (
-                    "FRAMEFLEET__RECONCILE__PROCESSING_AFTER_SECS",
-                    processing_after.as_str(),
-                ),
-                ("FRAMEFLEET__RECONCILE__FINALIZING_AFTER_SECS", "6"),
-            ]),
+            "FRAMEFLEET__RECONCILE__PROCESSING_AFTER_SECS",
+            processing_after.as_str(),
         ),
+        ("FRAMEFLEET__RECONCILE__FINALIZING_AFTER_SECS", "6"),
+    ]);
+    dispatcher_env.extend(env(dispatcher));
+    let extra = HashMap::from([
+        (Service::Dispatcher, dispatcher_env),
+        (Service::Standin, env(standin)),
         (
             Service::Worker,
             env(&[("FRAMEFLEET__WORKER__DRAIN_TIMEOUT_SECS", "10")]),
@@ -323,6 +332,87 @@ async fn the_mediaconvert_stand_in_killed_mid_capture() {
     fleet.start("standin", Service::Standin).await.unwrap();
     // The restarted stand-in has forgotten the job: the reconciler asks, and starts it again.
     assert_ended_well(&stack, &fleet, &id, frames).await;
+}
+
+/// Segmented capture on (a 12 s clip in 4 segments of 3 s, two captured at once at one video
+/// second per second): the dispatcher is killed once the segments are registered, the stand-in
+/// (which forgets its jobs) while a segment captures, and a worker once frames are counted; the
+/// job still ends well, captured as segments without falling back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_segmented_capture_survives_the_dispatcher_the_stand_in_and_a_worker_killed() {
+    let (stack, mut fleet) = chaos_stack_with(
+        60,
+        &[
+            ("FRAMEFLEET__DISPATCHER__SEGMENT_SECS", "3"),
+            ("FRAMEFLEET__DISPATCHER__SEGMENT_MIN_DURATION_SECS", "6"),
+            ("FRAMEFLEET__DISPATCHER__MAX_SEGMENTS", "4"),
+            ("FRAMEFLEET__DISPATCHER__SEGMENTS_IN_FLIGHT", "4"),
+        ],
+        &[
+            ("FRAMEFLEET__STANDIN__MAX_CONCURRENT_JOBS", "2"),
+            ("FRAMEFLEET__STANDIN__SPEED", "1"),
+        ],
+    )
+    .await;
+    start_all(&mut fleet, 2).await;
+    let (video, frames) = video_bytes("clip.mp4", 320, 240, "10", 12.0).await.unwrap();
+    let id = stack.upload("segmented.mp4", video).await.unwrap();
+    let registered = wait_until(
+        &stack,
+        &id,
+        Duration::from_secs(120),
+        "segments registered",
+        |r| r.segments_total.is_some() || r.status.is_final(),
+    )
+    .await;
+    assert_eq!(registered.segments_total, Some(4), "{registered:#?}");
+    fleet.stop("dispatcher", Signal::Kill).await.unwrap();
+    eprintln!("dispatcher killed; job was {:?}", registered.status);
+    fleet
+        .start("dispatcher", Service::Dispatcher)
+        .await
+        .unwrap();
+    // Kill the stand-in while a segment's MediaConvert job runs (it forgets every job).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let seen = loop {
+        let now = record(&stack, &id).await.unwrap();
+        let segments = stack.jobs.segments(&id).await.unwrap();
+        let running = segments
+            .iter()
+            .any(|s| s.state == SegmentState::Submitted && s.mediaconvert_job_id.is_some());
+        if running || now.status != JobStatus::Capturing {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no segment ever ran: {segments:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    fleet.stop("standin", Signal::Kill).await.unwrap();
+    eprintln!(
+        "stand-in killed; job was {:?} with {} of 4 segments counted",
+        seen.status, seen.segments_complete
+    );
+    fleet.start("standin", Service::Standin).await.unwrap();
+    let seen = wait_until(&stack, &id, Duration::from_secs(180), "first batch", |r| {
+        r.processed_frames > 0 || r.status.is_final()
+    })
+    .await;
+    fleet.stop("worker-0", Signal::Kill).await.unwrap();
+    eprintln!("worker killed; job was {:?}", seen.status);
+    fleet.start("worker-2", Service::Worker).await.unwrap();
+    assert_ended_well(&stack, &fleet, &id, frames).await;
+    let done = record(&stack, &id).await.unwrap();
+    assert_eq!(done.segments_total, Some(4), "{done:#?}");
+    assert_eq!(done.segments_complete, 4, "{done:#?}");
+    assert_eq!(done.fallback, None, "{done:#?}");
+    let segments = stack.jobs.segments(&id).await.unwrap();
+    assert_eq!(segments.iter().map(|s| s.frames).sum::<u64>(), frames);
+    assert!(
+        segments.iter().all(|s| s.state == SegmentState::FannedOut),
+        "{segments:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

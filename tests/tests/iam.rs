@@ -240,6 +240,12 @@ fn grants_are_scoped_to_their_resources() {
         "s3:PutObject",
         "arn:aws:s3:::t-processed/v1/preview.mp4"
     ));
+    // A segment's part of the preview (segmented capture).
+    assert!(allowed(
+        mediaconvert,
+        "s3:PutObject",
+        "arn:aws:s3:::t-processed/v1/preview-s0003.mp4"
+    ));
     assert!(!allowed(
         mediaconvert,
         "s3:PutObject",
