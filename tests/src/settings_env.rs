@@ -36,9 +36,9 @@ pub fn unreached(settings: &impl Serialize, env: &HashMap<String, String>) -> Ve
         let dotted = path.join(".");
         match path.iter().try_fold(&tree, |node, part| node.get(part)) {
             None => problems.push(format!("{name} names no setting (`{dotted}`)")),
-            Some(setting) if setting.is_object() => {
-                problems.push(format!("{name} names the section `{dotted}`, not a setting"))
-            }
+            Some(setting) if setting.is_object() => problems.push(format!(
+                "{name} names the section `{dotted}`, not a setting"
+            )),
             Some(setting) if setting_is(setting, value) => {}
             Some(setting) => problems.push(format!(
                 "{name}={value:?} did not reach `{dotted}`, which is {setting}"
@@ -66,7 +66,10 @@ pub fn setting_is(setting: &Json, value: &str) -> bool {
                 .filter(|s| !s.is_empty())
                 .collect();
             listed.len() == items.len()
-                && items.iter().zip(listed).all(|(item, v)| setting_is(item, v))
+                && items
+                    .iter()
+                    .zip(listed)
+                    .all(|(item, v)| setting_is(item, v))
         }
         Json::Null | Json::Object(_) => false,
     }

@@ -105,9 +105,24 @@ const NOT_SERVICES: [&str; 1] = ["otel-collector"];
 /// it must reach, another value CloudFormation accepts for it). The other values differ from
 /// the defaults and from each other, so two parameters wired to each other's settings show.
 const PASSED: [(&str, &str, &str, &str); 10] = [
-    ("dispatcher", "CaptureRate", "dispatcher.capture_rate", "30000/1001"),
-    ("dispatcher", "OutputLayout", "dispatcher.output_layout", "objects"),
-    ("dispatcher", "SegmentSeconds", "dispatcher.segment_secs", "90"),
+    (
+        "dispatcher",
+        "CaptureRate",
+        "dispatcher.capture_rate",
+        "30000/1001",
+    ),
+    (
+        "dispatcher",
+        "OutputLayout",
+        "dispatcher.output_layout",
+        "objects",
+    ),
+    (
+        "dispatcher",
+        "SegmentSeconds",
+        "dispatcher.segment_secs",
+        "90",
+    ),
     (
         "dispatcher",
         "SegmentMinDurationSeconds",
@@ -115,11 +130,21 @@ const PASSED: [(&str, &str, &str, &str); 10] = [
         "300",
     ),
     ("dispatcher", "MaxSegments", "dispatcher.max_segments", "8"),
-    ("dispatcher", "SegmentsInFlight", "dispatcher.segments_in_flight", "4"),
+    (
+        "dispatcher",
+        "SegmentsInFlight",
+        "dispatcher.segments_in_flight",
+        "4",
+    ),
     ("dispatcher", "ScaleOnKnownWork", "scaling.enabled", "false"),
     ("dispatcher", "WorkerMinTasks", "scaling.min_tasks", "2"),
     ("dispatcher", "WorkerMaxTasks", "scaling.max_tasks", "20"),
-    ("dispatcher", "BacklogPerTaskTarget", "scaling.backlog_per_task", "100"),
+    (
+        "dispatcher",
+        "BacklogPerTaskTarget",
+        "scaling.backlog_per_task",
+        "100",
+    ),
 ];
 
 /// The template, with parameter values set over the defaults.
@@ -218,7 +243,11 @@ impl Template {
 
     /// The value CloudFormation would give `value`, or `None` for `AWS::NoValue`; the
     /// parameters it names directly go to `used`.
-    fn resolve(&self, value: &Value, used: &mut BTreeSet<String>) -> Result<Option<String>, String> {
+    fn resolve(
+        &self,
+        value: &Value,
+        used: &mut BTreeSet<String>,
+    ) -> Result<Option<String>, String> {
         let Some((function, argument)) = intrinsic(value) else {
             return scalar(value)
                 .map(Some)
@@ -231,7 +260,9 @@ impl Template {
             }
             "Fn::GetAtt" => {
                 let (resource, attribute) = match argument {
-                    Value::String(s) => s.split_once('.').ok_or("GetAtt takes Resource.Attribute")?,
+                    Value::String(s) => {
+                        s.split_once('.').ok_or("GetAtt takes Resource.Attribute")?
+                    }
                     Value::Sequence(parts) if parts.len() == 2 => (
                         parts[0].as_str().ok_or("GetAtt takes names")?,
                         parts[1].as_str().ok_or("GetAtt takes names")?,
@@ -256,7 +287,9 @@ impl Template {
                     return Err("Join takes [delimiter, list]".into());
                 };
                 let delimiter = delimiter.as_str().ok_or("Join's delimiter is a string")?;
-                let items = items.as_sequence().ok_or("Join's second argument is a list")?;
+                let items = items
+                    .as_sequence()
+                    .ok_or("Join's second argument is a list")?;
                 let mut parts = Vec::new();
                 for item in items {
                     parts.extend(self.resolve(item, used)?);
@@ -430,7 +463,11 @@ impl Template {
                     return Err("If takes [condition, then, else]".into());
                 };
                 let condition = condition.as_str().ok_or("If names a condition")?;
-                let branch = if self.condition(condition)? { then } else { otherwise };
+                let branch = if self.condition(condition)? {
+                    then
+                } else {
+                    otherwise
+                };
                 self.chosen(branch)
             }
             Some((function, argument))
@@ -452,7 +489,11 @@ impl Template {
 
     fn evaluate(&self, body: &Value) -> Result<bool, String> {
         let (function, argument) = intrinsic(body).ok_or("a condition is an intrinsic")?;
-        let operands = || argument.as_sequence().ok_or(format!("{function} takes a list"));
+        let operands = || {
+            argument
+                .as_sequence()
+                .ok_or(format!("{function} takes a list"))
+        };
         match function.as_str() {
             "Condition" => self.condition(argument.as_str().ok_or("Condition takes a name")?),
             "Fn::Equals" => {
@@ -463,9 +504,15 @@ impl Template {
                 Ok(self.resolve(a, &mut scratch)? == self.resolve(b, &mut scratch)?)
             }
             "Fn::Not" => Ok(!self.evaluate(operands()?.first().ok_or("Not takes one")?)?),
-            "Fn::And" => operands()?.iter().try_fold(true, |all, c| Ok(all && self.evaluate(c)?)),
-            "Fn::Or" => operands()?.iter().try_fold(false, |any, c| Ok(any || self.evaluate(c)?)),
-            other => Err(format!("condition function {other} is not evaluated by this test")),
+            "Fn::And" => operands()?
+                .iter()
+                .try_fold(true, |all, c| Ok(all && self.evaluate(c)?)),
+            "Fn::Or" => operands()?
+                .iter()
+                .try_fold(false, |any, c| Ok(any || self.evaluate(c)?)),
+            other => Err(format!(
+                "condition function {other} is not evaluated by this test"
+            )),
         }
     }
 
@@ -518,9 +565,12 @@ impl Template {
                 let Some(entry) = self.chosen(entry).unwrap() else {
                     continue;
                 };
-                let variable = entry.get("Name").and_then(Value::as_str).unwrap_or_else(|| {
-                    panic!("{task_definition} `{name}`: an Environment entry has no Name")
-                });
+                let variable = entry
+                    .get("Name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_else(|| {
+                        panic!("{task_definition} `{name}`: an Environment entry has no Name")
+                    });
                 let mut parameters = BTreeSet::new();
                 let value = entry
                     .get("Value")
@@ -529,8 +579,12 @@ impl Template {
                     .unwrap_or_else(|e| panic!("{task_definition} `{name}` {variable}: {e}"))
                     .flatten()
                     .unwrap_or_default();
-                let previous = variables.insert(variable.to_string(), Variable { value, parameters });
-                assert!(previous.is_none(), "{task_definition} `{name}` sets {variable} twice");
+                let previous =
+                    variables.insert(variable.to_string(), Variable { value, parameters });
+                assert!(
+                    previous.is_none(),
+                    "{task_definition} `{name}` sets {variable} twice"
+                );
             }
             containers.push(Container {
                 task_definition,
@@ -693,7 +747,9 @@ fn passed_problems(template: &Template) -> Vec<String> {
         .map(|(c, p, s, _)| (c.to_string(), p.to_string(), s.to_string()))
         .collect();
     for (container, parameter, key) in passed.difference(&listed) {
-        problems.push(format!("`{container}` is passed {parameter} as {key}, not in PASSED"));
+        problems.push(format!(
+            "`{container}` is passed {parameter} as {key}, not in PASSED"
+        ));
     }
     for (container, parameter, key) in listed.difference(&passed) {
         problems.push(format!("`{container}` is not passed {parameter} as {key}"));
@@ -711,7 +767,9 @@ fn passed_problems(template: &Template) -> Vec<String> {
             continue;
         };
         if !seen.insert(other) {
-            problems.push(format!("{parameter}: {other} is another parameter's value too"));
+            problems.push(format!(
+                "{parameter}: {other} is another parameter's value too"
+            ));
         }
         if scalar(&definition["Default"]).as_deref() == Some(other) {
             problems.push(format!("{parameter}: {other} is its default"));
@@ -901,7 +959,10 @@ Resources:
     );
     assert_eq!(
         resolve("!GetAtt Unnamed.Arn"),
-        some("arn:aws:sqs:us-east-1:123456789012:framefleet-Unnamed-1A2B3C4D5E6F", &[])
+        some(
+            "arn:aws:sqs:us-east-1:123456789012:framefleet-Unnamed-1A2B3C4D5E6F",
+            &[]
+        )
     );
     assert_eq!(
         resolve("!Ref Bucket"),
@@ -909,7 +970,10 @@ Resources:
     );
     assert_eq!(
         resolve("{ 'Fn::GetAtt': [Role, Arn] }"),
-        some("arn:aws:iam::123456789012:role/framefleet-Role-1A2B3C4D5E6F", &[])
+        some(
+            "arn:aws:iam::123456789012:role/framefleet-Role-1A2B3C4D5E6F",
+            &[]
+        )
     );
     assert_eq!(resolve("!GetAtt Service.Name"), some("s", &[]));
     assert_eq!(
@@ -924,10 +988,16 @@ Resources:
         resolve("!Sub ['${A}-${Count}', { A: !Ref Prefix }]"),
         some("ff-3", &["Count", "Prefix"])
     );
-    assert_eq!(resolve("!Join [',', [a, !Ref Count]]"), some("a,3", &["Count"]));
+    assert_eq!(
+        resolve("!Join [',', [a, !Ref Count]]"),
+        some("a,3", &["Count"])
+    );
     assert_eq!(resolve("!If [IsFf, yes, no]"), some("yes", &[]));
     assert_eq!(resolve("!If [NotFf, yes, no]"), some("no", &[]));
-    assert_eq!(resolve("!If [NotFf, yes, !Ref AWS::NoValue]"), Ok((None, vec![])));
+    assert_eq!(
+        resolve("!If [NotFf, yes, !Ref AWS::NoValue]"),
+        Ok((None, vec![]))
+    );
     assert!(resolve("!Ref NoDefault").is_err());
     assert!(resolve("!Ref Topic").is_err());
     assert!(resolve("!Ref Missing").is_err());
@@ -938,7 +1008,10 @@ Resources:
     }
     .with_parameter("Count", "7");
     assert_eq!(
-        overridden.resolve(&serde_yaml::from_str("!Ref Count").unwrap(), &mut BTreeSet::new()),
+        overridden.resolve(
+            &serde_yaml::from_str("!Ref Count").unwrap(),
+            &mut BTreeSet::new()
+        ),
         Ok(Some("7".into()))
     );
 }
