@@ -7,7 +7,8 @@
 //! and moto when a test wants AWS's failures; [`processes`] runs the services as processes for
 //! the chaos suite; [`local_fleet`] runs worker processes under the local fleet supervisor;
 //! [`fleet_bench`] is `bench-fleet`, one worker process timed against its
-//! kernel.
+//! kernel; [`settings_env`] checks that a deployment's `FRAMEFLEET__*` variables reach the
+//! settings they name.
 
 mod binaries;
 pub mod ecs_agent;
@@ -19,6 +20,7 @@ pub mod moto;
 pub mod otlp;
 pub mod processes;
 pub mod reconciling;
+pub mod settings_env;
 pub mod stack;
 pub mod strict_s3;
 

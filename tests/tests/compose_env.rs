@@ -1,14 +1,15 @@
 //! Keeps `docker-compose.yml` from drifting away from the code: the `FRAMEFLEET__*` environment
 //! compose gives each framefleet service must load through that service's own config loader
 //! (which denies unknown keys) and pass its start-up validation, exactly as the binary would at
-//! start-up. Interpolations resolve as they would with nothing set in the shell
-//! (`${VAR:-default}` → `default`).
+//! start-up, and each value must land in the setting the variable names. Interpolations
+//! resolve as they would with nothing set in the shell (`${VAR:-default}` → `default`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use framefleet_core::config::{load, ConfigError};
 use framefleet_dispatcher::DispatcherSettings;
+use framefleet_e2e::settings_env::unreached;
 use framefleet_provision::ProvisionSettings;
 use framefleet_worker::WorkerSettings;
 use mediaconvert_standin::StandinSettings;
@@ -41,6 +42,25 @@ const SERVICES: [(&str, Loader); 4] = [
     ("mediaconvert-standin", load_standin),
     ("dispatcher", load_dispatcher),
     ("worker", load_worker),
+];
+
+/// Loads one service's settings from `env` and lists the variables that did not reach the
+/// setting they name (`framefleet_e2e::settings_env::unreached`).
+type Reach = fn(Env) -> Result<Vec<String>, ConfigError>;
+
+fn reach<T: serde::de::DeserializeOwned + serde::Serialize>(
+    env: Env,
+) -> Result<Vec<String>, ConfigError> {
+    let settings: T = load(None, Some(env.clone()))?;
+    Ok(unreached(&settings, &env))
+}
+
+/// [`SERVICES`]' settings types, by service.
+const REACHES: [(&str, Reach); 4] = [
+    ("provision", reach::<ProvisionSettings>),
+    ("mediaconvert-standin", reach::<StandinSettings>),
+    ("dispatcher", reach::<DispatcherSettings>),
+    ("worker", reach::<WorkerSettings>),
 ];
 
 fn compose_file() -> Value {
@@ -171,6 +191,31 @@ fn every_service_environment_is_accepted_by_its_loader() {
     assert!(
         failures.is_empty(),
         "compose environment rejected:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_variable_reaches_the_setting_it_names() {
+    let compose = compose_file();
+    assert_eq!(
+        REACHES.map(|(name, _)| name),
+        SERVICES.map(|(name, _)| name),
+        "REACHES lists SERVICES' services"
+    );
+    let mut failures = Vec::new();
+    for (service, reach) in REACHES {
+        let env = framefleet_env(&compose, service);
+        match reach(env) {
+            Ok(unreached) => {
+                failures.extend(unreached.into_iter().map(|p| format!("{service}: {p}")));
+            }
+            Err(error) => failures.push(format!("{service}: {error}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "compose values that did not reach their settings:\n{}",
         failures.join("\n")
     );
 }
