@@ -171,8 +171,12 @@ pub fn known_work(
             }
             JobStatus::Capturing => {
                 let landing = capture_lands_at(job).is_some_and(|at| at <= horizon);
+                // A segmented capture fans its segments out while it still captures: its work
+                // is known as soon as its first segment lands, less what is already counted.
+                let landing = landing || job.segments_complete > 0;
+                let done = job.processed_frames + job.failed_frames;
                 match job.expected_frames {
-                    Some(frames) if landing => (frames, default_batch_size),
+                    Some(frames) if landing => (frames.saturating_sub(done), default_batch_size),
                     _ => (0, default_batch_size),
                 }
             }
@@ -441,6 +445,42 @@ mod tests {
                 frames: 500 + 101,
                 batches: 10 + 11,
                 jobs: 2,
+            }
+        );
+    }
+
+    #[test]
+    fn a_segmented_capture_counts_its_work_once_a_segment_lands() {
+        let now = at("2026-01-01T00:02:00Z");
+        // Far from landing by its progress, but one of its 4 segments is in and being counted.
+        let mut segmented = capturing(
+            Some(6000),
+            Some(0),
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T00:01:40Z",
+        );
+        segmented.segments_total = Some(4);
+        let work = known_work(
+            std::slice::from_ref(&segmented),
+            now,
+            Duration::from_secs(45),
+            50,
+        );
+        assert_eq!(work, KnownWork::default());
+        segmented.segments_complete = 1;
+        segmented.processed_frames = 1000;
+        let work = known_work(
+            std::slice::from_ref(&segmented),
+            now,
+            Duration::from_secs(45),
+            50,
+        );
+        assert_eq!(
+            work,
+            KnownWork {
+                frames: 5000,
+                batches: 100,
+                jobs: 1,
             }
         );
     }
