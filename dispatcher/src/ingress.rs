@@ -228,7 +228,7 @@ pub(crate) async fn recapture(inner: &Inner, record: &JobRecord) -> Result<Strin
         &record.source_key,
     );
     // The recorded rate stands; the header is read again only for the preview's sound.
-    let has_audio = source_has_audio(inner, &pinned, record.source_size).await;
+    let has_audio = crate::segments::source_has_audio(inner, &pinned, record.source_size).await;
     let mut request = capture_request(
         inner,
         &record.video_id,
@@ -310,19 +310,6 @@ enum RateChoice {
 struct Probed {
     probe: HeaderProbe,
     header: Option<VideoHeader>,
-}
-
-/// Whether the pinned upload has a sound track, for the preview of a capture created after
-/// registration (a recapture, a segment, the fallback); false when the header cannot say.
-pub(crate) async fn source_has_audio(inner: &Inner, pinned: &PinnedSource, size: u64) -> bool {
-    let reader = S3Object {
-        client: &inner.clients.s3,
-        bucket: &pinned.bucket,
-        key: &pinned.key,
-    };
-    probe_video(&reader, size)
-        .await
-        .is_ok_and(|header| header.has_audio)
 }
 
 /// Frames the capture will yield, from the header: its sample count when capturing every

@@ -18,6 +18,9 @@
 //! - [`redrive`]: `dispatcher redrive`, dead-lettered messages back to their queue.
 //! - [`reconcile`]: finds jobs that stopped moving and makes each one end.
 //! - [`scaler`]: the worker service's desired count from the known work (ECS UpdateService).
+//! - `send`: streaming a run of batches onto the frames queue with checkpoints, and finding a
+//!   capture's frames by listing (shared by `fanout` and [`segments`]); `finish`: the manifest
+//!   of a FINALIZING job, written by the reconciler or the segments' sweep.
 //! - [`service`]: the two consumer loops and their `run_once`; each message is handled on a
 //!   task of its own (a panic fails that message only), `ingress` and `fanout` hold what each
 //!   message kind does, and `context` what the loops and handlers share.
@@ -26,6 +29,7 @@ mod context;
 pub mod error;
 pub mod events;
 mod fanout;
+mod finish;
 mod ingress;
 pub mod mediaconvert;
 mod metrics;
@@ -36,6 +40,7 @@ pub mod reconcile;
 pub mod redrive;
 pub mod scaler;
 pub mod segments;
+mod send;
 pub mod service;
 pub mod settings;
 pub mod source;

@@ -29,8 +29,7 @@ use std::time::Duration;
 
 use aws_sdk_mediaconvert::types::JobStatus as MediaConvertStatus;
 use framefleet_core::aws::{describe, is_transient};
-use framefleet_core::jobs::{BatchPlan, JobRecord, JobStatus, Transition};
-use framefleet_core::manifest::ManifestWriter;
+use framefleet_core::jobs::{JobRecord, JobStatus, Transition};
 use framefleet_core::video::VideoId;
 use tracing::Instrument;
 
@@ -65,6 +64,17 @@ pub enum Action {
     Completed,
     /// The job cannot finish; it was failed with this reason.
     Failed(String),
+}
+
+impl From<crate::segments::Reconciled> for Action {
+    fn from(done: crate::segments::Reconciled) -> Self {
+        use crate::segments::Reconciled;
+        match done {
+            Reconciled::FannedOut => Self::FannedOut,
+            Reconciled::Recaptured(what) => Self::Recaptured(what),
+            Reconciled::Failed(reason) => Self::Failed(reason),
+        }
+    }
 }
 
 impl ReconcileConfig {
@@ -154,12 +164,14 @@ async fn reconcile_job(
         // worker-thread stack.
         JobStatus::Registered => Box::pin(reregister(inner, &record)).await.map(Some),
         JobStatus::Capturing if record.segments_total.is_some() => {
-            Box::pin(crate::segments::reconcile_capturing(inner, record)).await
+            Box::pin(crate::segments::reconcile_capturing(inner, record))
+                .await
+                .map(|done| done.map(Action::from))
         }
         JobStatus::Capturing => Box::pin(capturing(inner, record)).await,
         JobStatus::Processing => Box::pin(processing(inner, record)).await.map(Some),
         JobStatus::Finalizing => {
-            Box::pin(finish(inner, &record)).await?;
+            Box::pin(crate::finish::finish(inner, &record)).await?;
             Ok(Some(Action::Completed))
         }
         JobStatus::Complete | JobStatus::Failed | JobStatus::Canceled => Ok(None),
@@ -303,7 +315,7 @@ async fn processing(inner: &Inner, record: JobRecord) -> Result<Action, Dispatch
         // its completion, and its message is gone.
         if inner.jobs.try_finalize(&video_id).await? == Transition::Applied {
             let record = inner.jobs.get(&video_id).await?.unwrap_or(record);
-            finish(inner, &record).await?;
+            crate::finish::finish(inner, &record).await?;
         }
         return Ok(Action::Finalized);
     }
@@ -332,7 +344,7 @@ async fn processing(inner: &Inner, record: JobRecord) -> Result<Action, Dispatch
     } else {
         // Fanned out before plans were stored: store nothing, cut as the settings say.
         JobRecord {
-            plan: Some(plan_of(inner, &record)),
+            plan: Some(crate::finish::plan_of(inner, &record)),
             ..record
         }
     };
@@ -374,33 +386,6 @@ async fn resend(
         .note_reconcile(video_id, JobStatus::Processing, attempts, &note)
         .await?;
     Ok(Action::Resent(missing.to_vec()))
-}
-
-fn plan_of(inner: &Inner, record: &JobRecord) -> BatchPlan {
-    record.plan.clone().unwrap_or_else(|| BatchPlan {
-        batch_size: inner.settings.dispatcher.batch_size,
-        params: inner.params.clone(),
-        last_frame: None,
-        layout: inner.settings.dispatcher.output_layout,
-    })
-}
-
-pub(crate) async fn finish(inner: &Inner, record: &JobRecord) -> Result<(), DispatchError> {
-    let plan = plan_of(inner, record);
-    let writer = ManifestWriter::new(
-        inner.clients.s3.clone(),
-        inner.jobs.clone(),
-        &inner.settings.resources.processed_bucket,
-        inner.settings.pricing.clone(),
-    );
-    writer
-        .finish_job(&record.video_id, &plan.params)
-        .await
-        .map(|_finish| ())
-        .map_err(|error| DispatchError::Reconcile {
-            video_id: record.video_id.to_string(),
-            message: format!("finishing the manifest: {error}"),
-        })
 }
 
 fn list(indices: &[u32]) -> String {

@@ -54,13 +54,14 @@ use framefleet_core::video::VideoId;
 use crate::context::Inner;
 use crate::error::DispatchError;
 use crate::events::{JobEvent, JobState};
-use crate::fanout::{list_frames, send_batches, Checkpoint, Sent};
 use crate::mediaconvert::{
     cancel_stray_job, create_capture_job, CapturePart, CaptureRequest, FALLBACK_PART,
     PREVIEW_BASE_NAME,
 };
 use crate::pin::PinnedSource;
-use crate::rate::{CaptureRate, VideoHeader};
+use crate::rate::{probe_video, CaptureRate, VideoHeader};
+use crate::send::{list_frames, send_batches, Checkpoint, Sent};
+use crate::source::S3Object;
 use crate::timecode::{plan_capture, NotSegmented, SegmentPlan};
 
 /// MediaConvert error codes after which a segment's job is created again rather than the
@@ -89,6 +90,19 @@ pub fn capture_stem(source_key: &str) -> String {
         Some(dot) if dot > 0 => name[..dot].to_string(),
         _ => name.to_string(),
     }
+}
+
+/// Whether the pinned upload has a sound track, for the preview of a capture created after
+/// registration (a recapture, a segment, the fallback); false when the header cannot say.
+pub(crate) async fn source_has_audio(inner: &Inner, pinned: &PinnedSource, size: u64) -> bool {
+    let reader = S3Object {
+        client: &inner.clients.s3,
+        bucket: &pinned.bucket,
+        key: &pinned.key,
+    };
+    probe_video(&reader, size)
+        .await
+        .is_ok_and(|header| header.has_audio)
 }
 
 /// The segment plan of a probed video, or why it is one job.
@@ -245,7 +259,7 @@ impl Source {
         );
         let has_audio = match has_audio {
             Some(known) => known,
-            None => crate::ingress::source_has_audio(inner, &pinned, record.source_size).await,
+            None => source_has_audio(inner, &pinned, record.source_size).await,
         };
         Ok(Self {
             pinned,
@@ -755,7 +769,7 @@ async fn sweep(inner: &Inner, record: &JobRecord) -> Result<(), DispatchError> {
     }
     if inner.jobs.try_finalize(&record.video_id).await? == Transition::Applied {
         tracing::info!("every batch was counted before the total existed; finalizing");
-        crate::reconcile::finish(inner, record).await?;
+        crate::finish::finish(inner, record).await?;
     }
     Ok(())
 }
@@ -1107,6 +1121,17 @@ pub(crate) fn batch_body(
     (j < batches.len()).then(|| batches.body(j))
 }
 
+/// What the reconciler's pass did to a segmented job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reconciled {
+    /// A capture had completed: its frames were fanned out.
+    FannedOut,
+    /// A capture was created again (which one).
+    Recaptured(String),
+    /// The job was failed with this reason.
+    Failed(String),
+}
+
 /// What MediaConvert says of one recorded job, for the reconciler.
 enum Asked {
     /// It no longer knows the job.
@@ -1175,8 +1200,8 @@ async fn ask(inner: &Inner, video_id: &VideoId, job_id: &str) -> Result<Asked, D
 pub(crate) async fn reconcile_capturing(
     inner: &Inner,
     record: JobRecord,
-) -> Result<Option<crate::reconcile::Action>, DispatchError> {
-    use crate::reconcile::Action;
+) -> Result<Option<Reconciled>, DispatchError> {
+    use Reconciled as Action;
     let video_id = record.video_id.clone();
     let max = inner.settings.reconcile.max_attempts;
     if record.fallback.is_some() {
