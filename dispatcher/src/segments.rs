@@ -367,25 +367,14 @@ async fn create(
         end_timecode: segment.end_timecode.clone(),
     };
     let request = source.request(inner, video_id, part, u64::from(attempt));
-    let job_id = match create_capture_job(
-        &inner.clients.mediaconvert,
-        &inner.settings.dispatcher,
-        &request,
-    )
-    .await
-    {
-        Ok(job_id) => job_id,
-        Err(error) if error.retryable => return Err(error.into()),
-        Err(error) => {
-            let reason = format!(
-                "MediaConvert refused segment {} (frames {}..={}): {}",
-                segment.index,
-                segment.first,
-                segment.first + segment.frames - 1,
-                error.message
-            );
-            return Box::pin(fail_all(inner, video_id, &reason)).await;
-        }
+    let refused = format!(
+        "MediaConvert refused segment {} (frames {}..={})",
+        segment.index,
+        segment.first,
+        segment.first + segment.frames - 1
+    );
+    let Some(job_id) = create_part(inner, &request, &refused).await? else {
+        return Ok(());
     };
     if inner
         .jobs
@@ -409,6 +398,31 @@ async fn create(
     }
     tracing::info!(segment = segment.index, attempt, mediaconvert_job_id = %job_id, first = segment.first, frames = segment.frames, "segment capture started");
     Ok(())
+}
+
+/// Creates one part's MediaConvert job: its id, or `None` when MediaConvert refused the
+/// request for good and the job was failed (`refused` starts the reason) with its other
+/// segments canceled. A transient failure is returned for the handler's redelivery.
+async fn create_part(
+    inner: &Inner,
+    request: &CaptureRequest<'_>,
+    refused: &str,
+) -> Result<Option<String>, DispatchError> {
+    match create_capture_job(
+        &inner.clients.mediaconvert,
+        &inner.settings.dispatcher,
+        request,
+    )
+    .await
+    {
+        Ok(job_id) => Ok(Some(job_id)),
+        Err(error) if error.retryable => Err(error.into()),
+        Err(error) => {
+            let reason = format!("{refused}: {}", error.message);
+            Box::pin(fail_all(inner, request.video_id, &reason)).await?;
+            Ok(None)
+        }
+    }
 }
 
 /// Fails the job and cancels every segment capture still running.
@@ -859,22 +873,9 @@ async fn create_fallback(
     };
     let source = Source::of(inner, &record, None).await?;
     let request = source.request(inner, video_id, CapturePart::Fallback, attempt);
-    let job_id = match create_capture_job(
-        &inner.clients.mediaconvert,
-        &inner.settings.dispatcher,
-        &request,
-    )
-    .await
-    {
-        Ok(job_id) => job_id,
-        Err(error) if error.retryable => return Err(error.into()),
-        Err(error) => {
-            let reason = format!(
-                "MediaConvert refused the fallback capture of the whole video: {}",
-                error.message
-            );
-            return Box::pin(fail_all(inner, video_id, &reason)).await;
-        }
+    let refused = "MediaConvert refused the fallback capture of the whole video";
+    let Some(job_id) = create_part(inner, &request, refused).await? else {
+        return Ok(());
     };
     let recorded = if attempt == 0 {
         inner.jobs.record_fallback_job(video_id, &job_id).await?
