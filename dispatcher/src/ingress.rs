@@ -214,19 +214,7 @@ async fn pin(
 /// Creates the capture job of a CAPTURING job again, with the request the first one had, when
 /// MediaConvert no longer knows the recorded job. Returns the new MediaConvert job id.
 pub(crate) async fn recapture(inner: &Inner, record: &JobRecord) -> Result<String, DispatchError> {
-    let rate = record
-        .capture_rate
-        .as_deref()
-        .and_then(|rate| CaptureRate::parse(rate).ok())
-        .ok_or_else(|| DispatchError::Reconcile {
-            video_id: record.video_id.to_string(),
-            message: "the job records no usable capture rate".into(),
-        })?;
-    let pinned = PinnedSource::location(
-        &inner.settings.resources.frames_bucket,
-        &record.video_id,
-        &record.source_key,
-    );
+    let (rate, pinned) = crate::segments::recorded_capture(inner, record)?;
     // The recorded rate stands; the header is read again only for the preview's sound.
     let has_audio = crate::segments::source_has_audio(inner, &pinned, record.source_size).await;
     let mut request = capture_request(

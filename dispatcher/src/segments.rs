@@ -238,25 +238,35 @@ struct Source {
     traceparent: Option<String>,
 }
 
+/// What a capture created after registration (a recapture, a segment, the fallback) reads
+/// from the job: the rate it recorded and its pinned copy of the upload.
+pub(crate) fn recorded_capture(
+    inner: &Inner,
+    record: &JobRecord,
+) -> Result<(CaptureRate, PinnedSource), DispatchError> {
+    let rate = record
+        .capture_rate
+        .as_deref()
+        .and_then(|rate| CaptureRate::parse(rate).ok())
+        .ok_or_else(|| DispatchError::Reconcile {
+            video_id: record.video_id.to_string(),
+            message: "the job records no usable capture rate".into(),
+        })?;
+    let pinned = PinnedSource::location(
+        &inner.settings.resources.frames_bucket,
+        &record.video_id,
+        &record.source_key,
+    );
+    Ok((rate, pinned))
+}
+
 impl Source {
     async fn of(
         inner: &Inner,
         record: &JobRecord,
         has_audio: Option<bool>,
     ) -> Result<Self, DispatchError> {
-        let rate = record
-            .capture_rate
-            .as_deref()
-            .and_then(|rate| CaptureRate::parse(rate).ok())
-            .ok_or_else(|| DispatchError::Reconcile {
-                video_id: record.video_id.to_string(),
-                message: "the segmented job records no usable capture rate".into(),
-            })?;
-        let pinned = PinnedSource::location(
-            &inner.settings.resources.frames_bucket,
-            &record.video_id,
-            &record.source_key,
-        );
+        let (rate, pinned) = recorded_capture(inner, record)?;
         let has_audio = match has_audio {
             Some(known) => known,
             None => source_has_audio(inner, &pinned, record.source_size).await,
